@@ -1,0 +1,226 @@
+"""The HTTP client of the API: create and query tasks, with validation, timeouts, safe retries and typed results."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+from .catalog import Operation, get_operation
+from .config import ClientSettings
+from .errors import (
+    NO_STATE,
+    APIConnectionError,
+    PicWishError,
+    UnexpectedResponseError,
+    ValidationError,
+    error_for,
+)
+from .images import CONTENT_TYPES, EXTENSIONS, sniff_format
+from .results import Output, TaskResult
+from .retry import Backoff, parse_retry_after, should_retry
+from .validation import ImageSource, validate_request
+
+USER_AGENT = "picwish-pipeline/1.0"
+
+
+class PicWishClient:
+    """One client per API key. `max_retries=0` hands every retry decision to the caller (the state machine)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        settings: ClientSettings | None = None,
+        session: requests.Session | None = None,
+        max_retries: int = 2,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        validate: bool = True,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key is required")
+        self._api_key = api_key
+        self.settings = settings or ClientSettings.from_env()
+        self.session = session or requests.Session()
+        self.max_retries = max_retries
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep
+        self.validate = validate
+        self.calls = 0  # HTTP requests sent, retries included (every one spends QPS budget)
+
+    def __repr__(self) -> str:  # the key never appears in a repr
+        return f"PicWishClient(base_url={self.settings.base_url!r})"
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        operation: str,
+        image: ImageSource,
+        options: Mapping[str, Any] | None = None,
+        *,
+        sync: bool = False,
+        mask: ImageSource | None = None,
+        retain_mask: ImageSource | None = None,
+    ) -> TaskResult:
+        """POST a task. Async: the result holds only `task_id`. Sync: the finished result (or TaskFailedError)."""
+        op = self._operation(operation)
+        inputs = {"image": image, "mask": mask, "retain_mask": retain_mask}
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+        if self.validate:
+            options = validate_request(op, inputs, options, sync=sync)
+        parts = build_form(op, inputs, options or {}, sync=sync)
+        response = self._send("POST", op, op.path, is_create=True, files=parts)
+        return self._parse(op, response, expect_state=sync)
+
+    def get_task(self, operation: str, task_id: str) -> TaskResult:
+        """GET a task's state. Raises TaskFailedError for a failed state and UnknownStateError for an odd one."""
+        op = self._operation(operation)
+        if not task_id or "/" in task_id:
+            raise ValidationError("task_id", "must be a non-empty id without '/'", operation=op.name)
+        response = self._send("GET", op, f"{op.path}/{task_id}", is_create=False, task_id=task_id)
+        return self._parse(op, response, expect_state=True, task_id=task_id)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _operation(name: str) -> Operation:
+        try:
+            return get_operation(name)
+        except KeyError as exc:
+            raise ValidationError("operation", exc.args[0]) from None
+
+    def _send(self, method: str, op: Operation, path: str, *, is_create: bool, task_id: str | None = None, **kw):
+        url = self.settings.base_url.rstrip("/") + path
+        headers = {"X-API-KEY": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
+        attempt = 0
+        while True:
+            self.calls += 1
+            try:
+                response = self.session.request(method, url, headers=headers, timeout=timeout, **kw)
+                error = _envelope_error(op, response, task_id)
+            except requests.RequestException as exc:
+                response, error = None, _connection_error(exc, op, task_id)
+            if error is None:
+                return response
+            if attempt >= self.max_retries or not should_retry(error, is_create=is_create):
+                raise error
+            self._sleep(self.backoff.delay(attempt, getattr(error, "retry_after", None)))
+            attempt += 1
+
+    def _parse(
+        self, op: Operation, response: requests.Response, *, expect_state: bool, task_id: str | None = None
+    ) -> TaskResult:
+        if _is_binary_image(response):
+            # correction's sync return_type=3: the body is the image itself.
+            header_id = response.headers.get("X-Task-Id") or task_id or ""
+            return TaskResult(
+                op.name, header_id or "binary", state=1, progress=100, image=Output(data=response.content)
+            )
+        body = _json_body(response, op, task_id)
+        data = body.get("data")
+        result = TaskResult.from_data(op.name, data, task_id=task_id)
+        if not expect_state:
+            return result
+        state = data.get("state", "<missing>") if isinstance(data, dict) else "<missing>"
+        error = error_for(state=state, message=body.get("message"), task_id=result.task_id, operation=op.name)
+        if error is not None:
+            raise error
+        return result
+
+
+def build_form(
+    op: Operation, inputs: Mapping[str, ImageSource], options: Mapping[str, Any], *, sync: bool
+) -> list[tuple[str, tuple[str | None, str | bytes, str | None]]]:
+    """The multipart/form-data parts: plain fields, `<slot>_url` fields and `<slot>_file` uploads.
+
+    Plain fields are parts too: without a file, requests would otherwise send form-urlencoded, which the docs
+    do not offer.
+    """
+    parts: list[tuple[str, tuple[str | None, str | bytes, str | None]]] = [("sync", (None, "1" if sync else "0", None))]
+    for name, value in options.items():
+        text = json.dumps(value, separators=(",", ":")) if isinstance(value, list) else str(value)
+        parts.append((name, (None, text, None)))
+    for slot in op.slots:
+        source = inputs.get(slot.name)
+        if isinstance(source, str):
+            parts.append((slot.url_field, (None, source, None)))
+        elif source is not None:
+            fmt = sniff_format(bytes(source)) or ""
+            filename = f"{slot.name}.{EXTENSIONS.get(fmt, 'bin')}"
+            parts.append(
+                (slot.file_field, (filename, bytes(source), CONTENT_TYPES.get(fmt, "application/octet-stream")))
+            )
+    return parts
+
+
+def _is_binary_image(response: requests.Response) -> bool:
+    return response.status_code == 200 and response.headers.get("Content-Type", "").startswith("image/")
+
+
+def _json_body(response: requests.Response, op: Operation, task_id: str | None) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise UnexpectedResponseError(
+            f"HTTP {response.status_code}: the body is not JSON",
+            status=response.status_code,
+            task_id=task_id,
+            operation=op.name,
+        ) from None
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError("the body is not a JSON object", task_id=task_id, operation=op.name)
+    return body
+
+
+def _envelope_error(op: Operation, response: requests.Response, task_id: str | None) -> PicWishError | None:
+    """The error a response carries, judging the HTTP status and the body's `status` together.
+
+    The body's status is authoritative: the real API is reported to send errors such as 429 inside an HTTP 200.
+    """
+    if _is_binary_image(response):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body_status = body.get("status") if isinstance(body, dict) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if isinstance(body_status, int) and not isinstance(body_status, bool) and body_status != 200:
+        status = body_status
+    elif response.status_code != 200:
+        status = response.status_code
+    elif not isinstance(body, dict):
+        return UnexpectedResponseError(
+            "HTTP 200 with a body that is not a JSON object", task_id=task_id, operation=op.name
+        )
+    elif body_status != 200:
+        return UnexpectedResponseError(
+            f"envelope status {body_status!r} is not a number", task_id=task_id, operation=op.name
+        )
+    else:
+        return None
+    return error_for(
+        status=status,
+        state=NO_STATE,
+        message=message if isinstance(message, str) else None,
+        task_id=task_id,
+        operation=op.name,
+        retry_after=retry_after,
+    )
+
+
+def _connection_error(exc: requests.RequestException, op: Operation, task_id: str | None) -> APIConnectionError:
+    """Whether the server may have seen the request decides whether a create may be repeated."""
+    never_sent = isinstance(exc, requests.ConnectTimeout) or (
+        isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc.args)
+    )
+    return APIConnectionError(
+        f"{type(exc).__name__} talking to the API", request_sent=not never_sent, task_id=task_id, operation=op.name
+    )

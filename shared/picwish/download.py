@@ -1,0 +1,103 @@
+"""Fetching a result: base64 already decoded, or a URL streamed under a host policy, a byte cap and a deadline."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+from .config import ClientSettings
+from .errors import ResultDownloadError, ResultExpiredError
+from .images import content_type
+from .results import Output
+
+# What object storage answers for a signed link that has expired (403) or a key that is gone (404, 410).
+EXPIRED_STATUSES = frozenset({403, 404, 410})
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    data: bytes
+    content_type: str
+
+
+def check_url_allowed(url: str, settings: ClientSettings, resolve=socket.getaddrinfo) -> None:
+    """Refuse anything but the API's result hosts over HTTPS: no file://, no loopback, link-local or private
+    addresses (a result URL is input from outside; fetching 169.254.169.254 would leak credentials)."""
+    parts = urlsplit(url)
+    allowed_schemes = ("https", "http") if settings.allow_http_results else ("https",)
+    if parts.scheme not in allowed_schemes:
+        raise ResultDownloadError(f"result URL refused: scheme {parts.scheme!r} is not allowed")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ResultDownloadError("result URL refused: no host")
+    netloc_host = f"{host}:{parts.port}" if parts.port else host
+    if settings.result_hosts:
+        if host not in settings.result_hosts and netloc_host not in settings.result_hosts:
+            raise ResultDownloadError(f"result URL refused: host {host!r} is not an allowed result host")
+        return  # explicitly allowed by configuration, loopback included (the local stack's mock)
+    try:
+        addresses = {info[4][0] for info in resolve(host, parts.port or 443)}
+    except OSError:
+        raise ResultDownloadError(f"result URL refused: host {host!r} does not resolve") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            raise ResultDownloadError(f"result URL refused: host {host!r} resolves to a non-public address")
+
+
+def fetch_output(
+    output: Output,
+    settings: ClientSettings,
+    *,
+    session: requests.Session | None = None,
+    deadline_s: float = 60.0,
+    resolve=socket.getaddrinfo,
+) -> Downloaded:
+    """Bytes and content type of one output; a URL is streamed and never followed through a redirect."""
+    if output.data is not None:
+        return Downloaded(output.data, content_type(output.data))
+    if not output.url:
+        raise ResultDownloadError("the output has neither data nor a URL")
+    check_url_allowed(output.url, settings, resolve)
+    session = session or requests.Session()
+    started = time.monotonic()
+    try:
+        response = session.get(
+            output.url,
+            stream=True,
+            allow_redirects=False,
+            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
+        )
+    except requests.RequestException as exc:
+        raise ResultDownloadError(f"result download failed: {type(exc).__name__}") from None
+    with response:
+        if response.status_code in EXPIRED_STATUSES:
+            raise ResultExpiredError(
+                f"result link answered HTTP {response.status_code}: expired or gone", status=response.status_code
+            )
+        if 300 <= response.status_code < 400:
+            raise ResultDownloadError(f"result URL refused: redirect (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise ResultDownloadError(f"result download answered HTTP {response.status_code}")
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > settings.max_result_bytes:
+            raise ResultDownloadError(f"result is {declared} bytes, over the cap of {settings.max_result_bytes}")
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_content(chunk_size=256 * 1024):
+                size += len(chunk)
+                if size > settings.max_result_bytes:
+                    raise ResultDownloadError(f"result exceeds the cap of {settings.max_result_bytes} bytes")
+                if time.monotonic() - started > deadline_s:
+                    raise ResultDownloadError(f"result download exceeded its {deadline_s:.0f} s deadline")
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise ResultDownloadError(f"result download failed: {type(exc).__name__}") from None
+    data = b"".join(chunks)
+    declared_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return Downloaded(data, content_type(data, default=declared_type or "application/octet-stream"))

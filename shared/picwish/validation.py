@@ -1,0 +1,242 @@
+"""Local validation of a request against the catalog, before anything is sent (a rejected request costs no credit).
+
+Every failure is a ValidationError whose message names the parameter and the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .catalog import MAX_SIDE, MAX_URL_LENGTH, MB, SIZE_RANGE, Operation, Param, get_operation
+from .errors import ValidationError
+from .images import ImageInfo, UnreadableImage, mask_coverage, read_info, sniff_format
+
+ImageSource = bytes | str  # bytes are uploaded as <slot>_file, a str is sent as <slot>_url
+
+
+def validate_request(
+    operation: str | Operation,
+    inputs: Mapping[str, ImageSource | None],
+    options: Mapping[str, Any] | None = None,
+    *,
+    sync: bool = False,
+) -> dict[str, Any]:
+    """Check a whole request; return the options normalized to their documented types (ints as int)."""
+    op = operation if isinstance(operation, Operation) else _known_operation(operation)
+    options = dict(options or {})
+    normalized = normalize_options(op, options)
+    _check_requirements(op, normalized, sync)
+    infos = _check_inputs(op, {k: v for k, v in inputs.items() if v is not None}, normalized)
+    _check_rectangles(op, normalized, infos.get("image"))
+    return normalized
+
+
+def _known_operation(name: str) -> Operation:
+    try:
+        return get_operation(name)
+    except KeyError as exc:
+        raise ValidationError("operation", exc.args[0]) from None
+
+
+def normalize_options(op: Operation, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check each option on its own (known name, type, range, choices, pattern) and return typed values."""
+    slot_fields = {f for s in op.slots for f in (s.file_field, s.url_field)}
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if name in slot_fields:
+            raise ValidationError(name, "images and masks are passed as inputs, not as options", operation=op.name)
+        if name == "sync":
+            raise ValidationError(name, "sync is an argument of the call, not an option", operation=op.name)
+        try:
+            param = op.param(name)
+        except KeyError:
+            known = ", ".join(p.name for p in op.params)
+            raise ValidationError(name, f"unknown parameter for {op.name}; known: {known}", operation=op.name) from None
+        out[name] = _normalize_value(op, param, value)
+    return out
+
+
+def _normalize_value(op: Operation, param: Param, value: Any) -> Any:
+    def fail(rule: str) -> ValidationError:
+        return ValidationError(param.name, rule, operation=op.name)
+
+    if param.kind == "int":
+        number = _as_int(value)
+        if number is None:
+            raise fail(f"must be an integer; got {value!r}")
+        if param.choices is not None and number not in param.choices:
+            raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {number}")
+        if param.minimum is not None and not param.minimum <= number <= param.maximum:
+            raise fail(f"must be between {param.minimum} and {param.maximum}; got {number}")
+        return number
+    if param.kind == "json":
+        return _parse_rectangles(op, value)
+    if not isinstance(value, str):
+        raise fail(f"must be a string; got {value!r}")
+    if param.choices is not None and value not in param.choices:
+        raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {value!r}")
+    if param.pattern is not None:
+        match = re.fullmatch(param.pattern, value)
+        if not match:
+            raise fail(f"{param.rule}; got {value!r}")
+        if param.name == "size":
+            lo, hi = SIZE_RANGE
+            if not all(lo <= int(side) <= hi for side in match.groups()):
+                raise fail(f"{param.rule}; got {value!r}")
+    return value
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _check_requirements(op: Operation, options: dict[str, Any], sync: bool) -> None:
+    """Cross-parameter rules (bg_color only with format=jpg; return_type 3 only with sync=1)."""
+    effective = {**op.defaults(), **options, "sync": 1 if sync else 0}
+    for name, value in options.items():
+        param = op.param(name)
+        if param.requires_for is not None and value not in param.requires_for:
+            continue
+        for other, allowed in param.requires.items():
+            if effective.get(other) not in allowed:
+                wanted = " or ".join(f"{other}={a}" for a in allowed)
+                subject = f"value {value} is" if param.requires_for is not None else "is"
+                raise ValidationError(name, f"{subject} only allowed with {wanted}", operation=op.name)
+
+
+def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[str, Any]) -> dict[str, ImageInfo]:
+    known = {s.name for s in op.slots}
+    for name in inputs:
+        if name not in known:
+            raise ValidationError(
+                name, f"{op.name} takes no {name} input; it takes {', '.join(known)}", operation=op.name
+            )
+    infos: dict[str, ImageInfo] = {}
+    for slot in op.slots:
+        source = inputs.get(slot.name)
+        given_alternatives = [a for a in slot.alternatives if a in options]
+        if source is None:
+            if slot.required and not given_alternatives:
+                either = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
+                raise ValidationError(slot.file_field, f"one of {either} is required", operation=op.name)
+            continue
+        if given_alternatives:
+            either = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
+            raise ValidationError(given_alternatives[0], f"{either} are mutually exclusive", operation=op.name)
+        if isinstance(source, str):
+            check_url(slot.url_field, source, operation=op.name)
+        elif isinstance(source, bytes | bytearray):
+            infos[slot.name] = check_image_bytes(op, slot.file_field, bytes(source))
+        else:
+            raise ValidationError(slot.file_field, f"must be bytes or a URL string; got {type(source).__name__}")
+    _check_same_dimensions(op, infos)
+    if op.max_mask_area is not None and isinstance(inputs.get("mask"), bytes | bytearray):
+        coverage = mask_coverage(bytes(inputs["mask"]))
+        if coverage > op.max_mask_area:
+            raise ValidationError(
+                "mask_file",
+                f"the removal area (white) must cover at most {op.max_mask_area:.0%} of the image; "
+                f"it covers {coverage:.1%}",
+                operation=op.name,
+            )
+    return infos
+
+
+def check_url(field: str, url: Any, *, operation: str | None = None) -> None:
+    if not isinstance(url, str) or not url:
+        raise ValidationError(field, "must be a non-empty URL", operation=operation)
+    if len(url) > MAX_URL_LENGTH:
+        raise ValidationError(
+            field, f"must be at most {MAX_URL_LENGTH} characters; got {len(url)}", operation=operation
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValidationError(field, f"must be an http(s) URL; got scheme {parts.scheme!r}", operation=operation)
+
+
+def check_image_bytes(op: Operation, field: str, data: bytes) -> ImageInfo:
+    """Size, format (by magic bytes) and dimensions of one uploaded image."""
+
+    def fail(rule: str) -> ValidationError:
+        return ValidationError(field, rule, operation=op.name)
+
+    if not data:
+        raise fail("must not be empty (0 bytes)")
+    if len(data) > op.max_bytes:
+        raise fail(f"must be at most {op.max_bytes // MB} MB ({op.max_bytes} bytes); got {len(data)} bytes")
+    fmt = sniff_format(data)
+    if fmt is not None and fmt not in op.formats:
+        raise fail(f"format {fmt} is not accepted; accepted: {', '.join(op.formats)}")
+    try:
+        info = read_info(data)
+    except UnreadableImage as exc:
+        raise fail(f"must be an image in one of the formats {', '.join(op.formats)}: {exc}") from None
+    if info.width > MAX_SIDE or info.height > MAX_SIDE:
+        raise fail(f"must be at most {MAX_SIDE}x{MAX_SIDE} pixels; got {info.width}x{info.height}")
+    if info.width < 1 or info.height < 1:
+        raise fail(f"must have at least one pixel; got {info.width}x{info.height}")
+    return info
+
+
+def _check_same_dimensions(op: Operation, infos: dict[str, ImageInfo]) -> None:
+    image = infos.get("image")
+    if not op.same_dimensions or image is None:
+        return
+    for name, info in infos.items():
+        if name != "image" and (info.width, info.height) != (image.width, image.height):
+            raise ValidationError(
+                f"{name}_file",
+                f"must have the same dimensions as the image ({image.width}x{image.height}); "
+                f"got {info.width}x{info.height}",
+                operation=op.name,
+            )
+
+
+_RECT_KEYS = ("x", "y", "width", "height")
+
+
+def _parse_rectangles(op: Operation, value: Any) -> list[dict[str, int]]:
+    def fail(rule: str) -> ValidationError:
+        return ValidationError("rectangles", rule, operation=op.name)
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise fail('must be a JSON array like [{"x":0,"y":0,"width":100,"height":100}]') from None
+    if not isinstance(value, list) or not value:
+        raise fail("must be a non-empty JSON array of rectangles")
+    if op.max_rectangles is not None and len(value) > op.max_rectangles:
+        raise fail(f"must hold at most {op.max_rectangles} rectangles; got {len(value)}")
+    rects = []
+    for i, rect in enumerate(value):
+        if not isinstance(rect, dict) or set(rect) != set(_RECT_KEYS):
+            raise fail(f"rectangle {i} must be an object with exactly the keys x, y, width, height")
+        if not all(isinstance(rect[k], int) and not isinstance(rect[k], bool) for k in _RECT_KEYS):
+            raise fail(f"rectangle {i}: x, y, width and height must be integers")
+        if rect["x"] < 0 or rect["y"] < 0 or rect["width"] < 1 or rect["height"] < 1:
+            raise fail(f"rectangle {i}: x and y must be >= 0, width and height >= 1")
+        rects.append({k: rect[k] for k in _RECT_KEYS})
+    return rects
+
+
+def _check_rectangles(op: Operation, options: dict[str, Any], image: ImageInfo | None) -> None:
+    if "rectangles" not in options or image is None:
+        return
+    for i, rect in enumerate(options["rectangles"]):
+        if rect["x"] + rect["width"] > image.width or rect["y"] + rect["height"] > image.height:
+            raise ValidationError(
+                "rectangles",
+                f"rectangle {i} must lie inside the image ({image.width}x{image.height}); got {rect}",
+                operation=op.name,
+            )
