@@ -1,0 +1,55 @@
+"""Command line: serve the mock on a production WSGI server (waitress) and print its URL and a usable key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from waitress.server import create_server
+
+from . import config as cfg
+from .app import create_app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m mock_server", description=__doc__)
+    parser.add_argument("--host", default=env.get(cfg.ENV_HOST, "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get(cfg.ENV_PORT, "8080")), help="0 picks a free port")
+    parser.add_argument("--api-key", action="append", dest="api_keys", help="repeatable; default mock-key-1")
+    parser.add_argument("--qps", type=float, help="per key, rolling one-second window (default 2; 0 = no limit)")
+    parser.add_argument("--result-ttl", type=float, dest="result_ttl_s", help="seconds result links live (3600)")
+    parser.add_argument("--time-scale", type=float, help="multiplies every processing time (0.1 = ten times faster)")
+    parser.add_argument("--admin", action="store_true", default=None, help="enable /__mock__/ (default on)")
+    parser.add_argument("--no-admin", action="store_false", dest="admin")
+    parser.add_argument("--errors-in-body", action="store_true", default=None, help="errors as HTTP 200 + status")
+    parser.add_argument("--public-url", help="base of result links (default: the URL a request came in on)")
+    parser.add_argument("--threads", type=int, default=16)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = cfg.MockConfig.from_env(
+        api_keys=tuple(args.api_keys) if args.api_keys else None,
+        qps=args.qps,
+        result_ttl_s=args.result_ttl_s,
+        time_scale=args.time_scale,
+        admin=args.admin,
+        errors_in_body=args.errors_in_body,
+        public_url=args.public_url,
+    )
+    server = create_server(create_app(config), host=args.host, port=args.port, threads=args.threads)
+    url = f"http://{args.host}:{server.effective_port}"
+    print(f"PicWish mock listening on {url} key={config.api_keys[0]}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
