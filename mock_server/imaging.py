@@ -145,7 +145,8 @@ def _bands(size: tuple[int, int], classes: tuple[str, ...]) -> dict[str, Image.I
     for i, name in enumerate(classes):
         mask = Image.new("L", size, 0)
         top, bottom = h * i // len(classes), h * (i + 1) // len(classes) - 1
-        ImageDraw.Draw(mask).rectangle([w // 8, top, w - 1 - w // 8, bottom], fill=255)
+        if bottom >= top:  # an image shorter than the class count leaves some classes empty
+            ImageDraw.Draw(mask).rectangle([w // 8, top, w - 1 - w // 8, bottom], fill=255)
         masks[name] = mask
     return masks
 

@@ -34,3 +34,12 @@ def mask(width: int = 64, height: int = 48, box: tuple[int, int, int, int] | Non
 def corrupt_jpeg() -> bytes:
     """JPEG magic bytes followed by garbage: passes a name check, fails any decoder."""
     return b"\xff\xd8\xff\xe0" + b"\x00garbage" * 16
+
+
+def portrait(width: int = 80, height: int = 60, fmt: str = "JPEG") -> bytes:
+    """A subject on a plain light background, as ID photos and product shots are taken."""
+    image = Image.new("RGB", (width, height), (235, 235, 235))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([width // 4, height // 6, 3 * width // 4, 5 * height // 6], fill=(150, 90, 60))
+    draw.rectangle([width // 3, height // 3, 2 * width // 3, height // 2], fill=(20, 20, 120))
+    return encode(image, fmt)

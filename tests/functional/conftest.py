@@ -1,0 +1,28 @@
+"""Functional tier: the mock's Flask app in-process (test client), moto for AWS; loopback only."""
+
+import pytest
+
+from mock_server import MockConfig, create_app
+
+KEY = "func-key"
+OTHER_KEY = "func-key-2"
+
+
+@pytest.fixture
+def mock_config():
+    return MockConfig(api_keys=(KEY, OTHER_KEY), qps=0, time_scale=0.001)
+
+
+@pytest.fixture
+def app(mock_config):
+    return create_app(mock_config)
+
+
+@pytest.fixture
+def backend(app):
+    return app.extensions["picwish_mock"]
+
+
+@pytest.fixture
+def web(app):
+    return app.test_client()
