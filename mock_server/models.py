@@ -179,17 +179,16 @@ class MockBackend:
                 task.polls += 1
             if task.final_state is not None:
                 return task.final_state, 100 if task.final_state == 1 else task.last_progress
-            fraction = self._fraction(task)
-            outcome = task.outcome
-            script = outcome.script
+            step, steps, fraction = self._position(task)
+            script = task.outcome.script
             if script is not None:
-                index = min(len(script) - 1, int(fraction * len(script))) if fraction < 1 else len(script) - 1
-                state = script[index]
+                index = _index(step, steps, len(script))
+                state = script[-1] if fraction >= 1 else script[index]
                 terminal = fraction >= 1 and (state == 1 or (isinstance(state, int) and state < 0))
             elif fraction >= 1:
                 state, terminal = self._final_state(task), True
             else:
-                state, terminal = task.states[min(len(task.states) - 1, int(fraction * len(task.states)))], False
+                state, terminal = task.states[_index(step, steps, len(task.states))], False
             progress = 100 if state == 1 else int(min(fraction, 0.99) * 100) if state != 0 else 0
             if state == 1:
                 failure = self._inputs_failure(task)
@@ -207,14 +206,15 @@ class MockBackend:
                         self.credits[task.key] += task.operation.credits or 1
             return state, progress
 
-    def _fraction(self, task: Task) -> float:
+    def _position(self, task: Task) -> tuple[float, int, float]:
+        """(step, steps, fraction done). By polls: the k-th poll is step k-1 of `polls`. By time: the fraction."""
         outcome = task.outcome
         if outcome.polls is not None:
-            return min(1.0, task.polls / outcome.polls)
+            step = max(0, task.polls - 1)
+            return step, outcome.polls, 1.0 if task.polls >= outcome.polls else step / outcome.polls
         limit = min(task.processing_s, self.processing_limit())
-        if limit <= 0:
-            return 1.0
-        return min(1.0, (self.clock() - task.created) / limit)
+        fraction = 1.0 if limit <= 0 else min(1.0, (self.clock() - task.created) / limit)
+        return fraction, 1, fraction
 
     def _final_state(self, task: Task) -> int:
         if task.outcome.state is not None:
@@ -352,6 +352,11 @@ class MockBackend:
                 "credits": dict(self.credits),
                 "journal_entries": len(self.journal),
             }
+
+
+def _index(step: float, steps: int, count: int) -> int:
+    """Which of `count` equal phases step `step` of `steps` falls in (a boundary belongs to the later phase)."""
+    return min(count - 1, int(step * count / steps + 1e-9))
 
 
 def _state_detail(state: Any) -> str:

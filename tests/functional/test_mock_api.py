@@ -99,7 +99,7 @@ def test_script_with_odd_values(web):
         "data"
     ]["task_id"]
     seen = [query(web, "idphoto", task_id).json["data"] for _ in range(5)]
-    assert [d.get("state", "absent") for d in seen] == [7, None, "absent", "absent", "absent"]
+    assert [d.get("state", "absent") for d in seen] == [0, 7, None, "absent", "absent"]
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 413, 429, 500])
@@ -215,7 +215,14 @@ def test_qps_limit_rolling_window():
 
 def test_sync_returns_the_final_result(web):
     r = create(
-        web, "idphoto", image_file=images.portrait(), sync="1", size="120x160", format="jpg", bg_color="00FF00", return_type="2"
+        web,
+        "idphoto",
+        image_file=images.portrait(),
+        sync="1",
+        size="120x160",
+        format="jpg",
+        bg_color="00FF00",
+        return_type="2",
     )
     data = r.json["data"]
     assert data["state"] == 1
