@@ -4,12 +4,12 @@ import json
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.checks import not_a_server_error
 
 from mock_server import MockConfig, create_app
 from mock_server.openapi import SPEC_PATH, render

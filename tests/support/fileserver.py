@@ -12,7 +12,7 @@ class FileServer:
         files = self.files
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the http.server API
+            def do_GET(self):
                 body = files.get(self.path)
                 if body is None:
                     self.send_error(404)
