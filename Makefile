@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo mock clean
+.PHONY: install test lint format demo mock bench-mock clean
 
 install: $(STAMP)
 
@@ -27,10 +27,13 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/python -m mock_server --admin
+	PYTHONPATH=shared:. $(BIN)/python -m mock_server --admin
 
 mock: install
-	$(BIN)/python -m mock_server --admin
+	PYTHONPATH=shared:. $(BIN)/python -m mock_server --admin
+
+bench-mock: install
+	PYTHONPATH=shared:. $(BIN)/python -m bench.mock_load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

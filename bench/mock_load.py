@@ -1,0 +1,83 @@
+"""Load run against the mock's query endpoint: requests per second and latency at a given concurrency, loopback.
+
+.venv/bin/python -m bench.mock_load [--concurrency 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+
+import requests
+
+from mock_server.pytest_plugin import start_mock
+from tests.support import images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--max-requests", type=int, default=200_000, help="a bound, so the run always stops")
+    args = parser.parse_args()
+
+    mock = start_mock("--qps", "0", "--time-scale", "0.01", "--threads", str(args.concurrency))
+    try:
+        headers = {"X-API-KEY": mock.api_key}
+        created = requests.post(
+            f"{mock.url}/api/tasks/visual/idphoto",
+            headers=headers,
+            files={"image_file": ("p.jpg", images.portrait(), "image/jpeg")},
+            data={"sync": "1"},
+            timeout=30,
+        ).json()
+        url = f"{mock.url}/api/tasks/visual/idphoto/{created['data']['task_id']}"
+        latencies: list[float] = []
+        errors = [0]
+        lock = threading.Lock()
+        stop_at = time.monotonic() + args.seconds
+
+        def worker() -> None:
+            session = requests.Session()
+            local, bad = [], 0
+            while time.monotonic() < stop_at and len(latencies) + len(local) < args.max_requests:
+                started = time.perf_counter()
+                response = session.get(url, headers=headers, timeout=10)
+                local.append(time.perf_counter() - started)
+                bad += response.status_code != 200
+            with lock:
+                latencies.extend(local)
+                errors[0] += bad
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+        latencies.sort()
+        print(
+            json.dumps(
+                {
+                    "endpoint": "GET /api/tasks/visual/idphoto/{task_id}",
+                    "concurrency": args.concurrency,
+                    "requests": len(latencies),
+                    "errors": errors[0],
+                    "seconds": round(elapsed, 2),
+                    "requests_per_s": round(len(latencies) / elapsed, 1),
+                    "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
+                    "latency_ms_p95": round(latencies[int(len(latencies) * 0.95)] * 1000, 2),
+                },
+                indent=2,
+            )
+        )
+    finally:
+        mock.stop()
+
+
+if __name__ == "__main__":
+    main()
