@@ -178,9 +178,8 @@ def query_task(operation: str, task_id: str) -> Response:
         raise NotFound()
     g.status_in_body = bool(task.outcome.status_in_body)
     forced = prefer_status(request.headers.get("Prefer"))
-    if forced is None and task.query_errors_left > 0:
-        task.query_errors_left -= 1
-        forced = task.outcome.query_status
+    if forced is None:
+        forced = backend().take_query_error(task)
     if forced is not None and forced != 200:
         raise _forced(forced)
     state, progress = backend().observe(task, poll=True)

@@ -165,6 +165,14 @@ class MockBackend:
             raise NotFound(f"task {task_id} not found")
         return task
 
+    def take_query_error(self, task: Task) -> int | None:
+        """The status a rule forces on this poll, if any are left (counted under the task's lock)."""
+        with task.lock:
+            if task.query_errors_left <= 0:
+                return None
+            task.query_errors_left -= 1
+            return task.outcome.query_status
+
     def processing_limit(self) -> float:
         return self.config.scaled(self.config.max_processing_s)
 
