@@ -1,0 +1,208 @@
+"""The one in-process Lambda runtime: when moto invokes a function (S3 notification, state machine task, rule
+target, API call), the function's real handler runs in this process, from the code package moto holds, with its
+environment from the template and a proper Lambda context.
+
+Why: moto's own Lambda runs code in Docker, and no Docker engine is available here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda import models as lambda_models
+from moto.s3 import notifications as s3_notifications
+
+_ENV_LOCK = threading.Lock()  # imports read the environment: one cold start at a time
+
+
+@dataclass
+class LambdaContext:
+    """What Lambda hands a handler (the attributes Powertools reads)."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_s: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class Invocation:
+    function_name: str
+    event: Any
+    result: Any
+    error: str | None
+    seconds: float
+
+
+class InProcessLambdaRuntime:
+    def __init__(self, workdir: Path | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="picwish-lambda-") if workdir is None else None
+        self.workdir = Path(self._tmp.name if self._tmp else workdir)
+        self._handlers: dict[tuple[str, str], Callable] = {}
+        self._lock = threading.Lock()
+        self.invocations: list[Invocation] = []
+        self.faults: dict[str, Callable[[str, Any], None]] = {}  # function name → hook that may raise
+        self.s3_delivery_delay_s = 0.1
+        self.s3_delivery_copies = 1  # 2 delivers every S3 event twice (S3 is at-least-once)
+        self.async_failures: list[Invocation] = []
+        self._original = None
+        self._original_s3 = None
+        self._pending: list[threading.Timer] = []
+
+    # -- moto hook ------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InProcessLambdaRuntime]:
+        self.install()
+        try:
+            yield self
+        finally:
+            self.uninstall()
+
+    def install(self) -> None:
+        runtime = self
+        self._original = lambda_models.LambdaFunction._invoke_lambda
+
+        def invoke(fn, event=None):  # replaces moto's Docker-based LambdaFunction._invoke_lambda
+            return runtime.invoke(fn, event)
+
+        lambda_models.LambdaFunction._invoke_lambda = invoke
+        self._original_s3 = s3_notifications._invoke_awslambda
+        s3_notifications._invoke_awslambda = self._deliver_s3_event
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            lambda_models.LambdaFunction._invoke_lambda = self._original
+            s3_notifications._invoke_awslambda = self._original_s3
+            self._original = None
+        for timer in self._pending:
+            timer.cancel()
+
+    # -- S3 → Lambda: asynchronous, as in AWS -----------------------------------------------------------------
+
+    def _deliver_s3_event(self, account_id: str, event_body: Any, fn_arn: str, region_name: str) -> None:
+        """moto invokes the function inside PutObject, before it stores the object's metadata; S3 really
+        delivers after the write, asynchronously. Deliveries go to a timer thread, with Lambda's async retries."""
+        from moto.awslambda.utils import get_backend
+
+        fn = get_backend(account_id, region_name).get_function(fn_arn)
+        for _ in range(self.s3_delivery_copies):
+            timer = threading.Timer(self.s3_delivery_delay_s, self._invoke_async, (fn, event_body))
+            timer.daemon = True
+            self._pending.append(timer)
+            timer.start()
+
+    def _invoke_async(self, fn: Any, event: Any, retries: int = 2) -> None:
+        for attempt in range(retries + 1):
+            _payload, errored, _logs = self.invoke(fn, copy.deepcopy(event))
+            if not errored:
+                return
+            time.sleep(min(2**attempt, 4) * 0.1)  # Lambda waits 1 and 2 minutes; scaled down offline
+        with self._lock:
+            self.async_failures.append(self.invocations[-1])
+
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Until every queued S3 delivery has run."""
+        deadline = time.monotonic() + timeout_s
+        for timer in list(self._pending):
+            timer.join(max(0.0, deadline - time.monotonic()))
+
+    # -- invocation -----------------------------------------------------------------------------------------
+
+    def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
+        if isinstance(event, str):
+            event = json.loads(event or "{}")
+        handler = self._handler(fn)
+        context = LambdaContext(
+            function_name=fn.function_name,
+            function_version=str(fn.version),
+            invoked_function_arn=fn.function_arn,
+            memory_limit_in_mb=int(fn.memory_size or 128),
+            timeout_s=float(fn.timeout or 3),
+            log_group_name=f"/aws/lambda/{fn.function_name}",
+        )
+        started = time.monotonic()
+        try:
+            fault = self.faults.get(fn.function_name)
+            if fault is not None:
+                fault("before", event)
+            result = handler(event, context)
+            if fault is not None:
+                fault("after", event)
+            payload, error = json.dumps(result, default=str), None
+        except Exception as exc:  # every error becomes Lambda's error payload, as in Lambda
+            error = type(exc).__name__
+            payload = json.dumps(
+                {"errorMessage": str(exc), "errorType": error, "stackTrace": traceback.format_tb(exc.__traceback__)}
+            )
+        with self._lock:
+            self.invocations.append(Invocation(fn.function_name, event, payload, error, time.monotonic() - started))
+        return payload, error is not None, ""
+
+    def _handler(self, fn: Any) -> Callable:
+        code = fn.code_bytes or b""
+        digest = hashlib.sha256(code).hexdigest()[:16]
+        key = (fn.function_name, digest)
+        with self._lock:
+            cached = self._handlers.get(key)
+        if cached is not None:
+            return cached
+        root = self.workdir / digest
+        if not root.exists():
+            with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                archive.extractall(root)
+        module_name, _, attribute = fn.handler.rpartition(".")
+        path = root / (module_name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(f"lambda_{fn.function_name}_{digest}".replace("-", "_"), path)
+        module = importlib.util.module_from_spec(spec)
+        environment = {
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
+            "AWS_REGION": fn.region,
+            **{k: str(v) for k, v in (fn.environment_vars or {}).items()},
+        }
+        with _ENV_LOCK, _patched_environ(environment):
+            spec.loader.exec_module(module)  # the cold start: module-level code reads this environment
+        handler = getattr(module, attribute)
+        with self._lock:
+            self._handlers[key] = handler
+        return handler
+
+
+@contextlib.contextmanager
+def _patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,109 @@
+"""The JSON records a job ends in — `result.json` or `failed/….json` — and how they are written to S3."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .states import state_meaning, status_meaning
+from .uploads import JobPath
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC).isoformat()
+
+
+def failure(
+    path: JobPath,
+    source: dict[str, Any],
+    *,
+    reason: str,
+    error: dict[str, Any],
+    clock: Callable[[], float],
+    task_id: str | None = None,
+    execution: str | None = None,
+    api_calls: int | None = None,
+) -> dict[str, Any]:
+    """What failed, in the API's own terms: the HTTP status or state code with its documented meaning."""
+    status, state = error.get("status"), error.get("state")
+    if error.get("meaning"):
+        meaning = error["meaning"]
+    elif state is not None:
+        meaning = state_meaning(state)
+    elif status is not None:
+        meaning = status_meaning(status)
+    else:
+        meaning = reason
+    return {
+        "outcome": "failed",
+        "reason": reason,
+        "operation": path.operation,
+        "source": source,
+        "status": status,
+        "state": state,
+        "meaning": meaning,
+        "message": error.get("message"),
+        "parameter": error.get("param"),
+        "task_id": task_id or error.get("task_id"),
+        "execution": execution,
+        "api_calls": api_calls,
+        "recorded_at": _iso(clock()),
+    }
+
+
+def result(
+    path: JobPath,
+    job: dict[str, Any],
+    create: dict[str, Any],
+    poll: dict[str, Any],
+    written: dict[str, str],
+    *,
+    credits: int | None,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    created = create.get("created_at")
+    completed = poll.get("completed_at")
+    finished = clock()
+    return {
+        "outcome": "succeeded",
+        "operation": job["operation"],
+        "source": job["upload"],
+        "options": job["options"],
+        "ignored_metadata": job.get("ignored_metadata", []),
+        "task_id": create.get("task_id"),
+        "state": poll.get("state"),
+        "outputs": written,
+        "timestamps": {
+            "task_created": _iso(created),
+            "task_completed": _iso(completed),
+            "result_written": _iso(finished),
+        },
+        "durations_s": {
+            "task": None if created is None or completed is None else round(float(completed) - float(created), 3),
+            "created_to_written": None if created is None else round(finished - float(created), 3),
+        },
+        "api_calls": poll.get("api_calls"),
+        "polls": poll.get("polls"),
+        "throttled": poll.get("throttles"),
+        "credits": credits if credits is not None else "undocumented",
+    }
+
+
+def step_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A Catch's {Error, Cause} reduced to type and message: no stack trace ever reaches a record."""
+    cause = error.get("Cause")
+    message = cause
+    if isinstance(cause, str) and cause.startswith("{"):
+        try:
+            parsed = json.loads(cause)
+            message = parsed.get("errorMessage", cause)
+        except json.JSONDecodeError:
+            pass
+    return {"error": error.get("Error"), "message": message}
+
+
+def put_json(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
+    body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")

@@ -1,0 +1,57 @@
+"""Lambda wiring: services built once per cold start from the function's environment, and the one decorator
+stack (Powertools Logger, Tracer, Metrics) every pipeline handler shares."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+
+from .config import PipelineSettings
+from .secrets import get_api_key
+from .steps import Services
+
+
+def build_services(settings: PipelineSettings | None = None) -> Services:
+    settings = settings or PipelineSettings.from_env()
+    return Services(
+        settings=settings,
+        s3=boto3.client("s3", config=Config(signature_version="s3v4")),
+        sfn=boto3.client("stepfunctions"),
+        dynamodb=boto3.client("dynamodb"),
+        api_key=lambda refresh: get_api_key(settings.api_key_secret, refresh=refresh),
+    )
+
+
+def step_handler(step: Callable[[Any, dict], dict], *, metric_keys: tuple[str, ...] = ()) -> Callable:
+    """A Lambda handler that logs with the job's key, execution and task id, and emits metrics of the result."""
+    logger, tracer, metrics = Logger(), Tracer(), Metrics()
+    services = build_services()  # once per cold start, from this function's environment
+
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    @functools.wraps(step)
+    def handler(event: dict, context: Any) -> dict:
+        job = event.get("job") or {}
+        logger.append_keys(
+            object_key=(job.get("upload") or {}).get("key"),
+            execution=event.get("execution"),
+            task_id=(event.get("create") or {}).get("task_id"),
+            operation=job.get("operation"),
+        )
+        result = step(services, event)
+        metrics.add_dimension(name="operation", value=str(job.get("operation", "none")))
+        for key in metric_keys:
+            value = result.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics.add_metric(name=key, unit=MetricUnit.Count, value=value)
+        logger.info("step done", extra={"status": result.get("status"), "state": result.get("state")})
+        return result
+
+    return handler

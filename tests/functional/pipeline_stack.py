@@ -1,0 +1,93 @@
+"""Builds the whole pipeline for a test module: the mock API in its own process, template.yaml deployed into
+moto (decorator mode), the in-process Lambda runtime; with helpers to upload and to wait for a job's record."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import boto3
+from moto import mock_aws
+
+from mock_server.pytest_plugin import RunningMock, start_mock
+from offline.lambdas import InProcessLambdaRuntime
+from offline.stack import DeployedStack, deploy
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+@dataclass
+class Pipeline:
+    stack: DeployedStack
+    mock: RunningMock
+    runtime: InProcessLambdaRuntime
+    s3: object
+    sfn: object
+
+    def upload(self, key: str, body: bytes, metadata: dict | None = None) -> None:
+        self.s3.put_object(Bucket=self.stack.input_bucket, Key=key, Body=body, Metadata=metadata or {})
+
+    def record(self, key: str, timeout_s: float = 60) -> tuple[str, dict]:
+        """Wait for the job of `incoming/...` key `key` to end; ("result" | "failed", its record)."""
+        from picwish.uploads import parse_job_path
+
+        path = parse_job_path(key)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
+                try:
+                    body = self.s3.get_object(Bucket=self.stack.output_bucket, Key=record_key)["Body"].read()
+                    return kind, json.loads(body)
+                except self.s3.exceptions.NoSuchKey:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError(f"no record for {key} after {timeout_s} s")
+
+    def output(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.stack.output_bucket, Key=key)["Body"].read()
+
+    def executions(self) -> list[dict]:
+        return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
+
+
+def build(mock_args: tuple[str, ...], parameters: dict[str, str]) -> tuple[Pipeline, ExitStack]:
+    stack = ExitStack()
+    saved = {k: os.environ.get(k) for k in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    stack.callback(_restore, saved)
+    mock = start_mock(*mock_args)
+    stack.callback(mock.stop)
+    stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+    runtime = stack.enter_context(InProcessLambdaRuntime().installed())
+    deployed = deploy(
+        "picwish",
+        {
+            "ApiBaseUrl": mock.url,
+            "InputMode": "bytes",  # in decorator mode the mock cannot reach moto's presigned URLs
+            "ResultHosts": "127.0.0.1",
+            "AllowHttpResults": "true",
+            **parameters,
+        },
+    )
+    boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
+    pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"))
+    return pipeline, stack
+
+
+def _restore(saved: dict) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
