@@ -31,6 +31,10 @@ from moto.s3 import notifications as s3_notifications
 _ENV_LOCK = threading.Lock()  # imports read the environment: one cold start at a time
 
 
+class LambdaCrash(Exception):
+    """Raised by a fault hook: the function died (timeout, out of memory). Step Functions sees Lambda.Unknown."""
+
+
 @dataclass
 class LambdaContext:
     """What Lambda hands a handler (the attributes Powertools reads)."""
@@ -155,7 +159,7 @@ class InProcessLambdaRuntime:
                 fault("after", event)
             payload, error = json.dumps(result, default=str), None
         except Exception as exc:  # every error becomes Lambda's error payload, as in Lambda
-            error = type(exc).__name__
+            error = "Lambda.Unknown" if isinstance(exc, LambdaCrash) else type(exc).__name__
             payload = json.dumps(
                 {"errorMessage": str(exc), "errorType": error, "stackTrace": traceback.format_tb(exc.__traceback__)}
             )

@@ -22,7 +22,7 @@ from .errors import (
 from .images import CONTENT_TYPES, EXTENSIONS, sniff_format
 from .results import Output, TaskResult
 from .retry import Backoff, parse_retry_after, should_retry
-from .validation import ImageSource, validate_request
+from .validation import ImageSource, source_bytes, validate_request
 
 USER_AGENT = "picwish-pipeline/1.0"
 
@@ -151,11 +151,10 @@ def build_form(
         if isinstance(source, str):
             parts.append((slot.url_field, (None, source, None)))
         elif source is not None:
-            fmt = sniff_format(bytes(source)) or ""
-            filename = f"{slot.name}.{EXTENSIONS.get(fmt, 'bin')}"
-            parts.append(
-                (slot.file_field, (filename, bytes(source), CONTENT_TYPES.get(fmt, "application/octet-stream")))
-            )
+            data = source_bytes(source)
+            fmt = sniff_format(data) or ""
+            filename = source[0] if isinstance(source, tuple) else f"{slot.name}.{EXTENSIONS.get(fmt, 'bin')}"
+            parts.append((slot.file_field, (filename, data, CONTENT_TYPES.get(fmt, "application/octet-stream"))))
     return parts
 
 

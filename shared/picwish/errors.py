@@ -46,6 +46,7 @@ class PicWishError(Exception):
             "meaning": self.meaning,
             "task_id": self.task_id,
             "operation": self.operation,
+            "param": getattr(self, "param", None),
         }
 
     def __str__(self) -> str:

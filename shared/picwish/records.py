@@ -65,6 +65,7 @@ def result(
 ) -> dict[str, Any]:
     created = create.get("created_at")
     completed = poll.get("completed_at")
+    api_created = poll.get("task_created_at")
     finished = clock()
     return {
         "outcome": "succeeded",
@@ -81,7 +82,8 @@ def result(
             "result_written": _iso(finished),
         },
         "durations_s": {
-            "task": None if created is None or completed is None else round(float(completed) - float(created), 3),
+            # Both ends from the API's own (whole-second) clock.
+            "task": None if api_created is None or completed is None else int(completed) - int(api_created),
             "created_to_written": None if created is None else round(finished - float(created), 3),
         },
         "api_calls": poll.get("api_calls"),

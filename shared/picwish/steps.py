@@ -37,6 +37,7 @@ from .images import EXTENSIONS, sniff_format
 from .options import options_from_metadata, parse_defaults
 from .ratelimit import SlotLimiter
 from .results import Output
+from .states import FAILED_STATES, parse_state
 from .uploads import JobPath, UploadRef, parse_job_path
 from .validation import validate_request
 
@@ -237,7 +238,8 @@ def _api_inputs(svc: Services, job: dict) -> tuple[Any, dict[str, Any]]:
     for slot, (bucket, key, version) in refs.items():
         params = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         if svc.settings.input_mode == "bytes":
-            sources[slot] = svc.s3.get_object(**params)["Body"].read()
+            # The upload keeps the object's file name: the API (and the mock's rules) see what the user named.
+            sources[slot] = (key.rsplit("/", 1)[-1], svc.s3.get_object(**params)["Body"].read())
         else:
             sources[slot] = svc.s3.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=svc.settings.presign_expiry_s
@@ -339,6 +341,7 @@ def poll_step(svc: Services, payload: dict) -> dict:
     if result.is_done:
         base["outputs"] = _stash_outputs(svc, job, result.outputs())
         base["completed_at"] = result.completed_at
+        base["task_created_at"] = result.created_at
         return base
     interval = op.poll_interval_s * svc.settings.wait_scale
     return {**base, **_wait_for(svc, svc.limiter().reserve(svc.clock() + interval))}
@@ -429,7 +432,7 @@ def _failure_reason(payload: dict, create: dict, poll: dict) -> tuple[str, dict]
         seconds = round(float(create.get("deadline_at", 0)) - float(create.get("created_at", 0)))
         return "timeout", {"message": f"the task was still processing after {seconds} s", "state": poll.get("state")}
     state = poll.get("state")
-    if isinstance(state, int) and not isinstance(state, bool) and state < 0:
+    if parse_state(state) in FAILED_STATES:
         return "task failed", poll.get("error") or TaskFailedError("", state=state).to_record()
     if poll.get("error") and poll["error"].get("error") != "UnknownStateError":
         return "api error", poll["error"]

@@ -15,7 +15,17 @@ from .catalog import MAX_SIDE, MAX_URL_LENGTH, MB, SIZE_RANGE, Operation, Param,
 from .errors import ValidationError
 from .images import ImageInfo, UnreadableImage, mask_coverage, read_info, sniff_format
 
-ImageSource = bytes | str  # bytes are uploaded as <slot>_file, a str is sent as <slot>_url
+# bytes (or (filename, bytes)) are uploaded as <slot>_file; a str is sent as <slot>_url
+ImageSource = bytes | str | tuple[str, bytes]
+
+
+def source_bytes(source: ImageSource) -> bytes | None:
+    """The bytes of an upload source, None for a URL."""
+    if isinstance(source, tuple):
+        return bytes(source[1])
+    if isinstance(source, bytes | bytearray):
+        return bytes(source)
+    return None
 
 
 def validate_request(
@@ -135,13 +145,14 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
             raise ValidationError(given_alternatives[0], f"{either} are mutually exclusive", operation=op.name)
         if isinstance(source, str):
             check_url(slot.url_field, source, operation=op.name)
-        elif isinstance(source, bytes | bytearray):
-            infos[slot.name] = check_image_bytes(op, slot.file_field, bytes(source))
+        elif source_bytes(source) is not None:
+            infos[slot.name] = check_image_bytes(op, slot.file_field, source_bytes(source))
         else:
             raise ValidationError(slot.file_field, f"must be bytes or a URL string; got {type(source).__name__}")
     _check_same_dimensions(op, infos)
-    if op.max_mask_area is not None and isinstance(inputs.get("mask"), bytes | bytearray):
-        coverage = mask_coverage(bytes(inputs["mask"]))
+    mask = source_bytes(inputs["mask"]) if "mask" in inputs else None
+    if op.max_mask_area is not None and mask is not None:
+        coverage = mask_coverage(mask)
         if coverage > op.max_mask_area:
             raise ValidationError(
                 "mask_file",

@@ -38,7 +38,7 @@ class Pipeline:
     def upload(self, key: str, body: bytes, metadata: dict | None = None) -> None:
         self.s3.put_object(Bucket=self.stack.input_bucket, Key=key, Body=body, Metadata=metadata or {})
 
-    def record(self, key: str, timeout_s: float = 60) -> tuple[str, dict]:
+    def record(self, key: str, timeout_s: float = 60, wanted: str | None = None) -> tuple[str, dict]:
         """Wait for the job of `incoming/...` key `key` to end; ("result" | "failed", its record)."""
         from picwish.uploads import parse_job_path
 
@@ -46,6 +46,8 @@ class Pipeline:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
+                if wanted and kind != wanted:
+                    continue
                 try:
                     body = self.s3.get_object(Bucket=self.stack.output_bucket, Key=record_key)["Body"].read()
                     return kind, json.loads(body)

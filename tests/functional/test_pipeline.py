@@ -1,30 +1,265 @@
 """The pipeline end to end in one process: template.yaml in moto, the ASL run by moto's interpreter, the real
-handlers in-process, the mock API in its own process."""
+handlers in-process, the mock API in its own process. Every upload must end in exactly one record."""
 
 from __future__ import annotations
 
 import io
+import json
+import zipfile
 
 import pytest
 from PIL import Image
 
+from offline.lambdas import LambdaCrash
+from picwish.states import TASK_STATES
 from tests.functional.pipeline_stack import build
 from tests.support import images
+
+DEADLINES = {
+    "retouching-collection": 240,
+    "correction": 2,
+    "inpaint": 240,
+    "clothing-segmentation": 240,
+    "idphoto": 240,
+}
 
 
 @pytest.fixture(scope="module")
 def pipeline():
-    built, stack = build(("--qps", "5", "--time-scale", "0.01"), {"ApiQps": "5", "WaitScale": "0.01"})
+    built, stack = build(
+        ("--qps", "5", "--time-scale", "0.01"),
+        {"ApiQps": "5", "WaitScale": "0.01", "Deadlines": json.dumps(DEADLINES)},
+    )
     with stack:
         yield built
 
 
-def test_idphoto_upload_ends_in_a_result(pipeline):
-    key = "incoming/idphoto/people/me 1.jpg"
+@pytest.fixture(autouse=True)
+def clean_faults(pipeline):
+    yield
+    pipeline.runtime.faults.clear()
+    pipeline.runtime.s3_delivery_copies = 1
+    pipeline.mock.clear_rules()
+
+
+def posts_for(pipeline, filename):
+    return [
+        e
+        for e in pipeline.mock.requests(method="POST")
+        if (e.get("fields") or {}).get("image_file", {}).get("filename") == filename
+    ]
+
+
+def polls_for(pipeline, task_id):
+    return pipeline.mock.requests(method="GET", task_id=task_id)
+
+
+# -- every operation succeeds ----------------------------------------------------------------------------------
+
+
+def test_idphoto_with_metadata_options(pipeline):
+    key = "incoming/idphoto/people/me 1+(a)ü.jpg"
     pipeline.upload(key, images.portrait(120, 90), {"size": "150x200", "format": "jpg", "bg-color": "3366CC"})
     kind, record = pipeline.record(key)
     assert kind == "result", record
     assert record["options"] == {"size": "150x200", "format": "jpg", "bg_color": "3366CC"}
+    assert record["outputs"] == {"image": "results/idphoto/people/me 1+(a)ü/image.jpg"}
     image = Image.open(io.BytesIO(pipeline.output(record["outputs"]["image"])))
     assert (image.format, image.size) == ("JPEG", (150, 200))
-    assert record["outputs"]["image"] == "results/idphoto/people/me 1/image.jpg"
+    assert record["source"]["key"] == key and record["credits"] == 1
+    sent = posts_for(pipeline, "me 1+(a)ü.jpg")
+    assert len(sent) == 1 and sent[0]["fields"]["sync"] == 0 and sent[0]["fields"]["size"] == "150x200"
+    assert record["api_calls"] == 1 + record["polls"]
+
+
+def test_inpaint_with_mask_uploaded_first(pipeline):
+    pipeline.upload("masks/inpaint/shop/shoe.png", images.mask(80, 60, box=(10, 10, 29, 29)))
+    key = "incoming/inpaint/shop/shoe.png"
+    source = images.photo(80, 60, fmt="PNG")
+    pipeline.upload(key, source)
+    kind, record = pipeline.record(key)
+    assert kind == "result", record
+    out = Image.open(io.BytesIO(pipeline.output(record["outputs"]["image"]))).convert("RGB")
+    src = Image.open(io.BytesIO(source)).convert("RGB")
+    changed = {(x, y) for x in range(80) for y in range(60) if out.getpixel((x, y)) != src.getpixel((x, y))}
+    assert changed and all(10 <= x <= 29 and 10 <= y <= 29 for x, y in changed)
+    fields = posts_for(pipeline, "shoe.png")[0]["fields"]
+    assert fields["mask_file"]["filename"] == "shoe.png"
+
+
+def test_inpaint_with_rectangles_metadata(pipeline):
+    key = "incoming/inpaint/rect.png"
+    pipeline.upload(key, images.photo(80, 60, fmt="PNG"), {"rectangles": '[{"x":0,"y":0,"width":8,"height":8}]'})
+    kind, record = pipeline.record(key)
+    assert kind == "result" and record["options"]["rectangles"] == [{"x": 0, "y": 0, "width": 8, "height": 8}]
+
+
+def test_retouching_with_retain_mask(pipeline):
+    pipeline.upload("masks/retouching-collection/bag.png", images.mask(80, 60))
+    pipeline.upload("masks/retouching-collection/bag.retain.png", images.mask(80, 60, box=(0, 0, 9, 9)))
+    key = "incoming/retouching-collection/bag.png"
+    pipeline.upload(key, images.photo(80, 60, fmt="PNG"), {"retouch_strength": "80", "type": "6"})
+    kind, record = pipeline.record(key)
+    assert kind == "result", record
+    fields = posts_for(pipeline, "bag.png")[0]["fields"]
+    assert fields["retain_mask_file"]["filename"] == "bag.retain.png" and fields["type"] == 6
+
+
+def test_correction_background_removal(pipeline):
+    key = "incoming/correction/doc.jpg"
+    pipeline.upload(key, images.portrait(), {"type": "4"})
+    kind, record = pipeline.record(key)
+    assert kind == "result", record
+    assert Image.open(io.BytesIO(pipeline.output(record["outputs"]["image"]))).mode == "RGBA"
+    assert record["credits"] == 3
+
+
+def test_clothing_masks_and_zip(pipeline):
+    key = "incoming/clothing-segmentation/look.jpg"
+    pipeline.upload(key, images.portrait(), {"class_type": "3", "output_type": "3"})
+    kind, record = pipeline.record(key)
+    assert kind == "result", record
+    assert set(record["outputs"]) == {"hair", "face", "head", "body", "clothes_masks"}
+    assert record["outputs"]["hair"] == "results/clothing-segmentation/look/hair.png"
+    assert zipfile.ZipFile(io.BytesIO(pipeline.output(record["outputs"]["clothes_masks"]))).namelist()
+
+
+# -- bad input: a record before any paid call ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "metadata", "parameter", "message"),
+    [
+        ("incoming/idphoto/badsize.jpg", images.portrait(), {"size": "300X400"}, "size", "size: must be {width}x"),
+        ("incoming/idphoto/corrupt.jpg", images.corrupt_jpeg(), {}, "image_file", "image_file: must be an image"),
+        ("incoming/idphoto/empty.jpg", b"", {}, "image_file", "image_file: must not be empty"),
+        (
+            "incoming/correction/huge.png",
+            images.encode(Image.new("1", (4097, 8)), "PNG"),
+            {},
+            "image_file",
+            "image_file: must be at most 4096x4096",
+        ),
+        ("incoming/inpaint/nomask.png", images.photo(fmt="PNG"), {}, "mask_file", "mask_file: one of mask_url"),
+        ("incoming/resize/any.jpg", images.portrait(), {}, "operation", "operation: must be one of"),
+    ],
+)
+def test_bad_input_gets_a_failure_record_and_costs_nothing(pipeline, key, body, metadata, parameter, message):
+    pipeline.upload(key, body, metadata)
+    kind, record = pipeline.record(key)
+    assert kind == "failed"
+    assert record["parameter"] == parameter and record["message"].startswith(message)
+    assert posts_for(pipeline, key.rsplit("/", 1)[1]) == []
+    assert "Traceback" not in json.dumps(record)
+
+
+def test_mismatched_mask(pipeline):
+    pipeline.upload("masks/inpaint/mm.png", images.mask(40, 60))
+    pipeline.upload("incoming/inpaint/mm.png", images.photo(80, 60, fmt="PNG"))
+    kind, record = pipeline.record("incoming/inpaint/mm.png")
+    assert kind == "failed" and record["message"].startswith("mask_file: must have the same dimensions")
+
+
+# -- the API's failures ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [-1, -3, -5, -7, -8, -9, -17])
+def test_failed_state_ends_in_its_record_without_more_polls(pipeline, state):
+    filename = f"fail{state}.jpg"
+    pipeline.mock.add_rule(filename=filename, state=state)
+    pipeline.upload(f"incoming/idphoto/{filename}", images.portrait())
+    kind, record = pipeline.record(f"incoming/idphoto/{filename}")
+    assert kind == "failed" and record["reason"] == "task failed"
+    assert (record["state"], record["meaning"]) == (state, TASK_STATES[state])
+    assert len(posts_for(pipeline, filename)) == 1
+    assert len(polls_for(pipeline, record["task_id"])) == record["api_calls"] - 1
+
+
+@pytest.mark.parametrize("script", ["0,2,7", "0,null", "0,2,missing", '0,"1"', "0,-18"])
+def test_unknown_state_is_a_record_not_a_loop(pipeline, script):
+    filename = f"unknown{abs(hash(script))}.jpg"
+    pipeline.mock.add_rule(filename=filename, script=script, polls=2)
+    pipeline.upload(f"incoming/idphoto/{filename}", images.portrait())
+    kind, record = pipeline.record(f"incoming/idphoto/{filename}")
+    assert kind == "failed" and record["reason"] == "unknown state", record
+
+
+def test_processing_past_the_deadline_is_a_timeout(pipeline):
+    pipeline.mock.add_rule(filename="slow.jpg", script="0,2,4", polls=3)  # then stays in 4
+    pipeline.upload("incoming/correction/slow.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/correction/slow.jpg", timeout_s=30)
+    assert kind == "failed" and record["reason"] == "timeout" and record["state"] == 4
+
+
+def test_429_on_polls_is_waited_out(pipeline):
+    pipeline.mock.add_rule(filename="busy.jpg", query_status=429, query_status_count=3)
+    pipeline.upload("incoming/idphoto/busy.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/busy.jpg", timeout_s=30)
+    assert kind == "result" and record["throttled"] == 3
+
+
+def test_429_in_an_http_200_body_on_create_is_waited_out(pipeline):
+    pipeline.mock.add_rule(filename="busy200.jpg", create_status=429, status_in_body=True, times=2)
+    pipeline.upload("incoming/idphoto/busy200.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/busy200.jpg", timeout_s=30)
+    assert kind == "result", record
+    assert [e["status"] for e in posts_for(pipeline, "busy200.jpg")] == [429, 429, 200]
+
+
+def test_create_500_is_ambiguous_and_not_repaid(pipeline):
+    pipeline.mock.add_rule(filename="boom.jpg", create_status=500)
+    pipeline.upload("incoming/idphoto/boom.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/boom.jpg")
+    assert kind == "failed" and record["reason"] == "ambiguous create" and record["status"] == 500
+    assert len(posts_for(pipeline, "boom.jpg")) == 1
+
+
+def test_expired_result_link(pipeline):
+    pipeline.mock.add_rule(filename="late.jpg", result_ttl=0)
+    pipeline.upload("incoming/idphoto/late.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/late.jpg")
+    assert kind == "failed" and record["reason"] == "result expired" and record["status"] == 403
+    assert len(posts_for(pipeline, "late.jpg")) == 1  # no silent paid resubmit
+
+
+# -- duplicates and crashes: one paid create -------------------------------------------------------------------
+
+
+def test_duplicate_s3_deliveries_start_one_job(pipeline):
+    pipeline.runtime.s3_delivery_copies = 2
+    pipeline.upload("incoming/idphoto/twice.jpg", images.portrait())
+    kind, _ = pipeline.record("incoming/idphoto/twice.jpg")
+    pipeline.runtime.wait_idle()
+    assert kind == "result"
+    assert len(posts_for(pipeline, "twice.jpg")) == 1
+    names = [e["name"] for e in pipeline.executions() if e["name"].startswith("idphoto-")]
+    assert len(names) == len(set(names))
+
+
+def test_reupload_is_processed_again_and_replaces_the_failure(pipeline):
+    key = "incoming/idphoto/again.jpg"
+    pipeline.mock.add_rule(filename="again.jpg", state=-7, times=1)
+    pipeline.upload(key, images.portrait())
+    assert pipeline.record(key)[0] == "failed"
+    pipeline.upload(key, images.portrait(100, 80))
+    # The old record stays until the new job's result replaces it.
+    kind, _ = pipeline.record(key, timeout_s=30, wanted="result")
+    assert kind == "result" and len(posts_for(pipeline, "again.jpg")) == 2
+    with pytest.raises(pipeline.s3.exceptions.NoSuchKey):
+        pipeline.output("failed/idphoto/again.json")
+
+
+def test_crash_after_the_api_accepted_does_not_pay_twice(pipeline):
+    create_fn = pipeline.stack.resources["CreateFunction"]
+    crashed = []
+
+    def crash_once(phase, event):
+        if phase == "after" and not crashed:
+            crashed.append(event)
+            raise LambdaCrash("the function died after the task was created")
+
+    pipeline.runtime.faults[create_fn] = crash_once
+    pipeline.upload("incoming/idphoto/crash.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/crash.jpg", timeout_s=30)
+    assert crashed and kind == "result", record
+    assert len(posts_for(pipeline, "crash.jpg")) == 1
