@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.functional.pipeline_stack import AWS_ENV
+
 from mock_server import MockConfig, create_app
 
 KEY = "func-key"
@@ -26,3 +28,12 @@ def backend(app):
 @pytest.fixture
 def web(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_credentials():
+    """Fake credentials and a region for moto, per its docs: nothing can reach a real account."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        yield

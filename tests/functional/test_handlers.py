@@ -1,0 +1,123 @@
+"""Each handler invoked through Lambda (moto → the in-process runtime) on its sample event from events/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from picwish.uploads import UploadRef
+from tests.functional.pipeline_stack import build
+from tests.support import images
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    built, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20", "WaitScale": "0.01"})
+    with stack:
+        yield built
+
+
+def invoke(pipeline, logical_id: str, payload: dict) -> dict:
+    response = boto3.client("lambda").invoke(
+        FunctionName=pipeline.stack.resources[logical_id], Payload=json.dumps(payload).encode()
+    )
+    body = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    return body
+
+
+def record_at(pipeline, key: str) -> dict:
+    return json.loads(pipeline.output(key))
+
+
+def test_s3_test_event_is_a_no_op(pipeline):
+    before = len(pipeline.executions())
+    assert invoke(pipeline, "SubmitFunction", event("s3-test-event.json")) == {
+        "started": 0,
+        "duplicate": 0,
+        "rejected": 0,
+        "ignored": 1,
+    }
+    assert len(pipeline.executions()) == before
+
+
+def test_every_record_is_decoded_and_handled(pipeline):
+    counts = invoke(pipeline, "SubmitFunction", event("s3-put-multi.json"))
+    assert counts["rejected"] == 3
+    assert record_at(pipeline, "failed/idphoto/batch/a b.json")["reason"] == "object missing"
+    assert record_at(pipeline, "failed/resize/batch/c.json")["reason"] == "unknown operation"
+    missing = record_at(pipeline, "failed/correction/batch/ünï cödé.json")
+    assert missing["source"]["key"] == "incoming/correction/batch/ünï cödé.jpg"
+
+
+@pytest.mark.parametrize(
+    "operation", ["idphoto", "correction", "inpaint", "retouching-collection", "clothing-segmentation"]
+)
+def test_put_event_per_operation_starts_one_execution_and_a_redelivery_none(pipeline, operation):
+    sample = event(f"s3-put-{operation}.json")
+    upload = UploadRef.from_event_record(sample["Records"][0])
+    if operation in ("inpaint", "retouching-collection"):
+        mask_key = upload.key.replace("incoming/", "masks/", 1).rsplit(".", 1)[0] + ".png"
+        pipeline.s3.put_object(Bucket=upload.bucket, Key=mask_key, Body=images.mask(80, 60))
+    pipeline.upload(upload.key, images.photo(80, 60, fmt="PNG"))
+    assert invoke(pipeline, "SubmitFunction", sample)["started"] == 1
+    # A redelivery: Step Functions returns the running execution (same name, same input) or refuses the name
+    # once it closed; either way nothing new starts.
+    again = invoke(pipeline, "SubmitFunction", sample)
+    assert again["started"] + again["duplicate"] == 1 and again["rejected"] == 0
+    names = [e["name"] for e in pipeline.executions()]
+    assert names.count(upload.execution_name(operation)) == 1
+    assert " " not in upload.execution_name(operation) and len(upload.execution_name(operation)) <= 80
+
+
+def test_create_is_idempotent_per_execution(pipeline):
+    state = event("state-create.json")
+    pipeline.upload(state["job"]["upload"]["key"], images.portrait())
+    first = invoke(pipeline, "CreateFunction", state)
+    assert first["status"] == "created" and first["api_calls"] == 1
+    again = invoke(pipeline, "CreateFunction", state)  # a retried step after the API accepted the task
+    assert (again["status"], again["task_id"], again["api_calls"]) == ("created", first["task_id"], 0)
+    creates = [e for e in pipeline.mock.requests(method="POST") if e["task_id"] == first["task_id"]]
+    assert len(creates) == 1 and creates[0]["fields"]["image_file"]["filename"] == "portrait.jpg"
+
+    poll = event("state-poll.json")
+    poll["create"]["task_id"] = first["task_id"]
+    polled = invoke(pipeline, "PollFunction", poll)
+    assert polled["polls"] == 1 and polled["state"] in (0, 1, 2, 3, 4, 5)
+
+
+def test_record_failure_for_a_timeout(pipeline):
+    body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-timeout.json"))
+    assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/portrait.json"}
+    record = record_at(pipeline, body["failure_key"])
+    assert (record["task_id"], record["state"], record["api_calls"]) == ("TASK-TIMEOUT", 4, 13)
+    assert record["message"] == "the task was still processing after 240 s"
+
+
+def test_record_failure_for_a_caught_error_keeps_no_stack_trace(pipeline):
+    body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-caught.json"))
+    record = record_at(pipeline, body["failure_key"])
+    assert record["reason"] == "step failed" and record["message"] == "APIServerError talking to the API"
+    assert "stackTrace" not in json.dumps(record) and "app.py" not in json.dumps(record)
+
+
+def test_backstop_writes_a_record_only_when_none_exists(pipeline):
+    failure_key = "failed/idphoto/fixtures/portrait.json"
+    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key=failure_key)
+    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/portrait/result.json")
+    body = invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json"))
+    assert body["reason"] == "execution failed"
+    record = record_at(pipeline, failure_key)
+    assert record["message"] == "The SecondsPath parameter cannot be parsed as a long value"
+    assert invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json")) == {
+        "status": "already recorded"
+    }

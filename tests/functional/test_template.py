@@ -1,0 +1,118 @@
+"""Static checks of template.yaml and the state machine: lint, least privilege, bucket hygiene, wiring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from offline.stack import ARTIFACTS_BUCKET, ROOT, load_template, package, translate
+
+ASL = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+
+
+@pytest.fixture(scope="module")
+def translated():
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+        yield translate(package(load_template(), s3), {})
+
+
+def resources(template, kind):
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_cfn_lint_reports_nothing():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_iam_wildcards(translated):
+    for logical_id, role in resources(translated, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert all(a != "*" and not a.endswith(":*") for a in actions), (logical_id, actions)
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                assert "*" not in targets, (logical_id, statement)
+
+
+def test_every_bucket_blocks_public_access_encrypts_and_requires_tls(translated):
+    buckets = resources(translated, "AWS::S3::Bucket")
+    policies = {p["Properties"]["Bucket"]["Ref"]: p for p in resources(translated, "AWS::S3::BucketPolicy").values()}
+    assert set(buckets) == {"InputBucket", "OutputBucket"}
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert (
+            all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+        )
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        statement = policies[logical_id]["Properties"]["PolicyDocument"]["Statement"][0]
+        assert statement["Effect"] == "Deny" and statement["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+
+def test_output_can_never_trigger_input(translated):
+    buckets = resources(translated, "AWS::S3::Bucket")
+    assert "NotificationConfiguration" not in buckets["OutputBucket"]["Properties"]
+    triggers = buckets["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert [t["Filter"]["S3Key"]["Rules"] for t in triggers] == [[{"Name": "prefix", "Value": "incoming/"}]]
+    assert buckets["InputBucket"]["Properties"]["BucketName"] != buckets["OutputBucket"]["Properties"]["BucketName"]
+    # Nothing but the submit trigger may even read from the input bucket, and nothing may write to it.
+    for role in resources(translated, "AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                text = json.dumps(statement)
+                if "-input-" in text:
+                    assert not any(a.startswith("s3:Put") or a == "s3:DeleteObject" for a in statement["Action"])
+
+
+def test_api_key_is_a_secret_never_an_environment_value(translated):
+    for function in resources(translated, "AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "PICWISH_API_KEY" not in variables
+        if "PICWISH_API_KEY_SECRET" in variables:
+            assert variables["PICWISH_API_KEY_SECRET"] == {"Ref": "ApiKeySecret"}
+
+
+def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
+    tasks = {name: s for name, s in ASL["States"].items() if s["Type"] == "Task"}
+    assert set(tasks) == {"CreateTask", "PollTask", "Finalize", "RecordFailure"}
+    for name, state in tasks.items():
+        retry = next(r for r in state["Retry"] if set(r["ErrorEquals"]) >= LAMBDA_ERRORS)
+        assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] > 0 and retry["BackoffRate"] > 1
+        assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
+        assert state["TimeoutSeconds"] > 0
+    assert ASL["TimeoutSeconds"] > 0
+
+
+def test_every_choice_has_a_default_so_no_state_loops_forever():
+    for state in ASL["States"].values():
+        if state["Type"] == "Choice":
+            assert state["Default"] == "RecordFailure"
+
+
+def test_definition_substitutions_cover_every_placeholder():
+    text = (ROOT / "statemachine" / "pipeline.asl.json").read_text()
+    template = load_template()
+    subs = template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    import re
+
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(subs)
+    assert Path(ROOT / template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionUri"]).exists()
