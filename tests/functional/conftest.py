@@ -2,9 +2,8 @@
 
 import pytest
 
-from tests.functional.pipeline_stack import AWS_ENV
-
 from mock_server import MockConfig, create_app
+from tests.functional.pipeline_stack import AWS_ENV
 
 KEY = "func-key"
 OTHER_KEY = "func-key-2"
