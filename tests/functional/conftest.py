@@ -3,7 +3,7 @@
 import pytest
 
 from mock_server import MockConfig, create_app
-from tests.functional.pipeline_stack import AWS_ENV
+from offline.harness import AWS_ENV
 
 KEY = "func-key"
 OTHER_KEY = "func-key-2"

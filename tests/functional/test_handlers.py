@@ -8,8 +8,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from offline.harness import build
 from picwish.uploads import UploadRef
-from tests.functional.pipeline_stack import build
 from tests.support import images
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

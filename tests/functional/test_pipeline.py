@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from PIL import Image
 
+from offline.harness import build
 from offline.lambdas import LambdaCrash
 from picwish.states import TASK_STATES
-from tests.functional.pipeline_stack import build
 from tests.support import images
 
 DEADLINES = {

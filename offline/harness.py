@@ -1,5 +1,5 @@
-"""Builds the whole pipeline for a test module: the mock API in its own process, template.yaml deployed into
-moto (decorator mode), the in-process Lambda runtime; with helpers to upload and to wait for a job's record."""
+"""The whole pipeline in one process for tests and benchmarks: the mock API in its own process, template.yaml
+deployed into moto (decorator mode), the in-process Lambda runtime; helpers to upload and wait for records."""
 
 from __future__ import annotations
 
@@ -57,6 +57,24 @@ class Pipeline:
 
     def output(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.stack.output_bucket, Key=key)["Body"].read()
+
+    def execution_stats(self, name: str) -> dict:
+        """State transitions (states entered) and Lambda invocations of one job's execution."""
+        arn = f"{self.stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        steps = [i for i in self.runtime.invocations if isinstance(i.event, dict) and i.event.get("execution") == name]
+        return {
+            "state_transitions": sum(1 for e in events if e["type"].endswith("StateEntered")),
+            "lambda_invocations": len(steps) + 1,  # + the submit that started it
+        }
+
+    def execution_for(self, key: str) -> str:
+        """The name of the (latest) execution started for the upload at `key`."""
+        for summary in sorted(self.executions(), key=lambda e: e["startDate"], reverse=True):
+            described = self.sfn.describe_execution(executionArn=summary["executionArn"])
+            if json.loads(described["input"])["job"]["upload"]["key"] == key:
+                return summary["name"]
+        raise LookupError(key)
 
     def executions(self) -> list[dict]:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]

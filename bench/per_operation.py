@@ -1,0 +1,62 @@
+"""One upload of each operation through the pipeline on the mock: API calls, state transitions and Lambda
+invocations per image, as JSON.
+
+    .venv/bin/python -m bench.per_operation [--qps 2] [--time-scale 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from offline.harness import build
+from picwish.uploads import parse_job_path
+from tests.support import images
+
+UPLOADS = {
+    "idphoto": ("incoming/idphoto/bench/portrait.jpg", images.portrait, {"size": "295x413", "format": "jpg"}),
+    "correction": ("incoming/correction/bench/doc.jpg", images.portrait, {"type": "2"}),
+    "inpaint": ("incoming/inpaint/bench/shoe.png", lambda: images.photo(80, 60, fmt="PNG"), {}),
+    "retouching-collection": (
+        "incoming/retouching-collection/bench/bag.png",
+        lambda: images.photo(80, 60, fmt="PNG"),
+        {},
+    ),
+    "clothing-segmentation": ("incoming/clothing-segmentation/bench/look.jpg", images.portrait, {"class_type": "4"}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--qps", default="2")
+    parser.add_argument("--time-scale", default="0.05")
+    args = parser.parse_args()
+    pipeline, stack = build(
+        ("--qps", args.qps, "--time-scale", args.time_scale), {"ApiQps": args.qps, "WaitScale": args.time_scale}
+    )
+    with stack:
+        pipeline.upload("masks/inpaint/bench/shoe.png", images.mask(80, 60))
+        pipeline.upload("masks/retouching-collection/bench/bag.png", images.mask(80, 60))
+        figures = {}
+        for operation, (key, make, metadata) in UPLOADS.items():
+            pipeline.upload(key, make(), metadata)
+            kind, record = pipeline.record(key, timeout_s=120)
+            name = pipeline.execution_for(key)
+            figures[operation] = {
+                "outcome": kind,
+                "api_calls": record.get("api_calls"),
+                "polls": record.get("polls"),
+                **pipeline.execution_stats(name),
+                "result_keys": sorted(record.get("outputs", {}).values())
+                if kind == "result"
+                else [parse_job_path(key).failure_key],
+            }
+        print(
+            json.dumps(
+                {"qps": float(args.qps), "time_scale": float(args.time_scale), "per_operation": figures}, indent=2
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
