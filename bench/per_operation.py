@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from offline.harness import build
 from picwish.uploads import parse_job_path
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--qps", default="2")
     parser.add_argument("--time-scale", default="0.05")
     args = parser.parse_args()
+    results_out, sys.stdout = sys.stdout, sys.stderr  # Lambda logs and metrics go to stderr; the JSON alone to stdout
     pipeline, stack = build(
         ("--qps", args.qps, "--time-scale", args.time_scale), {"ApiQps": args.qps, "WaitScale": args.time_scale}
     )
