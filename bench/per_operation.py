@@ -53,11 +53,8 @@ def main() -> None:
                 if kind == "result"
                 else [parse_job_path(key).failure_key],
             }
-        print(
-            json.dumps(
-                {"qps": float(args.qps), "time_scale": float(args.time_scale), "per_operation": figures}, indent=2
-            )
-        )
+        report = {"qps": float(args.qps), "time_scale": float(args.time_scale), "per_operation": figures}
+        print(json.dumps(report, indent=2), file=results_out)
 
 
 if __name__ == "__main__":
