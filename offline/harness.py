@@ -61,6 +61,9 @@ class Pipeline:
     def execution_stats(self, name: str) -> dict:
         """State transitions (states entered) and Lambda invocations of one job's execution."""
         arn = f"{self.stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        deadline = time.monotonic() + 30
+        while self.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)  # the record is written one state before the execution ends
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         steps = [i for i in self.runtime.invocations if isinstance(i.event, dict) and i.event.get("execution") == name]
         return {
