@@ -1,0 +1,64 @@
+"""The DynamoDB slot limiter: distinct slots under concurrency, spacing within the QPS, gaps stay usable."""
+
+import itertools
+import threading
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from picwish.ratelimit import SlotLimiter
+
+
+@pytest.fixture
+def table():
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def limiter(client, now=1000.0):
+    return SlotLimiter("slots", qps=2, client=client, clock=lambda: now)
+
+
+def test_slots_are_spaced_by_the_qps_with_headroom(table):
+    lim = limiter(table)
+    slots = [lim.reserve() for _ in range(6)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
+    assert all(g == round(1 / (2 * 0.93), 6) for g in gaps)
+    assert slots[0] >= 1000.0
+    # No one-second window holds more than two calls.
+    assert all(sum(1 for s in slots if t <= s < t + 1) <= 2 for t in slots)
+
+
+def test_concurrent_reservations_never_share_a_slot(table):
+    lim = limiter(table)
+    got, lock = [], threading.Lock()
+
+    def take():
+        slot = lim.reserve()
+        with lock:
+            got.append(slot)
+
+    threads = [threading.Thread(target=take) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 20
+
+
+def test_a_future_reservation_leaves_earlier_slots_free(table):
+    lim = limiter(table)
+    later = lim.reserve(not_before=1010.0)
+    now = lim.reserve()
+    assert now < 1001.0 < 1010.0 <= later
