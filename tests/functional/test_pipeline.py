@@ -263,3 +263,35 @@ def test_crash_after_the_api_accepted_does_not_pay_twice(pipeline):
     kind, record = pipeline.record("incoming/idphoto/crash.jpg", timeout_s=30)
     assert crashed and kind == "result", record
     assert len(posts_for(pipeline, "crash.jpg")) == 1
+
+
+# -- the API key ------------------------------------------------------------------------------------------------
+
+
+def test_401_refetches_the_secret_once_then_proceeds(pipeline):
+    pipeline.mock.add_rule(filename="rotated.jpg", create_status=401, times=1)
+    pipeline.upload("incoming/idphoto/rotated.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/rotated.jpg")
+    assert kind == "result", record
+    assert [e["status"] for e in posts_for(pipeline, "rotated.jpg")] == [401, 200]
+
+
+def test_persistent_401_fails_with_a_clear_record(pipeline):
+    pipeline.mock.add_rule(filename="revoked.jpg", create_status=401)
+    pipeline.upload("incoming/idphoto/revoked.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/revoked.jpg")
+    assert kind == "failed" and record["reason"] == "unauthorized" and record["status"] == 401
+    assert len(posts_for(pipeline, "revoked.jpg")) == 2  # one retry with a fresh secret, no storm
+
+
+def test_api_key_never_reaches_logs_records_or_results(pipeline, capfd):
+    pipeline.mock.add_rule(filename="leak-401.jpg", create_status=401)
+    for name in ("leak.jpg", "leak-401.jpg"):
+        pipeline.upload(f"incoming/idphoto/{name}", images.portrait())
+        pipeline.record(f"incoming/idphoto/{name}")
+    key = pipeline.mock.api_key.encode()
+    out, err = capfd.readouterr()
+    assert out and key.decode() not in out and key.decode() not in err
+    bucket = pipeline.stack.output_bucket
+    listed = pipeline.s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert listed and all(key not in pipeline.output(o["Key"]) for o in listed)
