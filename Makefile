@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo mock bench-mock clean
+.PHONY: install test lint format demo mock bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -35,5 +35,21 @@ mock: install
 bench-mock: install
 	PYTHONPATH=shared:. $(BIN)/python -m bench.mock_load
 
+bench-costs: install
+	PYTHONPATH=shared:. $(BIN)/python -m bench.per_operation
+
+# sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it beside 3.11 on these machines.
+DEPLOY_BIN := .venv-deploy/bin
+$(DEPLOY_BIN)/sam: requirements-deploy.txt
+	@test -x $(DEPLOY_BIN)/python || $(PYTHON) -m venv .venv-deploy
+	@$(DEPLOY_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	@touch $@
+
+build: $(DEPLOY_BIN)/sam
+	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.12.1:3.13.0} SAM_CLI_TELEMETRY=0 $(DEPLOY_BIN)/sam build
+
+checkov: $(DEPLOY_BIN)/sam
+	$(DEPLOY_BIN)/checkov -f template.yaml --skip-download --compact --quiet
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-deploy .aws-sam .pytest_cache .ruff_cache .hypothesis
