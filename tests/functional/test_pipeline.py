@@ -295,3 +295,12 @@ def test_api_key_never_reaches_logs_records_or_results(pipeline, capfd):
     bucket = pipeline.stack.output_bucket
     listed = pipeline.s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert listed and all(key not in pipeline.output(o["Key"]) for o in listed)
+
+
+def test_poll_5xx_is_retried_by_the_state_machine(pipeline):
+    pipeline.mock.add_rule(filename="flaky.jpg", query_status=500, query_status_count=1)
+    pipeline.upload("incoming/idphoto/flaky.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/flaky.jpg", timeout_s=60)
+    assert kind == "result", record
+    statuses = [e["status"] for e in polls_for(pipeline, record["task_id"])]
+    assert statuses[0] == 500 and statuses[-1] == 200
