@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo mock bench-mock bench-costs build checkov clean
+.PHONY: install test lint format demo stack mock bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -13,6 +13,8 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@# The project's packages (picwish from shared/, mock_server, offline, bench) importable without PYTHONPATH.
+	@$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'picwish-pipeline.pth').write_text('$(CURDIR)/shared\n$(CURDIR)\n')"
 	@touch $(STAMP)
 
 lint: install
@@ -27,16 +29,19 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: install
-	PYTHONPATH=shared:. $(BIN)/python -m mock_server --admin
+	$(BIN)/python -m offline demo
+
+stack: install
+	$(BIN)/python -m offline stack
 
 mock: install
-	PYTHONPATH=shared:. $(BIN)/python -m mock_server --admin
+	$(BIN)/python -m mock_server --admin
 
 bench-mock: install
-	PYTHONPATH=shared:. $(BIN)/python -m bench.mock_load
+	$(BIN)/python -m bench.mock_load
 
 bench-costs: install
-	PYTHONPATH=shared:. $(BIN)/python -m bench.per_operation
+	$(BIN)/python -m bench.per_operation
 
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it beside 3.11 on these machines.
 DEPLOY_BIN := .venv-deploy/bin

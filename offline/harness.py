@@ -4,13 +4,16 @@ deployed into moto (decorator mode), the in-process Lambda runtime; helpers to u
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 import boto3
+import requests
 from moto import mock_aws
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from mock_server.pytest_plugin import RunningMock, start_mock
 from offline.lambdas import InProcessLambdaRuntime
@@ -33,6 +36,7 @@ class Pipeline:
     runtime: InProcessLambdaRuntime
     s3: object
     sfn: object
+    endpoint_url: str | None = None
 
     def upload(self, key: str, body: bytes, metadata: dict | None = None) -> None:
         self.s3.put_object(Bucket=self.stack.input_bucket, Key=key, Body=body, Metadata=metadata or {})
@@ -83,27 +87,48 @@ class Pipeline:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
 
 
-def build(mock_args: tuple[str, ...], parameters: dict[str, str]) -> tuple[Pipeline, ExitStack]:
+def build(
+    mock_args: tuple[str, ...], parameters: dict[str, str], *, server: bool = False
+) -> tuple[Pipeline, ExitStack]:
+    """The whole pipeline. `server=False`: moto in decorator mode (tests; images go to the API as bytes).
+    `server=True`: moto as a real HTTP server on loopback (the local stack): presigned URLs reach it, so images
+    go as URLs as in production, and any AWS client can inspect it at `endpoint_url`."""
     stack = ExitStack()
-    saved = {k: os.environ.get(k) for k in AWS_ENV}
-    os.environ.update(AWS_ENV)
-    stack.callback(_restore, saved)
+    environment = dict(AWS_ENV)
     mock = start_mock(*mock_args)
     stack.callback(mock.stop)
-    stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+    endpoint = None
+    if server:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
+        moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto_server.start()
+        stack.callback(moto_server.stop)
+        endpoint = f"http://127.0.0.1:{moto_server.get_host_and_port()[1]}"
+        # Every boto3 client of this process (the handlers' too) and moto's own Step Functions interpreter.
+        environment.update(AWS_ENDPOINT_URL=endpoint, MOTO_PORT=endpoint.rsplit(":", 1)[1])
+    saved = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)
+    stack.callback(_restore, saved)
+    if server:
+        requests.post(
+            f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
+        )
+    else:
+        stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
     runtime = stack.enter_context(InProcessLambdaRuntime().installed())
     deployed = deploy(
         "picwish",
         {
             "ApiBaseUrl": mock.url,
-            "InputMode": "bytes",  # in decorator mode the mock cannot reach moto's presigned URLs
+            # In decorator mode the mock cannot reach moto's presigned URLs; in server mode it can.
+            "InputMode": "url" if server else "bytes",
             "ResultHosts": "127.0.0.1",
             "AllowHttpResults": "true",
             **parameters,
         },
     )
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
-    pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"))
+    pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"), endpoint)
     return pipeline, stack
 
 

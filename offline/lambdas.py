@@ -12,6 +12,7 @@ import copy
 import hashlib
 import importlib.util
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -76,6 +77,7 @@ class InProcessLambdaRuntime:
         self._original = None
         self._original_s3 = None
         self._pending: list[threading.Timer] = []
+        self._sequencer = itertools.count(int(time.time() * 1000) << 16)
 
     # -- moto hook ------------------------------------------------------------------------------------------
 
@@ -114,6 +116,9 @@ class InProcessLambdaRuntime:
         from moto.awslambda.utils import get_backend
 
         fn = get_backend(account_id, region_name).get_function(fn_arn)
+        # moto's records carry no sequencer; S3's always do, and job identity relies on it when versioning is off.
+        for record in event_body.get("Records", []):
+            record["s3"]["object"].setdefault("sequencer", f"{next(self._sequencer):016X}")
         for _ in range(self.s3_delivery_copies):
             timer = threading.Timer(self.s3_delivery_delay_s, self._invoke_async, (fn, event_body))
             timer.daemon = True

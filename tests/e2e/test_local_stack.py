@@ -1,0 +1,81 @@
+"""Uploads into the running local stack from outside it; results and failure records checked down to the bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from offline.samples import demo_set
+from picwish.uploads import parse_job_path
+from tests.support import images
+
+
+def wait_record(s3, info, key, timeout_s=60):
+    path = parse_job_path(key)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
+            try:
+                return kind, json.loads(s3.get_object(Bucket=info["output_bucket"], Key=record_key)["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no record for {key}")
+
+
+def test_stack_json_names_everything_a_client_needs(local_stack):
+    assert {"endpoint_url", "region", "input_bucket", "output_bucket", "mock_url", "api_key"} <= set(local_stack)
+    assert local_stack["endpoint_url"].startswith("http://127.0.0.1:")
+
+
+def test_a_plain_upload_yields_results_under_its_name(s3, local_stack):
+    s3.put_object(Bucket=local_stack["input_bucket"], Key="incoming/idphoto/photo.jpg", Body=images.portrait())
+    kind, record = wait_record(s3, local_stack, "incoming/idphoto/photo.jpg")
+    assert kind == "result"
+    listed = s3.list_objects_v2(Bucket=local_stack["output_bucket"], Prefix="results/idphoto/photo/")["Contents"]
+    assert {o["Key"] for o in listed} == {"results/idphoto/photo/image.png", "results/idphoto/photo/result.json"}
+    image = Image.open(
+        io.BytesIO(s3.get_object(Bucket=local_stack["output_bucket"], Key=record["outputs"]["image"])["Body"].read())
+    )
+    assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (80, 60))
+
+
+def test_images_go_to_the_api_as_presigned_urls(s3, local_stack, mock):
+    s3.put_object(Bucket=local_stack["input_bucket"], Key="incoming/correction/url.jpg", Body=images.portrait())
+    kind, record = wait_record(s3, local_stack, "incoming/correction/url.jpg")
+    assert kind == "result"
+    sent = next(e for e in mock.requests(method="POST") if e["task_id"] == record["task_id"])["fields"]
+    assert sent["image_url"].startswith(local_stack["endpoint_url"]) and "X-Amz-Signature" in sent["image_url"]
+
+
+@pytest.mark.parametrize("sample", [s for s in demo_set() if s.rule is None], ids=lambda s: s.key)
+def test_demo_samples_end_as_expected(s3, local_stack, sample):
+    for key, body in sample.extra.items():
+        s3.put_object(Bucket=local_stack["input_bucket"], Key=key, Body=body)
+    s3.put_object(Bucket=local_stack["input_bucket"], Key=sample.key, Body=sample.body, Metadata=sample.metadata)
+    kind, record = wait_record(s3, local_stack, sample.key, timeout_s=90)
+    outcome = kind if kind == "result" else f"failed:{record['reason']}"
+    assert outcome == sample.expect, record
+    if kind == "result":
+        for key in record["outputs"].values():
+            body = s3.get_object(Bucket=local_stack["output_bucket"], Key=key)["Body"].read()
+            assert body and (key.endswith(".zip") or Image.open(io.BytesIO(body)).size)
+    if "size" in sample.metadata and kind == "result":
+        width, height = map(int, sample.metadata["size"].split("x"))
+        body = s3.get_object(Bucket=local_stack["output_bucket"], Key=record["outputs"]["image"])["Body"].read()
+        assert Image.open(io.BytesIO(body)).size == (width, height)
+
+
+def test_nothing_lost_in_a_burst_and_one_paid_task_each(s3, local_stack, mock):
+    keys = [f"incoming/idphoto/burst/{i:02d}.jpg" for i in range(12)]
+    for key in keys:
+        s3.put_object(Bucket=local_stack["input_bucket"], Key=key, Body=images.portrait())
+    outcomes = [wait_record(s3, local_stack, key, timeout_s=120)[0] for key in keys]
+    assert outcomes == ["result"] * len(keys)
+    posts = [e for e in mock.requests(method="POST") if "/burst/" in str(e.get("fields", {}).get("image_url", ""))]
+    assert len(posts) == len(keys)
+    assert all(e["status"] == 200 for e in posts)
