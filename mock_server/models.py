@@ -207,7 +207,9 @@ class MockBackend:
             task.last_progress = progress
             if terminal:
                 task.final_state = state
-                task.completed = self.clock()
+                # Completion is when processing ended, not when a poll happened to notice it.
+                ended = task.created + min(task.processing_s, self.processing_limit())
+                task.completed = min(self.clock(), ended) if task.outcome.polls is None else self.clock()
                 if state == 1 and not task.charged:
                     task.charged = True
                     with self.lock:

@@ -171,16 +171,22 @@ def create_step(svc: Services, payload: dict) -> dict:
     if recorded is not None:
         return _created(svc, op, recorded["task_id"], recorded["created_at"], previous, api_calls=0)
     throttles = int(previous.get("throttles", 0))
+    calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
     slot = _slot(svc, previous.get("slot_at"))
     if slot["wait_s"] >= 1:
-        return {"status": "wait", "throttles": throttles, **slot}
-    _sleep_until(svc, slot["slot_at"])
+        return {"status": "wait", "throttles": throttles, "api_calls": calls, **slot}
     image, masks = _api_inputs(svc, job)
-    calls = 0
+    client = svc.client()
+    late = _late(svc, slot["slot_at"])  # a cold start or a slow read may have made us miss the slot
+    if late is not None:
+        return {"status": "wait", "throttles": throttles, "api_calls": calls, **late}
+    _sleep_until(svc, slot["slot_at"])
     for refresh in (False, True):
         calls += 1
         try:
-            task = svc.client(refresh=refresh).create_task(op.name, image, job["options"], **masks)
+            if refresh:
+                client = svc.client(refresh=True)
+            task = client.create_task(op.name, image, job["options"], **masks)
             break
         except AuthenticationError as exc:
             if refresh:
@@ -190,7 +196,7 @@ def create_step(svc: Services, payload: dict) -> dict:
             if throttles > svc.settings.max_throttles:
                 return _create_failed("rate limited", exc, throttles, calls)
             later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-            return {"status": "wait", "throttles": throttles, **_wait_for(svc, later)}
+            return {"status": "wait", "throttles": throttles, "api_calls": calls, **_wait_for(svc, later)}
         except APIConnectionError as exc:
             if not exc.request_sent:
                 raise TransientApiError(str(exc)) from None
@@ -281,6 +287,14 @@ def _slot(svc: Services, slot_at: float | None, not_before: float | None = None)
     return _wait_for(svc, float(slot_at))
 
 
+def _late(svc: Services, slot_at: float) -> dict | None:
+    """A fresh slot when the reserved one has passed by more than the tolerance: calling now could make three
+    calls fall into one second; otherwise None."""
+    if svc.clock() - slot_at <= SLOT_TOLERANCE_S:
+        return None
+    return _wait_for(svc, svc.limiter().reserve(svc.clock()))
+
+
 def _wait_for(svc: Services, slot_at: float) -> dict:
     """Step Functions waits whole seconds; the step sleeps the remaining fraction (< 1 s) itself."""
     return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock()))}
@@ -312,11 +326,15 @@ def poll_step(svc: Services, payload: dict) -> dict:
     slot = _slot(svc, previous.get("slot_at", create.get("slot_at")))
     if slot["wait_s"] >= 1:
         return {**base, **slot}
+    client = svc.client()
+    late = _late(svc, slot["slot_at"])
+    if late is not None:
+        return {**base, **late}
     _sleep_until(svc, slot["slot_at"])
     base["api_calls"] += 1
     base["polls"] += 1
     try:
-        result = svc.client().get_task(op.name, create["task_id"])
+        result = client.get_task(op.name, create["task_id"])
     except AuthenticationError:
         try:
             base["api_calls"] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import boto3
@@ -83,6 +84,11 @@ def test_create_is_idempotent_per_execution(pipeline):
     state = event("state-create.json")
     pipeline.upload(state["job"]["upload"]["key"], images.portrait())
     first = invoke(pipeline, "CreateFunction", state)
+    for _ in range(30):  # the QPS budget may be busy with other jobs: come back when told, as the machine does
+        if first["status"] != "wait":
+            break
+        time.sleep(first["wait_s"])
+        first = invoke(pipeline, "CreateFunction", {**state, "create": first})
     assert first["status"] == "created" and first["api_calls"] == 1
     again = invoke(pipeline, "CreateFunction", state)  # a retried step after the API accepted the task
     assert (again["status"], again["task_id"], again["api_calls"]) == ("created", first["task_id"], 0)
