@@ -145,7 +145,13 @@ class InProcessLambdaRuntime:
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         if isinstance(event, str):
             event = json.loads(event or "{}")
-        handler = self._handler(fn)
+        try:
+            handler = self._handler(fn)
+        except Exception as exc:  # the runtime itself failed, not the function: what Lambda reports as its own
+            payload = json.dumps(
+                {"errorMessage": f"{type(exc).__name__}: {exc}", "errorType": "Lambda.ServiceException"}
+            )
+            return payload, True, ""
         context = LambdaContext(
             function_name=fn.function_name,
             function_version=str(fn.version),
@@ -180,26 +186,34 @@ class InProcessLambdaRuntime:
             cached = self._handlers.get(key)
         if cached is not None:
             return cached
-        root = self.workdir / digest
-        if not root.exists():
-            with zipfile.ZipFile(io.BytesIO(code)) as archive:
-                archive.extractall(root)
-        module_name, _, attribute = fn.handler.rpartition(".")
-        path = root / (module_name.replace(".", "/") + ".py")
-        spec = importlib.util.spec_from_file_location(f"lambda_{fn.function_name}_{digest}".replace("-", "_"), path)
-        module = importlib.util.module_from_spec(spec)
-        environment = {
-            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
-            "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
-            "AWS_REGION": fn.region,
-            **{k: str(v) for k, v in (fn.environment_vars or {}).items()},
-        }
-        with _ENV_LOCK, _patched_environ(environment):
-            spec.loader.exec_module(module)  # the cold start: module-level code reads this environment
-        handler = getattr(module, attribute)
-        with self._lock:
-            self._handlers[key] = handler
+        with _ENV_LOCK:  # one cold start at a time: concurrent first invocations wait for the same import
+            with self._lock:
+                cached = self._handlers.get(key)
+            if cached is not None:
+                return cached
+            root = self.workdir / digest
+            if not root.exists():
+                staging = self.workdir / f"{digest}.partial"
+                with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                    archive.extractall(staging)
+                staging.rename(root)
+            module_name, _, attribute = fn.handler.rpartition(".")
+            path = root / (module_name.replace(".", "/") + ".py")
+            name = f"lambda_{fn.function_name}_{digest}".replace("-", "_")
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            environment = {
+                "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
+                "AWS_REGION": fn.region,
+                **{k: str(v) for k, v in (fn.environment_vars or {}).items()},
+            }
+            with _patched_environ(environment):
+                spec.loader.exec_module(module)  # the cold start: module-level code reads this environment
+            handler = getattr(module, attribute)
+            with self._lock:
+                self._handlers[key] = handler
         return handler
 
 

@@ -27,7 +27,7 @@ class SlotLimiter:
     table_name: str
     qps: float
     client: object  # a boto3 DynamoDB client
-    headroom: float = 0.93  # calls are spread over 93 % of the budget: late calls never bunch into a 429
+    headroom: float = 0.92  # calls are spread over 92 % of the budget, so a slightly late call never makes a 429
     clock: Callable[[], float] = time.time
     ttl_s: int = 24 * 3600
     page: int = 64
@@ -36,6 +36,12 @@ class SlotLimiter:
     @property
     def spacing(self) -> float:
         return 1.0 / (self.qps * self.headroom)
+
+    @property
+    def tolerance_s(self) -> float:
+        """How late a call may still go out in its slot. The `qps` calls after it are `qps × spacing` =
+        `1 / headroom` seconds later; any more lateness could put qps + 1 calls into one second."""
+        return (1.0 / self.headroom - 1.0) * 0.8
 
     def reserve(self, not_before: float | None = None) -> float:
         """Reserve one call slot; returns the Unix time at which the call may be made."""

@@ -39,6 +39,7 @@ def failure(
     return {
         "outcome": "failed",
         "reason": reason,
+        "error": error.get("error"),
         "operation": path.operation,
         "source": source,
         "status": status,

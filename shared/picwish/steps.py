@@ -41,8 +41,6 @@ from .states import FAILED_STATES, parse_state
 from .uploads import JobPath, UploadRef, parse_job_path
 from .validation import validate_request
 
-SLOT_TOLERANCE_S = 0.5  # a slot older than this is stale (the step was retried): reserve a new one
-
 
 class TransientApiError(Exception):
     """The API could not be reached or answered 5xx on a poll: the state machine retries with backoff."""
@@ -281,18 +279,19 @@ def _record_task(svc: Services, name: str, task_id: str, created_at: float, oper
 
 def _slot(svc: Services, slot_at: float | None, not_before: float | None = None) -> dict:
     """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
-    now = svc.clock()
-    if slot_at is None or now - float(slot_at) > SLOT_TOLERANCE_S:
-        slot_at = svc.limiter().reserve(max(now, not_before or now))
+    now, limiter = svc.clock(), svc.limiter()
+    if slot_at is None or now - float(slot_at) > limiter.tolerance_s:  # stale: a retried or late step
+        slot_at = limiter.reserve(max(now, not_before or now))
     return _wait_for(svc, float(slot_at))
 
 
 def _late(svc: Services, slot_at: float) -> dict | None:
     """A fresh slot when the reserved one has passed by more than the tolerance: calling now could make three
     calls fall into one second; otherwise None."""
-    if svc.clock() - slot_at <= SLOT_TOLERANCE_S:
+    limiter = svc.limiter()
+    if svc.clock() - slot_at <= limiter.tolerance_s:
         return None
-    return _wait_for(svc, svc.limiter().reserve(svc.clock()))
+    return _wait_for(svc, limiter.reserve(svc.clock()))
 
 
 def _wait_for(svc: Services, slot_at: float) -> dict:

@@ -34,7 +34,7 @@ def test_slots_are_spaced_by_the_qps_with_headroom(table):
     lim = limiter(table)
     slots = [lim.reserve() for _ in range(6)]
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
-    assert all(g == round(1 / (2 * 0.93), 6) for g in gaps)
+    assert all(g == round(1 / (2 * 0.92), 6) for g in gaps)
     assert slots[0] >= 1000.0
     # No one-second window holds more than two calls.
     assert all(sum(1 for s in slots if t <= s < t + 1) <= 2 for t in slots)
