@@ -52,6 +52,7 @@ def start(args: argparse.Namespace) -> tuple[Pipeline, object]:
         {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale)},
         server=True,
     )
+    pipeline.runtime.s3_delivery_copies = getattr(args, "s3_delivery_copies", 1)
     say(f"Ready in {time.monotonic() - started:.1f} s.")
     return pipeline, stack
 
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--time-scale", type=float, default=0.05, help="the mock's processing-time scale")
         if name == "stack":
             p.add_argument("--info-file", default=str(ROOT / ".local" / "stack.json"), help="where to write stack.json")
+            p.add_argument("--s3-delivery-copies", type=int, default=1, help="2 delivers every S3 event twice")
         else:
             p.add_argument("--out", default="out", help="where results and report.html go")
             p.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for every record")

@@ -17,6 +17,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from mock_server.pytest_plugin import RunningMock, start_mock
 from offline.lambdas import InProcessLambdaRuntime
+from offline.moto_atomic import make_dynamodb_writes_atomic
 from offline.stack import DeployedStack, deploy
 
 AWS_ENV = {
@@ -93,6 +94,7 @@ def build(
     """The whole pipeline. `server=False`: moto in decorator mode (tests; images go to the API as bytes).
     `server=True`: moto as a real HTTP server on loopback (the local stack): presigned URLs reach it, so images
     go as URLs as in production, and any AWS client can inspect it at `endpoint_url`."""
+    make_dynamodb_writes_atomic()
     stack = ExitStack()
     environment = dict(AWS_ENV)
     mock = start_mock(*mock_args)

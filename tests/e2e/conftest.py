@@ -24,7 +24,20 @@ def local_stack(tmp_path_factory):
     info_file = tmp_path_factory.mktemp("stack") / "stack.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "offline", "stack", "--qps", "4", "--time-scale", "0.02", "--info-file", str(info_file)],
+        [
+            sys.executable,
+            "-m",
+            "offline",
+            "stack",
+            "--qps",
+            "4",
+            "--time-scale",
+            "0.02",
+            "--info-file",
+            str(info_file),
+            "--s3-delivery-copies",
+            "2",
+        ],  # S3 is at-least-once: every upload here is delivered twice
         cwd=tmp_path_factory.mktemp("cwd"),
         env=env,
         stdout=subprocess.DEVNULL,

@@ -71,6 +71,7 @@ def test_demo_samples_end_as_expected(s3, local_stack, sample):
 
 
 def test_nothing_lost_in_a_burst_and_one_paid_task_each(s3, local_stack, mock):
+    """Every S3 event of this stack is delivered twice, so this also proves duplicates are ignored."""
     keys = [f"incoming/idphoto/burst/{i:02d}.jpg" for i in range(12)]
     for key in keys:
         s3.put_object(Bucket=local_stack["input_bucket"], Key=key, Body=images.portrait())

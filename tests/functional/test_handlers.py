@@ -103,7 +103,7 @@ def test_create_is_idempotent_per_execution(pipeline):
 
 def test_record_failure_for_a_timeout(pipeline):
     body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-timeout.json"))
-    assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/portrait.json"}
+    assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/gone.json"}
     record = record_at(pipeline, body["failure_key"])
     assert (record["task_id"], record["state"], record["api_calls"]) == ("TASK-TIMEOUT", 4, 13)
     assert record["message"] == "the task was still processing after 240 s"
@@ -117,9 +117,9 @@ def test_record_failure_for_a_caught_error_keeps_no_stack_trace(pipeline):
 
 
 def test_backstop_writes_a_record_only_when_none_exists(pipeline):
-    failure_key = "failed/idphoto/fixtures/portrait.json"
+    failure_key = "failed/idphoto/fixtures/gone.json"
     pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key=failure_key)
-    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/portrait/result.json")
+    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/gone/result.json")
     body = invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json"))
     assert body["reason"] == "execution failed"
     record = record_at(pipeline, failure_key)

@@ -7,7 +7,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from offline.moto_atomic import make_dynamodb_writes_atomic
 from picwish.ratelimit import SlotLimiter
+
+make_dynamodb_writes_atomic()  # as DynamoDB itself guarantees; see the module's docstring
 
 
 @pytest.fixture
