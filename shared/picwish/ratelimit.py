@@ -1,9 +1,13 @@
 """One QPS budget shared by every execution: call slots reserved in DynamoDB.
 
 Time is cut into slots `1 / (qps × headroom)` seconds apart; each slot holds at most one API call. A step
-reserves the first free slot at or after the time it wants to call (a create: now; a poll: when the task is
-likely done) and the state machine waits until then. Reserving ahead, rather than retrying on 429, keeps the
-budget busy without a retry storm, and slots left free by a future reservation stay usable by others.
+reserves the first free slot at or after the time it wants to call and the state machine waits until then.
+Reserving ahead, rather than retrying on 429, keeps the budget busy without a retry storm.
+
+Polls come first: a poll reserves its slot as soon as its create is done (where the task is likely finished),
+while a create may only take a slot within a short horizon. Creates that find none wait in a ticket queue for
+a time estimated from how many creates are ahead of them, so a burst of uploads neither starves the polls of
+tasks already paid for (latency) nor wakes up over and over (cost).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 PARTITION = "api-slots"
+QUEUE = "create-queue"  # sk 0: tickets handed out; sk 1: creates admitted to a slot
 
 
 class NoSlotError(RuntimeError):
@@ -27,7 +32,7 @@ class SlotLimiter:
     table_name: str
     qps: float
     client: object  # a boto3 DynamoDB client
-    headroom: float = 0.92  # calls are spread over 92 % of the budget, so a slightly late call never makes a 429
+    headroom: float = 0.95  # calls are spread over 95 % of the budget, so a slightly late call never makes a 429
     clock: Callable[[], float] = time.time
     ttl_s: int = 24 * 3600
     page: int = 64
@@ -43,14 +48,17 @@ class SlotLimiter:
         `1 / headroom` seconds later; any more lateness could put qps + 1 calls into one second."""
         return (1.0 / self.headroom - 1.0) * 0.8
 
-    def reserve(self, not_before: float | None = None) -> float:
-        """Reserve one call slot; returns the Unix time at which the call may be made."""
+    def reserve(self, not_before: float | None = None, horizon_s: float | None = None) -> float | None:
+        """Reserve one call slot; returns the Unix time at which the call may be made. With a horizon, only a
+        slot within `horizon_s` of the start is taken, and None means there was none."""
         start = max(self.clock(), not_before or 0.0)
         index = math.ceil(start / self.spacing)
         for _ in range(self.attempts):
             taken = self._taken_from(index)
             while index in taken:
                 index += 1
+            if horizon_s is not None and index * self.spacing > start + horizon_s:
+                return None
             try:
                 self.client.put_item(
                     TableName=self.table_name,
@@ -77,3 +85,33 @@ class SlotLimiter:
             Limit=self.page,
         )
         return {int(item["sk"]["N"]) for item in response.get("Items", [])}
+
+    # -- the create queue ---------------------------------------------------------------------------------
+
+    def take_ticket(self) -> int:
+        return self._add(0)
+
+    def admitted(self) -> int:
+        item = self.client.get_item(
+            TableName=self.table_name, Key={"pk": {"S": QUEUE}, "sk": {"N": "1"}}, ConsistentRead=True
+        ).get("Item")
+        return int(item["n"]["N"]) if item else 0
+
+    def admit(self) -> int:
+        return self._add(1)
+
+    def _add(self, sk: int) -> int:
+        response = self.client.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": QUEUE}, "sk": {"N": str(sk)}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["n"]["N"])
+
+    def queue_wait(self, ticket: int) -> float:
+        """Seconds until about `ticket`'s turn: creates ahead of it, at the rate creates get slots (about half
+        of them: every image needs a create and at least one poll)."""
+        ahead = max(0, ticket - self.admitted() - 1)
+        return ahead * self.spacing * 2

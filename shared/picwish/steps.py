@@ -41,6 +41,9 @@ from .states import FAILED_STATES, parse_state
 from .uploads import JobPath, UploadRef, parse_job_path
 from .validation import validate_request
 
+CREATE_HORIZON_S = 1.0  # a create takes only a slot this close; further ones are left to polls
+MAX_QUEUE_WAIT_S = 60  # a create in the queue looks again at least this often
+
 
 class TransientApiError(Exception):
     """The API could not be reached or answered 5xx on a poll: the state machine retries with backoff."""
@@ -170,9 +173,12 @@ def create_step(svc: Services, payload: dict) -> dict:
         return _created(svc, op, recorded["task_id"], recorded["created_at"], previous, api_calls=0)
     throttles = int(previous.get("throttles", 0))
     calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
-    slot = _slot(svc, previous.get("slot_at"))
+    waiting = {"status": "wait", "throttles": throttles, "api_calls": calls}
+    slot = _create_slot(svc, previous)
+    if "slot_at" not in slot:
+        return {**waiting, **slot}
     if slot["wait_s"] >= 1:
-        return {"status": "wait", "throttles": throttles, "api_calls": calls, **slot}
+        return {**waiting, **slot}
     image, masks = _api_inputs(svc, job)
     client = svc.client()
     late = _late(svc, slot["slot_at"])  # a cold start or a slow read may have made us miss the slot
@@ -207,6 +213,22 @@ def create_step(svc: Services, payload: dict) -> dict:
     created_at = svc.clock()
     _record_task(svc, name, task.task_id, created_at, op.name)
     return _created(svc, op, task.task_id, created_at, previous, api_calls=calls, throttles=throttles)
+
+
+def _create_slot(svc: Services, previous: dict) -> dict:
+    """A slot for a create within the horizon, else the wait for this create's turn in the queue."""
+    limiter = svc.limiter()
+    slot_at = previous.get("slot_at")
+    if slot_at is not None and svc.clock() - float(slot_at) <= limiter.tolerance_s:
+        return _wait_for(svc, float(slot_at))
+    ticket = previous.get("ticket") or limiter.take_ticket()
+    if limiter.queue_wait(ticket) < CREATE_HORIZON_S:
+        reserved = limiter.reserve(svc.clock(), horizon_s=CREATE_HORIZON_S)
+        if reserved is not None:
+            limiter.admit()
+            return {"ticket": ticket, **_wait_for(svc, reserved)}
+    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(limiter.queue_wait(ticket))))
+    return {"ticket": ticket, "wait_s": wait}
 
 
 def _create_failed(reason: str, error: PicWishError, throttles: int, calls: int) -> dict:

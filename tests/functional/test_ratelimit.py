@@ -37,7 +37,7 @@ def test_slots_are_spaced_by_the_qps_with_headroom(table):
     lim = limiter(table)
     slots = [lim.reserve() for _ in range(6)]
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
-    assert all(g == round(1 / (2 * 0.92), 6) for g in gaps)
+    assert all(g == round(1 / (2 * 0.95), 6) for g in gaps)
     assert slots[0] >= 1000.0
     # No one-second window holds more than two calls.
     assert all(sum(1 for s in slots if t <= s < t + 1) <= 2 for t in slots)
@@ -65,3 +65,22 @@ def test_a_future_reservation_leaves_earlier_slots_free(table):
     later = lim.reserve(not_before=1010.0)
     now = lim.reserve()
     assert now < 1001.0 < 1010.0 <= later
+
+
+def test_a_create_horizon_leaves_far_slots_alone(table):
+    lim = limiter(table)
+    for _ in range(4):
+        lim.reserve()  # the next ~2 s are taken
+    assert lim.reserve(horizon_s=1.0) is None
+    assert lim.reserve(horizon_s=3.0) is not None
+
+
+def test_queue_wait_counts_the_creates_ahead(table):
+    lim = limiter(table)
+    tickets = [lim.take_ticket() for _ in range(5)]
+    assert tickets == [1, 2, 3, 4, 5]
+    assert lim.queue_wait(1) == 0
+    assert lim.queue_wait(5) == pytest.approx(4 * lim.spacing * 2)
+    lim.admit()
+    lim.admit()
+    assert lim.queue_wait(5) == pytest.approx(2 * lim.spacing * 2)
