@@ -42,6 +42,7 @@ def create_app(config: MockConfig | None = None, backend: MockBackend | None = N
     if config.admin:
         app.register_blueprint(admin)
     app.register_error_handler(MockAPIError, _api_error)
+    app.register_error_handler(Truncated, _truncated)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
@@ -78,6 +79,7 @@ def _journal(status: int) -> None:
         "task_id": g.get("task_id"),
         "prefer": request.headers.get("Prefer"),
         "rule": g.get("rule"),
+        "chaos": g.get("chaos"),
     }
     if request.method == "POST" and g.get("fields") is not None:
         entry["fields"] = g.fields
@@ -86,6 +88,11 @@ def _journal(status: int) -> None:
 
 def _mask_key(key: str | None) -> str | None:
     return None if key is None else (key[:4] + "…" if len(key) > 4 else "…")
+
+
+def _truncated(_error: Exception) -> Response:
+    _journal(200)
+    return Response('{"status": 200, "message": "succ', 200, mimetype="application/json")
 
 
 def _api_error(error: MockAPIError) -> Response:
@@ -122,7 +129,28 @@ def _gate(operation: str) -> tuple[Operation, str]:
     wait = backend().limiter.acquire(key)
     if wait is not None:
         raise TooManyRequests(headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+    _chaos()
     return op, key
+
+
+class Truncated(Exception):
+    """Chaos: the answer is cut off mid-body, as a dropped connection leaves it."""
+
+
+def _chaos() -> None:
+    fault = backend().draw_chaos()
+    if fault is None:
+        return
+    g.chaos = fault
+    if fault == "slow":
+        time.sleep(backend().config.slow_s)
+    elif fault == "500":
+        raise MockAPIError(status=500)
+    elif fault in ("429", "429-body"):
+        g.status_in_body = fault == "429-body"
+        raise TooManyRequests(headers={"Retry-After": "1"})
+    elif fault == "truncate":
+        raise Truncated()
 
 
 @api.post("/api/tasks/visual/<operation>")
@@ -257,6 +285,25 @@ def journal():
 @admin.get("/credits")
 def credits():
     return jsonify(backend().stats())
+
+
+@admin.get("/tasks")
+def task_times():
+    return jsonify({"tasks": backend().task_times()})
+
+
+@admin.route("/chaos", methods=["GET", "POST"])
+def chaos():
+    if request.method == "POST":
+        body = _admin_json()
+        if not isinstance(body, dict):
+            raise AdminError("chaos: a JSON object of rates")
+        seed = body.pop("seed", None)
+        try:
+            backend().set_chaos(body, seed)
+        except (TypeError, ValueError) as exc:
+            raise AdminError(str(exc)) from None
+    return jsonify({"chaos": backend().chaos})
 
 
 @admin.get("/config")

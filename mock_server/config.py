@@ -34,6 +34,11 @@ class MockConfig:
     download_timeout_s: float = 10.0  # image_url / mask_url fetches, as documented
     max_processing_s: float = 180.0  # past this a task ends in -8, as documented
     sync_wait_cap_s: float = 200.0  # a sync request never holds a thread longer than this (scaled)
+    # Random faults on API calls, by rate: "500", "429", "429-body" (in an HTTP 200), "truncate" (a body cut
+    # off mid-way, as a dropped connection leaves it), "slow" (answers after `slow_s`).
+    chaos: Mapping[str, float] = field(default_factory=dict)
+    chaos_seed: int = 1
+    slow_s: float = 3.0
     processing_s: Mapping[str, float] = field(
         default_factory=lambda: {name: op.typical_processing_s for name, op in OPERATIONS.items()}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import secrets
 import threading
 import time
@@ -26,7 +27,10 @@ from .exceptions import NotFound
 from .forms import CreateRequest, Upload
 from .scenarios import Outcome, Rule
 
-MISSING = "<missing>"  # a script token: the response leaves `state` out
+MISSING = "<missing>"
+CHAOS_KINDS = frozenset(
+    {"500", "429", "429-body", "truncate", "slow"}
+)  # a script token: the response leaves `state` out
 
 
 @dataclass
@@ -103,6 +107,8 @@ class MockBackend:
 
     def reset(self) -> None:
         with self.lock:
+            self.chaos: dict[str, float] = dict(self.config.chaos)
+            self.chaos_rng = random.Random(self.config.chaos_seed)
             self.tasks: dict[str, Task] = {}
             self.results: dict[str, StoredResult] = {}
             self.rules: list[Rule] = []
@@ -110,6 +116,41 @@ class MockBackend:
             self.credits: dict[str, int] = defaultdict(int)
             self.tasks_created: dict[str, int] = defaultdict(int)
             self.limiter = RateLimiter(self.config.qps, self.clock)
+
+    def set_chaos(self, rates: dict[str, float], seed: int | None = None) -> None:
+        unknown = set(rates) - CHAOS_KINDS
+        if unknown or not all(0 <= float(v) <= 1 for v in rates.values()):
+            raise ValueError(f"chaos: rates in [0, 1] for {', '.join(sorted(CHAOS_KINDS))}; got {rates}")
+        with self.lock:
+            self.chaos = {k: float(v) for k, v in rates.items()}
+            if seed is not None:
+                self.chaos_rng = random.Random(seed)
+
+    def draw_chaos(self) -> str | None:
+        """The fault this call suffers, if any (one draw per call, so rates add up)."""
+        with self.lock:
+            if not self.chaos:
+                return None
+            roll, edge = self.chaos_rng.random(), 0.0
+            for kind, rate in sorted(self.chaos.items()):
+                edge += rate
+                if roll < edge:
+                    return kind
+        return None
+
+    def task_times(self) -> dict[str, dict[str, Any]]:
+        """Exact creation and completion times (the API's fields are whole seconds), for benchmarks."""
+        with self.lock:
+            tasks = list(self.tasks.values())
+        return {
+            t.id: {
+                "operation": t.operation.name,
+                "created": t.created,
+                "completed": t.completed,
+                "state": t.final_state,
+            }
+            for t in tasks
+        }
 
     # -- scenario rules -------------------------------------------------------------------------------------
 

@@ -48,6 +48,12 @@ class RunningMock:
     def requests(self, **filters: str) -> list[dict[str, Any]]:
         return self._admin("GET", "requests", params=filters)["requests"]
 
+    def set_chaos(self, **rates: float) -> dict[str, Any]:
+        return self._admin("POST", "chaos", json=rates)["chaos"]
+
+    def task_times(self) -> dict[str, Any]:
+        return self._admin("GET", "tasks")["tasks"]
+
     def credits(self) -> dict[str, Any]:
         return self._admin("GET", "credits")
 

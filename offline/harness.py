@@ -84,6 +84,10 @@ class Pipeline:
                 return summary["name"]
         raise LookupError(key)
 
+    def runtime_memory(self, function_name: str) -> int:
+        """The function's configured memory (MB), as the template sets it."""
+        return int(boto3.client("lambda").get_function(FunctionName=function_name)["Configuration"]["MemorySize"])
+
     def executions(self) -> list[dict]:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
 

@@ -36,6 +36,13 @@ class LambdaCrash(Exception):
     """Raised by a fault hook: the function died (timeout, out of memory). Step Functions sees Lambda.Unknown."""
 
 
+class LambdaThrottled(Exception):
+    """Raised by a fault hook: Lambda refused the invocation (concurrency exhausted)."""
+
+
+ERROR_TYPES = {LambdaCrash: "Lambda.Unknown", LambdaThrottled: "Lambda.TooManyRequestsException"}
+
+
 @dataclass
 class LambdaContext:
     """What Lambda hands a handler (the attributes Powertools reads)."""
@@ -61,6 +68,7 @@ class Invocation:
     result: Any
     error: str | None
     seconds: float
+    started_at: float = 0.0  # Unix time
 
 
 class InProcessLambdaRuntime:
@@ -160,7 +168,7 @@ class InProcessLambdaRuntime:
             timeout_s=float(fn.timeout or 3),
             log_group_name=f"/aws/lambda/{fn.function_name}",
         )
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         try:
             fault = self.faults.get(fn.function_name)
             if fault is not None:
@@ -170,12 +178,14 @@ class InProcessLambdaRuntime:
                 fault("after", event)
             payload, error = json.dumps(result, default=str), None
         except Exception as exc:  # every error becomes Lambda's error payload, as in Lambda
-            error = "Lambda.Unknown" if isinstance(exc, LambdaCrash) else type(exc).__name__
+            error = ERROR_TYPES.get(type(exc), type(exc).__name__)
             payload = json.dumps(
                 {"errorMessage": str(exc), "errorType": error, "stackTrace": traceback.format_tb(exc.__traceback__)}
             )
         with self._lock:
-            self.invocations.append(Invocation(fn.function_name, event, payload, error, time.monotonic() - started))
+            self.invocations.append(
+                Invocation(fn.function_name, event, payload, error, time.monotonic() - started, started_at)
+            )
         return payload, error is not None, ""
 
     def _handler(self, fn: Any) -> Callable:

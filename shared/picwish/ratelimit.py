@@ -110,8 +110,10 @@ class SlotLimiter:
         )
         return int(response["Attributes"]["n"]["N"])
 
-    def queue_wait(self, ticket: int) -> float:
-        """Seconds until about `ticket`'s turn: creates ahead of it, at the rate creates get slots (about half
-        of them: every image needs a create and at least one poll)."""
+    def queue_wait(self, ticket: int, window_s: float = 2.0) -> float:
+        """Seconds until about `ticket`'s turn: 0 when it is among the creates that fit in the next `window_s`,
+        else the creates ahead of those at the rate creates get slots (about half of them: every image needs
+        a create and at least one poll)."""
         ahead = max(0, ticket - self.admitted() - 1)
-        return ahead * self.spacing * 2
+        front = max(1, int(window_s / self.spacing))
+        return max(0, ahead - front + 1) * self.spacing * 2

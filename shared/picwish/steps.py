@@ -222,7 +222,7 @@ def _create_slot(svc: Services, previous: dict) -> dict:
     if slot_at is not None and svc.clock() - float(slot_at) <= limiter.tolerance_s:
         return _wait_for(svc, float(slot_at))
     ticket = previous.get("ticket") or limiter.take_ticket()
-    if limiter.queue_wait(ticket) < CREATE_HORIZON_S:
+    if limiter.queue_wait(ticket) == 0:
         reserved = limiter.reserve(svc.clock(), horizon_s=CREATE_HORIZON_S)
         if reserved is not None:
             limiter.admit()

@@ -400,3 +400,24 @@ def test_clothing_zip(web, output_type, masks, zipped):
     assert len(data["class_masks"]) == masks
     archive = zipfile.ZipFile(io.BytesIO(fetch(web, data["clothes_masks"]).data))
     assert "tops_left.png" in archive.namelist() and len(archive.namelist()) == 10
+
+
+def test_chaos_faults_by_rate(web):
+    assert web.post("/__mock__/chaos", json={"500": 1.0, "seed": 3}).json == {"chaos": {"500": 1.0}}
+    assert create(web, "idphoto", image_file=PHOTO).status_code == 500
+    web.post("/__mock__/chaos", json={"429-body": 1.0})
+    r = create(web, "idphoto", image_file=PHOTO)
+    assert (r.status_code, r.json["status"]) == (200, 429)
+    web.post("/__mock__/chaos", json={"truncate": 1.0})
+    r = create(web, "idphoto", image_file=PHOTO)
+    assert r.status_code == 200 and r.get_data(as_text=True) == '{"status": 200, "message": "succ'
+    web.post("/__mock__/chaos", json={})
+    assert create(web, "idphoto", image_file=PHOTO).status_code == 200
+    assert [e["chaos"] for e in web.get("/__mock__/requests").json["requests"]] == ["500", "429-body", "truncate", None]
+    assert web.post("/__mock__/chaos", json={"explode": 0.5}).status_code == 400
+
+
+def test_task_times_are_exact(web):
+    task_id = create(web, "idphoto", image_file=PHOTO, sync="1").json["data"]["task_id"]
+    times = web.get("/__mock__/tasks").json["tasks"][task_id]
+    assert times["state"] == 1 and times["completed"] >= times["created"] and isinstance(times["created"], float)

@@ -77,10 +77,11 @@ def test_a_create_horizon_leaves_far_slots_alone(table):
 
 def test_queue_wait_counts_the_creates_ahead(table):
     lim = limiter(table)
-    tickets = [lim.take_ticket() for _ in range(5)]
-    assert tickets == [1, 2, 3, 4, 5]
-    assert lim.queue_wait(1) == 0
-    assert lim.queue_wait(5) == pytest.approx(4 * lim.spacing * 2)
+    tickets = [lim.take_ticket() for _ in range(8)]
+    assert tickets == [1, 2, 3, 4, 5, 6, 7, 8]
+    front = int(2.0 / lim.spacing)  # the creates that fit in the next two seconds may try now
+    assert [lim.queue_wait(t) for t in range(1, front + 1)] == [0] * front
+    assert lim.queue_wait(8) == pytest.approx((7 - front + 1) * lim.spacing * 2)
     lim.admit()
     lim.admit()
-    assert lim.queue_wait(5) == pytest.approx(2 * lim.spacing * 2)
+    assert lim.queue_wait(8) == pytest.approx((5 - front + 1) * lim.spacing * 2)
