@@ -86,6 +86,25 @@ class SlotLimiter:
         )
         return {int(item["sk"]["N"]) for item in response.get("Items", [])}
 
+    def safe_now(self, slot_at: float) -> bool:
+        """Whether a call reserved for `slot_at` may still go out now, late: only if no second (the one ending
+        now, the one starting now) would then hold more than `qps` calls of the reserved slots."""
+        now = self.clock()
+        if now - slot_at <= self.tolerance_s:
+            return True
+        mine = round(slot_at / self.spacing)
+        low, high = math.floor((now - 1) / self.spacing), math.ceil((now + 1) / self.spacing)
+        response = self.client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={":p": {"S": PARTITION}, ":a": {"N": str(low)}, ":b": {"N": str(high)}},
+            ProjectionExpression="sk",
+        )
+        others = [int(i["sk"]["N"]) * self.spacing for i in response.get("Items", []) if int(i["sk"]["N"]) != mine]
+        before = sum(1 for t in others if now - 1 < t <= now)
+        after = sum(1 for t in others if now <= t < now + 1)
+        return before < self.qps and after < self.qps
+
     # -- the create queue ---------------------------------------------------------------------------------
 
     def take_ticket(self) -> int:

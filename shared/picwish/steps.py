@@ -308,10 +308,10 @@ def _slot(svc: Services, slot_at: float | None, not_before: float | None = None)
 
 
 def _late(svc: Services, slot_at: float) -> dict | None:
-    """A fresh slot when the reserved one has passed by more than the tolerance: calling now could make three
-    calls fall into one second; otherwise None."""
+    """None when the call may go out now; a fresh slot when the reserved one has passed and calling now could
+    put more than `qps` calls into one second."""
     limiter = svc.limiter()
-    if svc.clock() - slot_at <= limiter.tolerance_s:
+    if limiter.safe_now(slot_at):
         return None
     return _wait_for(svc, limiter.reserve(svc.clock()))
 

@@ -85,3 +85,17 @@ def test_queue_wait_counts_the_creates_ahead(table):
     lim.admit()
     lim.admit()
     assert lim.queue_wait(8) == pytest.approx((5 - front + 1) * lim.spacing * 2)
+
+
+def test_a_late_call_goes_out_only_when_no_second_would_overflow(table):
+    clock = [1000.0]
+    lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
+    first = lim.reserve()
+    clock[0] = first + 0.3  # late, but nothing else is reserved around: safe
+    assert lim.safe_now(first)
+    second, third = lim.reserve(first + 0.1), lim.reserve(first + 0.1)
+    assert third - second == pytest.approx(lim.spacing)
+    clock[0] = first + 0.3  # now two calls follow within the next second: not safe any more
+    assert not lim.safe_now(first)
+    clock[0] = first + lim.tolerance_s / 2  # within the tolerance it is always fine
+    assert lim.safe_now(first)

@@ -1,0 +1,73 @@
+"""Property tests on the whole pipeline: whatever the API reports, every upload ends in exactly one record, and
+paid tasks never exceed unique uploads."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from offline.harness import build
+from picwish.uploads import parse_job_path
+from tests.support import images
+
+PROCESSING = st.sampled_from([0, 2, 3, 4, 5, 6])
+ENDINGS = st.sampled_from([1, 1, 1, -1, -3, -5, -7, -8, -9, -17, 7, -18, "null", "missing", '"1"'])
+counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    built, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20", "WaitScale": "0.01"})
+    with stack:
+        yield built
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(middle=st.lists(PROCESSING, max_size=4), ending=ENDINGS)
+def test_any_state_sequence_ends_in_exactly_one_record(pipeline, middle, ending):
+    name = f"prop{next(counter)}.jpg"
+    script = ",".join(str(s) for s in [0, *middle, ending])
+    pipeline.mock.add_rule(filename=name, script=script, polls=len(middle) + 2)
+    key = f"incoming/idphoto/props/{name}"
+    pipeline.upload(key, images.portrait())
+    kind, record = pipeline.record(key, timeout_s=60)
+    path = parse_job_path(key)
+    present = []
+    for record_key in (f"{path.result_prefix}result.json", path.failure_key):
+        try:
+            pipeline.output(record_key)
+            present.append(record_key)
+        except pipeline.s3.exceptions.NoSuchKey:
+            pass
+    assert len(present) == 1, present
+    assert (kind == "result") == (ending == 1), (script, record)
+    creates = [e for e in pipeline.mock.requests(method="POST") if e["fields"]["image_file"]["filename"] == name]
+    assert len(creates) == 1
+
+
+def test_paid_tasks_never_exceed_unique_uploads(pipeline):
+    pipeline.runtime.s3_delivery_copies = 2  # every delivery twice, and every file uploaded twice
+    try:
+        keys = [f"incoming/idphoto/paid/{i}.jpg" for i in range(4)]
+        for key in keys:
+            pipeline.upload(key, images.portrait())
+            pipeline.upload(key, images.portrait())  # same bytes again: a new job only if S3 says so
+        for key in keys:
+            pipeline.record(key)
+        pipeline.runtime.wait_idle()
+    finally:
+        pipeline.runtime.s3_delivery_copies = 1
+    executions = pipeline.executions()
+    uploads = {
+        json.loads(pipeline.sfn.describe_execution(executionArn=e["executionArn"])["input"])["job"]["upload"]["key"]
+        for e in executions
+    }
+    paid = sum(pipeline.mock.credits()["tasks_created"].values())
+    assert set(keys) <= uploads
+    assert paid <= len(executions) and paid >= len(uploads)
+    names = [e["name"] for e in executions]
+    assert len(names) == len(set(names))
