@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo stack mock bench-mock bench-costs build checkov clean
+.PHONY: install test lint format demo stack mock bench bench-faults bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ stack: install
 
 mock: install
 	$(BIN)/python -m mock_server --admin
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-faults: install
+	$(BIN)/python -m bench --faults
 
 bench-mock: install
 	$(BIN)/python -m bench.mock_load

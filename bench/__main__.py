@@ -326,6 +326,7 @@ def measure(args, pipeline, counter: Counter, records: dict, keys: list[str], st
         "ceiling_images_per_s": args.qps / 2,
         "qps_utilization": round(len(journal) / (args.qps * wall), 3),
         "wall_s": round(wall, 1),
+        "first_api_call_s": round(min((e["time"] for e in journal), default=started) - started, 1),
         "cost_per_1000_images_usd": {**cost, "total": round(sum(cost.values()), 4)},
         "settings": {
             "qps": args.qps,

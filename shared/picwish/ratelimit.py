@@ -98,12 +98,25 @@ class SlotLimiter:
             TableName=self.table_name,
             KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
             ExpressionAttributeValues={":p": {"S": PARTITION}, ":a": {"N": str(low)}, ":b": {"N": str(high)}},
-            ProjectionExpression="sk",
+            ProjectionExpression="sk, called_at",
         )
-        others = [int(i["sk"]["N"]) * self.spacing for i in response.get("Items", []) if int(i["sk"]["N"]) != mine]
+        others = [
+            float(i["called_at"]["N"]) if "called_at" in i else int(i["sk"]["N"]) * self.spacing
+            for i in response.get("Items", [])
+            if int(i["sk"]["N"]) != mine
+        ]
         before = sum(1 for t in others if now - 1 < t <= now)
         after = sum(1 for t in others if now <= t < now + 1)
         return before < self.qps and after < self.qps
+
+    def mark_called(self, slot_at: float) -> None:
+        """Record when the slot's call really went out, so late calls judge the second by what happened."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": PARTITION}, "sk": {"N": str(round(slot_at / self.spacing))}},
+            UpdateExpression="SET called_at = :t",
+            ExpressionAttributeValues={":t": {"N": repr(self.clock())}},
+        )
 
     # -- the create queue ---------------------------------------------------------------------------------
 

@@ -325,6 +325,7 @@ def _sleep_until(svc: Services, slot_at: float) -> None:
     delay = slot_at - svc.clock()
     if delay > 0:
         svc.sleep(min(delay, 1.0))
+    svc.limiter().mark_called(slot_at)
 
 
 # -- poll -----------------------------------------------------------------------------------------------------
