@@ -109,13 +109,13 @@ class SlotLimiter:
         after = sum(1 for t in others if now <= t < now + 1)
         return before < self.qps and after < self.qps
 
-    def mark_called(self, slot_at: float) -> None:
+    def mark_called(self, slot_at: float, sent_at: float) -> None:
         """Record when the slot's call really went out, so late calls judge the second by what happened."""
         self.client.update_item(
             TableName=self.table_name,
             Key={"pk": {"S": PARTITION}, "sk": {"N": str(round(slot_at / self.spacing))}},
             UpdateExpression="SET called_at = :t",
-            ExpressionAttributeValues={":t": {"N": repr(self.clock())}},
+            ExpressionAttributeValues={":t": {"N": repr(sent_at)}},
         )
 
     # -- the create queue ---------------------------------------------------------------------------------

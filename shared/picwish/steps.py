@@ -184,7 +184,26 @@ def create_step(svc: Services, payload: dict) -> dict:
     late = _late(svc, slot["slot_at"])  # a cold start or a slow read may have made us miss the slot
     if late is not None:
         return {"status": "wait", "throttles": throttles, "api_calls": calls, **late}
-    _sleep_until(svc, slot["slot_at"])
+    sent_at = _sleep_until(svc, slot["slot_at"])
+    try:
+        return _create_call(svc, op, job, name, previous, client, image, masks, throttles, calls)
+    finally:
+        svc.limiter().mark_called(slot["slot_at"], sent_at)
+
+
+def _create_call(
+    svc: Services,
+    op: Operation,
+    job: dict,
+    name: str,
+    previous: dict,
+    client: PicWishClient,
+    image: Any,
+    masks: dict[str, Any],
+    throttles: int,
+    calls: int,
+) -> dict:
+    """The POST itself (and one retry with a re-read key after a 401), turned into the step's output."""
     for refresh in (False, True):
         calls += 1
         try:
@@ -321,11 +340,12 @@ def _wait_for(svc: Services, slot_at: float) -> dict:
     return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock()))}
 
 
-def _sleep_until(svc: Services, slot_at: float) -> None:
+def _sleep_until(svc: Services, slot_at: float) -> float:
+    """Sleep to the slot; returns the moment the call goes out (recorded after it, off the critical path)."""
     delay = slot_at - svc.clock()
     if delay > 0:
         svc.sleep(min(delay, 1.0))
-    svc.limiter().mark_called(slot_at)
+    return svc.clock()
 
 
 # -- poll -----------------------------------------------------------------------------------------------------
@@ -352,7 +372,14 @@ def poll_step(svc: Services, payload: dict) -> dict:
     late = _late(svc, slot["slot_at"])
     if late is not None:
         return {**base, **late}
-    _sleep_until(svc, slot["slot_at"])
+    sent_at = _sleep_until(svc, slot["slot_at"])
+    try:
+        return _poll_call(svc, job, create, op, client, base)
+    finally:
+        svc.limiter().mark_called(slot["slot_at"], sent_at)
+
+
+def _poll_call(svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict) -> dict:
     base["api_calls"] += 1
     base["polls"] += 1
     try:
