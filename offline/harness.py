@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ def build(
     stack.callback(mock.stop)
     endpoint = None
     if server:
+        # Everything offline shares one interpreter: shorter GIL turns keep the calls that wait for a QPS slot
+        # on time while moto and the other executions work.
+        sys.setswitchinterval(0.001)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
         moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto_server.start()

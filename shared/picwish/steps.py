@@ -168,7 +168,8 @@ def create_step(svc: Services, payload: dict) -> dict:
     """One POST per execution, in a reserved QPS slot; a retried step reuses the task id already recorded."""
     job, previous, name = payload["job"], payload.get("create") or {}, payload["execution"]
     op = get_operation(job["operation"])
-    recorded = _recorded_task(svc, name)
+    # Only a step that held a slot can have reached the API: a retry of it must reuse what the API made.
+    recorded = _recorded_task(svc, name) if previous.get("slot_at") is not None else None
     if recorded is not None:
         return _created(svc, op, recorded["task_id"], recorded["created_at"], previous, api_calls=0)
     throttles = int(previous.get("throttles", 0))
@@ -458,9 +459,10 @@ def finalize_step(svc: Services, payload: dict) -> dict:
         svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=got.data, ContentType=got.content_type)
         written[name] = key
     op = get_operation(job["operation"])
+    # An older failure record goes first and result.json comes last: it is the commit marker readers wait for.
+    svc.s3.delete_object(Bucket=svc.settings.output_bucket, Key=path.failure_key)
     record = records.result(path, job, create, poll, written, credits=op.credits, clock=svc.clock)
     records.put_json(svc.s3, svc.settings.output_bucket, f"{path.result_prefix}result.json", record)
-    svc.s3.delete_object(Bucket=svc.settings.output_bucket, Key=path.failure_key)
     return {"status": "succeeded", "result_prefix": path.result_prefix, "outputs": written}
 
 
