@@ -168,8 +168,8 @@ def create_step(svc: Services, payload: dict) -> dict:
     """One POST per execution, in a reserved QPS slot; a retried step reuses the task id already recorded."""
     job, previous, name = payload["job"], payload.get("create") or {}, payload["execution"]
     op = get_operation(job["operation"])
-    # Only a step that held a slot can have reached the API: a retry of it must reuse what the API made.
-    recorded = _recorded_task(svc, name) if previous.get("slot_at") is not None else None
+    # Checked on every attempt: a retried step gets the same input as the attempt that may have reached the API.
+    recorded = _recorded_task(svc, name)
     if recorded is not None:
         return _created(svc, op, recorded["task_id"], recorded["created_at"], previous, api_calls=0)
     throttles = int(previous.get("throttles", 0))
