@@ -120,8 +120,27 @@ class SlotLimiter:
 
     # -- the create queue ---------------------------------------------------------------------------------
 
-    def take_ticket(self) -> int:
-        return self._add(0)
+    def take_ticket(self, owner: str | None = None) -> int:
+        """A place in the create queue; with an owner (the execution), the same place on every retry."""
+        if owner is None:
+            return self._add(0)
+        key = {"pk": {"S": f"ticket#{owner}"}, "sk": {"N": "0"}}
+        item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        if item:
+            return int(item["n"]["N"])
+        ticket = self._add(0)
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={**key, "n": {"N": str(ticket)}, "expires_at": {"N": str(int(self.clock()) + self.ttl_s)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)["Item"]
+            return int(item["n"]["N"])
+        return ticket
 
     def admitted(self) -> int:
         item = self.client.get_item(
@@ -142,10 +161,10 @@ class SlotLimiter:
         )
         return int(response["Attributes"]["n"]["N"])
 
-    def queue_wait(self, ticket: int, window_s: float = 2.0) -> float:
+    def queue_wait(self, ticket: int, admitted: int, window_s: float = 2.0) -> float:
         """Seconds until about `ticket`'s turn: 0 when it is among the creates that fit in the next `window_s`,
         else the creates ahead of those at the rate creates get slots (about half of them: every image needs
         a create and at least one poll)."""
-        ahead = max(0, ticket - self.admitted() - 1)
+        ahead = max(0, ticket - admitted - 1)
         front = max(1, int(window_s / self.spacing))
         return max(0, ahead - front + 1) * self.spacing * 2

@@ -175,7 +175,7 @@ def create_step(svc: Services, payload: dict) -> dict:
     throttles = int(previous.get("throttles", 0))
     calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
     waiting = {"status": "wait", "throttles": throttles, "api_calls": calls}
-    slot = _create_slot(svc, previous)
+    slot = _create_slot(svc, previous, name)
     if "slot_at" not in slot:
         return {**waiting, **slot}
     if slot["wait_s"] >= 1:
@@ -235,20 +235,26 @@ def _create_call(
     return _created(svc, op, task.task_id, created_at, previous, api_calls=calls, throttles=throttles)
 
 
-def _create_slot(svc: Services, previous: dict) -> dict:
-    """A slot for a create within the horizon, else the wait for this create's turn in the queue."""
+def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
+    """A slot for a create within the horizon, else the wait for this create's turn in the queue.
+
+    The queue only estimates: a ticket whose execution died is never admitted, so a create that saw no
+    admission at all while it waited tries for a slot anyway — the queue can slow down, never stall.
+    """
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
     if slot_at is not None and svc.clock() - float(slot_at) <= limiter.tolerance_s:
         return _wait_for(svc, float(slot_at))
-    ticket = previous.get("ticket") or limiter.take_ticket()
-    if limiter.queue_wait(ticket) == 0:
+    ticket = limiter.take_ticket(execution)
+    admitted = limiter.admitted()
+    stalled = previous.get("admitted_seen") == admitted
+    if stalled or limiter.queue_wait(ticket, admitted) == 0:
         reserved = limiter.reserve(svc.clock(), horizon_s=CREATE_HORIZON_S)
         if reserved is not None:
             limiter.admit()
             return {"ticket": ticket, **_wait_for(svc, reserved)}
-    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(limiter.queue_wait(ticket))))
-    return {"ticket": ticket, "wait_s": wait}
+    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(limiter.queue_wait(ticket, admitted))))
+    return {"ticket": ticket, "admitted_seen": admitted, "wait_s": wait}
 
 
 def _create_failed(reason: str, error: PicWishError, throttles: int, calls: int) -> dict:

@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 
+import boto3
 import pytest
 from PIL import Image
 
@@ -304,3 +305,14 @@ def test_poll_5xx_is_retried_by_the_state_machine(pipeline):
     assert kind == "result", record
     statuses = [e["status"] for e in polls_for(pipeline, record["task_id"])]
     assert statuses[0] == 500 and statuses[-1] == 200
+
+
+def test_tickets_of_dead_executions_never_stall_the_create_queue(pipeline):
+    from picwish.ratelimit import SlotLimiter
+
+    limiter = SlotLimiter(pipeline.stack.resources["RateLimitTable"], 5, boto3.client("dynamodb"))
+    for _ in range(15):
+        limiter.take_ticket()  # executions that took a place and died before a slot: never admitted
+    pipeline.upload("incoming/idphoto/after-ghosts.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/after-ghosts.jpg", timeout_s=60)
+    assert kind == "result", record

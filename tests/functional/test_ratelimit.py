@@ -80,11 +80,18 @@ def test_queue_wait_counts_the_creates_ahead(table):
     tickets = [lim.take_ticket() for _ in range(8)]
     assert tickets == [1, 2, 3, 4, 5, 6, 7, 8]
     front = int(2.0 / lim.spacing)  # the creates that fit in the next two seconds may try now
-    assert [lim.queue_wait(t) for t in range(1, front + 1)] == [0] * front
-    assert lim.queue_wait(8) == pytest.approx((7 - front + 1) * lim.spacing * 2)
+    assert [lim.queue_wait(t, 0) for t in range(1, front + 1)] == [0] * front
+    assert lim.queue_wait(8, 0) == pytest.approx((7 - front + 1) * lim.spacing * 2)
     lim.admit()
     lim.admit()
-    assert lim.queue_wait(8) == pytest.approx((5 - front + 1) * lim.spacing * 2)
+    assert lim.queue_wait(8, lim.admitted()) == pytest.approx((5 - front + 1) * lim.spacing * 2)
+
+
+def test_a_ticket_is_the_same_for_every_retry_of_an_execution(table):
+    lim = limiter(table)
+    first = lim.take_ticket("exec-a")
+    assert lim.take_ticket("exec-b") == first + 1
+    assert lim.take_ticket("exec-a") == first
 
 
 def test_a_late_call_goes_out_only_when_no_second_would_overflow(table):
