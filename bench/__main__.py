@@ -308,6 +308,9 @@ def measure(args, pipeline, counter: Counter, records: dict, keys: list[str], st
     succeeded = sum(1 for k in keys if records.get(k, {}).get("outcome") == "succeeded")
     failed = sum(1 for k in keys if records.get(k, {}).get("outcome") == "failed")
     reasons = collections.Counter(r.get("reason") for r in records.values() if r.get("outcome") == "failed")
+    errors = collections.Counter(
+        f"{r.get('error')}: {str(r.get('message'))[:60]}" for r in records.values() if r.get("outcome") == "failed"
+    )
     return {
         "images": n,
         "succeeded": succeeded,
@@ -315,6 +318,7 @@ def measure(args, pipeline, counter: Counter, records: dict, keys: list[str], st
         "lost": n - succeeded - failed,
         "duplicate_tasks": duplicate_tasks,
         "failure_reasons": dict(reasons),
+        "failure_errors": dict(errors.most_common(8)),
         "api_calls_per_image": round(len(journal) / n, 3),
         "polls_per_image": round(len(polls) / n, 3),
         "http_429": sum(1 for e in journal if e["status"] == 429),
