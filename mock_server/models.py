@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from picwish.catalog import MAX_SIDE, OPERATIONS, Operation
+from picwish.catalog import MAX_SIDE, Operation
 from picwish.images import sniff_format
 
 from . import imaging
@@ -416,6 +416,3 @@ def _state_detail(state: Any) -> str:
     if isinstance(state, int) and state < 0:
         return "failed"
     return "processing"
-
-
-OPERATION_NAMES = tuple(OPERATIONS)

@@ -31,9 +31,6 @@ class Output:
         except (binascii.Error, ValueError):
             raise UnexpectedResponseError(f"{field_name}: neither a URL nor valid base64") from None
 
-    def describe(self) -> str:
-        return self.url if self.url else f"<{len(self.data or b'')} bytes>"
-
 
 def _timestamp(value: Any) -> int | None:
     """The docs send Unix times as strings ("1700000000"); ints are tolerated, anything else is None."""

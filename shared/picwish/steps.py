@@ -325,11 +325,11 @@ def _record_task(svc: Services, name: str, task_id: str, created_at: float, oper
 # -- slots ----------------------------------------------------------------------------------------------------
 
 
-def _slot(svc: Services, slot_at: float | None, not_before: float | None = None) -> dict:
+def _slot(svc: Services, slot_at: float | None) -> dict:
     """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
     now, limiter = svc.clock(), svc.limiter()
     if slot_at is None or now - float(slot_at) > limiter.tolerance_s:  # stale: a retried or late step
-        slot_at = limiter.reserve(max(now, not_before or now))
+        slot_at = limiter.reserve(now)
     return _wait_for(svc, float(slot_at))
 
 
