@@ -96,6 +96,7 @@ def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
     assert set(tasks) == {"CreateTask", "PollTask", "Finalize", "RecordFailure"}
     for name, state in tasks.items():
         retry = next(r for r in state["Retry"] if set(r["ErrorEquals"]) >= LAMBDA_ERRORS)
+        assert "States.Timeout" in retry["ErrorEquals"]  # a step that ran out of time is retried
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] > 0 and retry["BackoffRate"] > 1
         assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
         assert state["TimeoutSeconds"] > 0
