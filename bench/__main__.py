@@ -20,7 +20,7 @@ import boto3
 
 from offline.harness import build
 from offline.lambdas import LambdaCrash, LambdaThrottled
-from offline.samples import _encode, mask, portrait, product
+from offline.samples import encode, mask, portrait, product
 from picwish.catalog import OPERATIONS
 from picwish.uploads import parse_job_path
 
@@ -150,8 +150,8 @@ def plan(args: argparse.Namespace, rng: random.Random) -> list[tuple[str, bytes,
         if name not in OPERATIONS:
             raise SystemExit(f"--mix: unknown operation {name!r}")
         weights[name] = float(weight or 1)
-    person, bag = _encode(portrait(96, 120), "JPEG"), _encode(product(120, 90), "PNG")
-    bag_mask = _encode(mask((120, 90), (40, 30, 80, 60)), "PNG")
+    person, bag = encode(portrait(96, 120), "JPEG"), encode(product(120, 90), "PNG")
+    bag_mask = encode(mask((120, 90), (40, 30, 80, 60)), "PNG")
     names = list(weights)
     uploads = []
     for i in range(args.n):
@@ -214,9 +214,8 @@ def wait_for_records(args, pipeline, s3, keys: list[str], progress) -> dict[str,
     bucket = pipeline.stack.output_bucket
     wanted = {}
     for key in keys:
-        path = parse_job_path(key)
-        wanted[f"{path.result_prefix}result.json"] = key
-        wanted[path.failure_key] = key
+        for _kind, record_key in parse_job_path(key).record_keys:
+            wanted[record_key] = key
     records: dict[str, dict] = {}
     deadline = time.monotonic() + args.timeout
     while len(records) < len(keys) and time.monotonic() < deadline:

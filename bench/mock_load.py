@@ -14,7 +14,7 @@ import time
 import requests
 
 from mock_server.pytest_plugin import start_mock
-from tests.support import images
+from offline.samples import encode, portrait
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
         created = requests.post(
             f"{mock.url}/api/tasks/visual/idphoto",
             headers=headers,
-            files={"image_file": ("p.jpg", images.portrait(), "image/jpeg")},
+            files={"image_file": ("p.jpg", encode(portrait(), "JPEG"), "image/jpeg")},
             data={"sync": "1"},
             timeout=30,
         ).json()

@@ -11,19 +11,27 @@ import json
 import sys
 
 from offline.harness import build
+from offline.samples import encode, mask, portrait, product
 from picwish.uploads import parse_job_path
-from tests.support import images
 
 UPLOADS = {
-    "idphoto": ("incoming/idphoto/bench/portrait.jpg", images.portrait, {"size": "295x413", "format": "jpg"}),
-    "correction": ("incoming/correction/bench/doc.jpg", images.portrait, {"type": "2"}),
-    "inpaint": ("incoming/inpaint/bench/shoe.png", lambda: images.photo(80, 60, fmt="PNG"), {}),
+    "idphoto": (
+        "incoming/idphoto/bench/portrait.jpg",
+        lambda: encode(portrait(), "JPEG"),
+        {"size": "295x413", "format": "jpg"},
+    ),
+    "correction": ("incoming/correction/bench/doc.jpg", lambda: encode(portrait(), "JPEG"), {"type": "2"}),
+    "inpaint": ("incoming/inpaint/bench/shoe.png", lambda: encode(product(80, 60), "PNG"), {}),
     "retouching-collection": (
         "incoming/retouching-collection/bench/bag.png",
-        lambda: images.photo(80, 60, fmt="PNG"),
+        lambda: encode(product(80, 60), "PNG"),
         {},
     ),
-    "clothing-segmentation": ("incoming/clothing-segmentation/bench/look.jpg", images.portrait, {"class_type": "4"}),
+    "clothing-segmentation": (
+        "incoming/clothing-segmentation/bench/look.jpg",
+        lambda: encode(portrait(), "JPEG"),
+        {"class_type": "4"},
+    ),
 }
 
 
@@ -37,8 +45,8 @@ def main() -> None:
         ("--qps", args.qps, "--time-scale", args.time_scale), {"ApiQps": args.qps, "WaitScale": args.time_scale}
     )
     with stack:
-        pipeline.upload("masks/inpaint/bench/shoe.png", images.mask(80, 60))
-        pipeline.upload("masks/retouching-collection/bench/bag.png", images.mask(80, 60))
+        pipeline.upload("masks/inpaint/bench/shoe.png", encode(mask((80, 60), (20, 15, 59, 44)), "PNG"))
+        pipeline.upload("masks/retouching-collection/bench/bag.png", encode(mask((80, 60), (20, 15, 59, 44)), "PNG"))
         figures = {}
         for operation, (key, make, metadata) in UPLOADS.items():
             pipeline.upload(key, make(), metadata)

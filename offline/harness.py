@@ -19,6 +19,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from mock_server.pytest_plugin import RunningMock, start_mock
 from offline.lambdas import InProcessLambdaRuntime
 from offline.moto_atomic import make_dynamodb_writes_atomic
+from offline.records import wait_record
 from offline.stack import DeployedStack, deploy
 
 AWS_ENV = {
@@ -45,21 +46,7 @@ class Pipeline:
 
     def record(self, key: str, timeout_s: float = 60, wanted: str | None = None) -> tuple[str, dict]:
         """Wait for the job of `incoming/...` key `key` to end; ("result" | "failed", its record)."""
-        from picwish.uploads import parse_job_path
-
-        path = parse_job_path(key)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
-                if wanted and kind != wanted:
-                    continue
-                try:
-                    body = self.s3.get_object(Bucket=self.stack.output_bucket, Key=record_key)["Body"].read()
-                    return kind, json.loads(body)
-                except self.s3.exceptions.NoSuchKey:
-                    pass
-            time.sleep(0.05)
-        raise AssertionError(f"no record for {key} after {timeout_s} s")
+        return wait_record(self.s3, self.stack.output_bucket, key, timeout_s=timeout_s, wanted=wanted)
 
     def output(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.stack.output_bucket, Key=key)["Body"].read()

@@ -12,6 +12,7 @@ from pathlib import Path
 from picwish.uploads import parse_job_path
 
 from .harness import Pipeline
+from .records import read_records
 
 
 @dataclass
@@ -68,13 +69,8 @@ class Tracker:
             self._arns[key] = arn
 
     def _update(self, job: Job) -> None:
-        path = parse_job_path(job.key)
-        for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
-            try:
-                body = self.pipeline.output(record_key)
-            except self.pipeline.s3.exceptions.NoSuchKey:
-                continue
-            job.kind, job.record = kind, json.loads(body)
+        for kind, record in read_records(self.pipeline.s3, self.pipeline.stack.output_bucket, job.key)[:1]:
+            job.kind, job.record = kind, record
             job.polls = job.record.get("polls") or job.polls
             job.status = "stored" if kind == "result" else f"failed: {job.record.get('reason')}"
             job.progress = 100 if kind == "result" else job.progress

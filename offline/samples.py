@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageDraw
 
 
-def _encode(image: Image.Image, fmt: str) -> bytes:
+def encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return buffer.getvalue()
@@ -74,36 +74,36 @@ def demo_set() -> list[Sample]:
     return [
         Sample(
             "incoming/idphoto/staff/anna.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "result",
             "ID photo 295×413 on white (JPG)",
             {"size": "295x413", "format": "jpg", "bg_color": "FFFFFF"},
         ),
-        Sample("incoming/idphoto/staff/ben.png", _encode(person, "PNG"), "result", "ID photo, transparent PNG"),
+        Sample("incoming/idphoto/staff/ben.png", encode(person, "PNG"), "result", "ID photo, transparent PNG"),
         Sample(
             "incoming/correction/scans/page 1.jpg",
-            _encode(page, "JPEG"),
+            encode(page, "JPEG"),
             "result",
             "Document: crop + enhance",
             {"type": "2"},
         ),
         Sample(
             "incoming/correction/products/bag.jpg",
-            _encode(bag, "JPEG"),
+            encode(bag, "JPEG"),
             "result",
             "Product: crop + cut-out",
             {"type": "4"},
         ),
         Sample(
             "incoming/inpaint/shop/bag-logo.png",
-            _encode(bag, "PNG"),
+            encode(bag, "PNG"),
             "result",
             "Remove the logo (mask)",
-            extra={"masks/inpaint/shop/bag-logo.png": _encode(mask(bag_size, logo), "PNG")},
+            extra={"masks/inpaint/shop/bag-logo.png": encode(mask(bag_size, logo), "PNG")},
         ),
         Sample(
             "incoming/inpaint/shop/bag-rect.png",
-            _encode(bag, "PNG"),
+            encode(bag, "PNG"),
             "result",
             "Remove the logo (rectangles)",
             {
@@ -115,16 +115,16 @@ def demo_set() -> list[Sample]:
         ),
         Sample(
             "incoming/retouching-collection/bags/tote.png",
-            _encode(bag, "PNG"),
+            encode(bag, "PNG"),
             "result",
             "Retouch the bag, keep the handle",
             {"retouch-strength": "70", "line-strength": "40", "type": "6"},
             extra={
-                "masks/retouching-collection/bags/tote.png": _encode(
+                "masks/retouching-collection/bags/tote.png": encode(
                     mask(bag_size, (bag_size[0] // 4, bag_size[1] // 8, bag_size[0] * 3 // 4, bag_size[1] * 5 // 6)),
                     "PNG",
                 ),
-                "masks/retouching-collection/bags/tote.retain.png": _encode(
+                "masks/retouching-collection/bags/tote.retain.png": encode(
                     mask(
                         bag_size, (bag_size[0] * 3 // 8, bag_size[1] // 8, bag_size[0] * 5 // 8, bag_size[1] * 3 // 8)
                     ),
@@ -134,7 +134,7 @@ def demo_set() -> list[Sample]:
         ),
         Sample(
             "incoming/clothing-segmentation/looks/look 01.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "result",
             "Clothing: all classes + ZIP",
             {"class_type": "4", "output_type": "3"},
@@ -148,55 +148,55 @@ def demo_set() -> list[Sample]:
         ),
         Sample(
             "incoming/correction/bad/too-wide.png",
-            _encode(Image.new("1", (5000, 10)), "PNG"),
+            encode(Image.new("1", (5000, 10)), "PNG"),
             "failed:invalid input",
             "5000×10 pixels (over 4096)",
         ),
         Sample(
             "incoming/inpaint/bad/mismatch.png",
-            _encode(bag, "PNG"),
+            encode(bag, "PNG"),
             "failed:invalid input",
             "Mask of other dimensions",
-            extra={"masks/inpaint/bad/mismatch.png": _encode(mask((100, 100), (0, 0, 20, 20)), "PNG")},
+            extra={"masks/inpaint/bad/mismatch.png": encode(mask((100, 100), (0, 0, 20, 20)), "PNG")},
         ),
         Sample(
             "incoming/idphoto/bad/size.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "failed:invalid input",
             "size=300X400",
             {"size": "300X400"},
         ),
         Sample(
             "incoming/resize/bad/photo.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "failed:unknown operation",
             "Unknown operation 'resize'",
         ),
         # API failures forced through the mock's rules.
         Sample(
             "incoming/idphoto/forced/invalid-7.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "failed:task failed",
             "API answers state -7",
             rule={"state": -7},
         ),
         Sample(
             "incoming/correction/forced/overtime-8.jpg",
-            _encode(page, "JPEG"),
+            encode(page, "JPEG"),
             "failed:task failed",
             "API answers state -8 (timeout)",
             rule={"state": -8},
         ),
         Sample(
             "incoming/idphoto/forced/busy-429.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "result",
             "Polls answered 429 twice, then fine",
             rule={"query_status": 429, "query_status_count": 2},
         ),
         Sample(
             "incoming/idphoto/forced/expired.jpg",
-            _encode(person, "JPEG"),
+            encode(person, "JPEG"),
             "failed:result expired",
             "Result link already expired",
             rule={"result_ttl": 0},

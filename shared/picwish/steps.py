@@ -245,7 +245,7 @@ def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
     slot_at = previous.get("slot_at")
     if slot_at is not None and svc.clock() - float(slot_at) <= limiter.tolerance_s:
         return _wait_for(svc, float(slot_at))
-    ticket = limiter.take_ticket(execution)
+    ticket = previous.get("ticket") or limiter.take_ticket(execution)  # a retry without it gets the same one
     admitted = limiter.admitted()
     stalled = previous.get("admitted_seen") == admitted
     if stalled or limiter.queue_wait(ticket, admitted) == 0:
@@ -468,7 +468,7 @@ def finalize_step(svc: Services, payload: dict) -> dict:
     # An older failure record goes first and result.json comes last: it is the commit marker readers wait for.
     svc.s3.delete_object(Bucket=svc.settings.output_bucket, Key=path.failure_key)
     record = records.result(path, job, create, poll, written, credits=op.credits, clock=svc.clock)
-    records.put_json(svc.s3, svc.settings.output_bucket, f"{path.result_prefix}result.json", record)
+    records.put_json(svc.s3, svc.settings.output_bucket, path.result_key, record)
     return {"status": "succeeded", "result_prefix": path.result_prefix, "outputs": written}
 
 
@@ -529,7 +529,7 @@ def backstop_step(svc: Services, event: dict) -> dict:
         return {"status": "ignored"}
     path = parse_job_path(job["upload"]["key"])
     bucket = svc.settings.output_bucket
-    if _exists(svc, bucket, f"{path.result_prefix}result.json") or _exists(svc, bucket, path.failure_key):
+    if _exists(svc, bucket, path.result_key) or _exists(svc, bucket, path.failure_key):
         return {"status": "already recorded"}
     status = str(detail.get("status", "FAILED"))
     error = {"error": detail.get("error"), "message": detail.get("cause") or f"the execution ended {status}"}

@@ -91,6 +91,16 @@ class JobPath:
     def failure_key(self) -> str:
         return f"{self._under('failed')}{self.stem}.json"
 
+    @property
+    def result_key(self) -> str:
+        """`result.json`: written last, so its presence means the whole result is there."""
+        return f"{self.result_prefix}result.json"
+
+    @property
+    def record_keys(self) -> tuple[tuple[str, str], ...]:
+        """Where the job's one record can be, result first: ("result", key), ("failed", key)."""
+        return (("result", self.result_key), ("failed", self.failure_key))
+
     def mask_key(self, slot: str) -> str:
         """`masks/<op>/<path>/<stem>.png` for the mask, `<stem>.retain.png` for the retain mask."""
         suffix = ".png" if slot == "mask" else ".retain.png"

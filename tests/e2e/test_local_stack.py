@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import io
-import json
-import time
 
 import pytest
 from PIL import Image
 
+from offline import records
 from offline.samples import demo_set
-from picwish.uploads import parse_job_path
 from tests.support import images
 
 
 def wait_record(s3, info, key, timeout_s=60):
-    path = parse_job_path(key)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for kind, record_key in (("result", f"{path.result_prefix}result.json"), ("failed", path.failure_key)):
-            try:
-                return kind, json.loads(s3.get_object(Bucket=info["output_bucket"], Key=record_key)["Body"].read())
-            except s3.exceptions.NoSuchKey:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"no record for {key}")
+    return records.wait_record(s3, info["output_bucket"], key, timeout_s=timeout_s)
 
 
 def test_stack_json_names_everything_a_client_needs(local_stack):

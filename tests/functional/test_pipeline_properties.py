@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offline.harness import build
-from picwish.uploads import parse_job_path
+from offline.records import read_records
 from tests.support import images
 
 PROCESSING = st.sampled_from([0, 2, 3, 4, 5, 6])
@@ -35,14 +35,7 @@ def test_any_state_sequence_ends_in_exactly_one_record(pipeline, middle, ending)
     key = f"incoming/idphoto/props/{name}"
     pipeline.upload(key, images.portrait())
     kind, record = pipeline.record(key, timeout_s=60)
-    path = parse_job_path(key)
-    present = []
-    for record_key in (f"{path.result_prefix}result.json", path.failure_key):
-        try:
-            pipeline.output(record_key)
-            present.append(record_key)
-        except pipeline.s3.exceptions.NoSuchKey:
-            pass
+    present = read_records(pipeline.s3, pipeline.stack.output_bucket, key)
     assert len(present) == 1, present
     assert (kind == "result") == (ending == 1), (script, record)
     creates = [e for e in pipeline.mock.requests(method="POST") if e["fields"]["image_file"]["filename"] == name]
