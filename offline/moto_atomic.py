@@ -1,6 +1,7 @@
 """A moto gap that matters to the QPS limiter: DynamoDB conditional writes in moto are not atomic across threads
-(two concurrent `attribute_not_exists` puts can both succeed), while DynamoDB guarantees they are. Serializing
-moto's write operations restores that guarantee for the local stack and the tests."""
+(two concurrent `attribute_not_exists` puts can both succeed), while DynamoDB guarantees they are, and a query
+that iterates a table while another thread writes fails with "dictionary changed size during iteration".
+Serializing moto's writes, queries and scans restores DynamoDB's guarantees for the local stack and the tests."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import threading
 from moto.dynamodb.models import DynamoDBBackend
 
 _WRITE_LOCK = threading.RLock()
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+_SERIALIZED = ("put_item", "update_item", "delete_item", "transact_write_items", "query", "scan")
 
 
 def make_dynamodb_writes_atomic() -> None:
-    for name in _WRITES:
+    for name in _SERIALIZED:
         original = getattr(DynamoDBBackend, name)
         if getattr(original, "_atomic", False):
             continue

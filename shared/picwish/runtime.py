@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
 from .config import PipelineSettings
@@ -19,12 +20,13 @@ from .steps import Services
 
 def build_services(settings: PipelineSettings | None = None) -> Services:
     settings = settings or PipelineSettings.from_env()
+    secrets = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
     return Services(
         settings=settings,
         s3=boto3.client("s3", config=Config(signature_version="s3v4")),
         sfn=boto3.client("stepfunctions"),
         dynamodb=boto3.client("dynamodb"),
-        api_key=lambda refresh: get_api_key(settings.api_key_secret, refresh=refresh),
+        api_key=lambda refresh: get_api_key(settings.api_key_secret, refresh=refresh, provider=secrets),
     )
 
 

@@ -16,10 +16,14 @@ class SecretValue(str):
         return "SecretValue('***')"
 
 
-def get_api_key(secret_id: str, *, refresh: bool = False) -> SecretValue:
+def get_api_key(
+    secret_id: str, *, refresh: bool = False, provider: parameters.SecretsProvider | None = None
+) -> SecretValue:
     """The secret's string, or its `api_key` field when it holds JSON. `refresh` skips the cache (after a 401:
-    the secret may have been rotated)."""
-    raw = parameters.get_secret(secret_id, max_age=CACHE_SECONDS, force_fetch=refresh)
+    the secret may have been rotated). A handler passes the provider it built at cold start: Powertools' default
+    one is made on first use, by every invocation that races to it."""
+    fetch = provider.get if provider is not None else parameters.get_secret
+    raw = fetch(secret_id, max_age=CACHE_SECONDS, force_fetch=refresh)
     if isinstance(raw, bytes):
         raw = raw.decode()
     text = str(raw).strip()

@@ -43,6 +43,8 @@ from .validation import validate_request
 
 CREATE_HORIZON_S = 1.0  # a create takes only a slot this close; further ones are left to polls
 MAX_QUEUE_WAIT_S = 60  # a create in the queue looks again at least this often
+SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
+READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
 
 
 class TransientApiError(Exception):
@@ -176,20 +178,16 @@ def create_step(svc: Services, payload: dict) -> dict:
     calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
     waiting = {"status": "wait", "throttles": throttles, "api_calls": calls}
     slot = _create_slot(svc, previous, name)
-    if "slot_at" not in slot:
+    if "slot_at" not in slot or slot["wait_s"] >= 1:
         return {**waiting, **slot}
-    if slot["wait_s"] >= 1:
-        return {**waiting, **slot}
-    image, masks = _api_inputs(svc, job)
+    image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
     client = svc.client()
-    late = _late(svc, slot["slot_at"])  # a cold start or a slow read may have made us miss the slot
-    if late is not None:
-        return {"status": "wait", "throttles": throttles, "api_calls": calls, **late}
-    sent_at = _sleep_until(svc, slot["slot_at"])
-    try:
-        return _create_call(svc, op, job, name, previous, client, image, masks, throttles, calls)
-    finally:
-        svc.limiter().mark_called(slot["slot_at"], sent_at)
+    return _call_in_slot(
+        svc,
+        slot["slot_at"],
+        lambda: _create_call(svc, op, job, name, previous, client, image, masks, throttles, calls),
+        otherwise={**waiting, "ticket": slot.get("ticket", previous.get("ticket"))},
+    )
 
 
 def _create_call(
@@ -243,7 +241,7 @@ def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
     """
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
-    if slot_at is not None and svc.clock() - float(slot_at) <= limiter.tolerance_s:
+    if slot_at is not None and svc.clock() - float(slot_at) <= limiter.max_slip_s:
         return _wait_for(svc, float(slot_at))
     ticket = previous.get("ticket") or limiter.take_ticket(execution)  # a retry without it gets the same one
     admitted = limiter.admitted()
@@ -328,30 +326,40 @@ def _record_task(svc: Services, name: str, task_id: str, created_at: float, oper
 def _slot(svc: Services, slot_at: float | None) -> dict:
     """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
     now, limiter = svc.clock(), svc.limiter()
-    if slot_at is None or now - float(slot_at) > limiter.tolerance_s:  # stale: a retried or late step
+    if slot_at is None or now - float(slot_at) > limiter.max_slip_s:
         slot_at = limiter.reserve(now)
     return _wait_for(svc, float(slot_at))
 
 
-def _late(svc: Services, slot_at: float) -> dict | None:
-    """None when the call may go out now; a fresh slot when the reserved one has passed and calling now could
-    put more than `qps` calls into one second."""
-    limiter = svc.limiter()
-    if limiter.safe_now(slot_at):
-        return None
-    return _wait_for(svc, limiter.reserve(svc.clock()))
-
-
 def _wait_for(svc: Services, slot_at: float) -> dict:
-    """Step Functions waits whole seconds; the step sleeps the remaining fraction (< 1 s) itself."""
-    return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock()))}
+    """Step Functions waits whole seconds, until about SLOT_LEAD_S before the slot; the step sleeps the rest."""
+    return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S))}
 
 
-def _sleep_until(svc: Services, slot_at: float) -> float:
-    """Sleep to the slot; returns the moment the call goes out (recorded after it, off the critical path)."""
-    delay = slot_at - svc.clock()
+def _call_in_slot(svc: Services, slot_at: float, call: Callable[[], dict], *, otherwise: dict) -> dict:
+    """Make one API call in its slot: shortly before it, learn when the calls before it really went out and
+    announce when this one will; call at the slot, or a little after when a late call before it would make this
+    one the (qps + 1)-th in a second. A slot missed by more than the limiter's slip gives way to a new one
+    (`otherwise` plus the wait for it)."""
+    limiter = svc.limiter()
+    _sleep_until(svc, slot_at - READY_LEAD_S)
+    ready = limiter.ready_at(slot_at)
+    if ready - slot_at > limiter.max_slip_s:
+        return {**otherwise, **_wait_for(svc, limiter.reserve(ready))}
+    # Announced before the call: an answer can take a while, and the calls after this one must not wait for it.
+    limiter.mark_called(slot_at, ready)
+    sent_at = _sleep_until(svc, ready)
+    try:
+        return call()
+    finally:
+        if sent_at - ready > limiter.margin_s / 2:  # it went out later than announced: say when
+            limiter.mark_called(slot_at, sent_at)
+
+
+def _sleep_until(svc: Services, moment: float) -> float:
+    delay = moment - svc.clock()
     if delay > 0:
-        svc.sleep(min(delay, 1.0))
+        svc.sleep(min(delay, SLOT_LEAD_S + 1.0))
     return svc.clock()
 
 
@@ -376,14 +384,7 @@ def poll_step(svc: Services, payload: dict) -> dict:
     if slot["wait_s"] >= 1:
         return {**base, **slot}
     client = svc.client()
-    late = _late(svc, slot["slot_at"])
-    if late is not None:
-        return {**base, **late}
-    sent_at = _sleep_until(svc, slot["slot_at"])
-    try:
-        return _poll_call(svc, job, create, op, client, base)
-    finally:
-        svc.limiter().mark_called(slot["slot_at"], sent_at)
+    return _call_in_slot(svc, slot["slot_at"], lambda: _poll_call(svc, job, create, op, client, base), otherwise=base)
 
 
 def _poll_call(svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict) -> dict:

@@ -1,4 +1,5 @@
-"""The DynamoDB slot limiter: distinct slots under concurrency, spacing within the QPS, gaps stay usable."""
+"""The DynamoDB slot limiter and a step's call in its slot: distinct slots under concurrency, spacing within the
+QPS, gaps stay usable, calls held behind late ones, announced before they are made."""
 
 import itertools
 import threading
@@ -8,7 +9,10 @@ import pytest
 from moto import mock_aws
 
 from offline.moto_atomic import make_dynamodb_writes_atomic
-from picwish.ratelimit import SlotLimiter
+from picwish import steps
+from picwish.config import PipelineSettings
+from picwish.ratelimit import PARTITION, SlotLimiter
+from picwish.steps import Services
 
 make_dynamodb_writes_atomic()  # as DynamoDB itself guarantees; see the module's docstring
 
@@ -94,15 +98,80 @@ def test_a_ticket_is_the_same_for_every_retry_of_an_execution(table):
     assert lim.take_ticket("exec-a") == first
 
 
-def test_a_late_call_goes_out_only_when_no_second_would_overflow(table):
+def test_a_call_is_held_only_while_a_late_call_before_it_would_make_a_second_overflow(table):
     clock = [1000.0]
     lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
-    first = lim.reserve()
-    clock[0] = first + 0.3  # late, but nothing else is reserved around: safe
-    assert lim.safe_now(first)
-    second, third = lim.reserve(first + 0.1), lim.reserve(first + 0.1)
-    assert third - second == pytest.approx(lim.spacing)
-    clock[0] = first + 0.3  # now two calls follow within the next second: not safe any more
-    assert not lim.safe_now(first)
-    clock[0] = first + lim.tolerance_s / 2  # within the tolerance it is always fine
-    assert lim.safe_now(first)
+    first, second, third = lim.reserve(), lim.reserve(), lim.reserve()
+    lim.mark_called(first, first)
+    lim.mark_called(second, second)
+    clock[0] = third - 0.25  # asked shortly before the slot; on schedule it is the slot itself
+    assert lim.ready_at(third) == third
+    lim.mark_called(first, first + 0.2)  # had the first call gone out 0.2 s late, the third waits for it
+    assert lim.ready_at(third) == pytest.approx(first + 0.2 + 1 + lim.margin_s)
+    assert third < lim.ready_at(third) < third + 0.2
+    clock[0] = first + 0.3  # a late call itself only looks at the calls that really went out before it
+    assert lim.ready_at(first) == clock[0]
+
+
+class FakeTime:
+    """A clock the step's sleeps advance, so slot timing is exact and the test takes no time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def services(table, fake: FakeTime) -> Services:
+    settings = PipelineSettings(rate_table="slots", qps=2)
+    return Services(settings=settings, s3=None, dynamodb=table, clock=fake.clock, sleep=fake.sleep)
+
+
+def called_at(table, slot_at: float, spacing: float) -> float | None:
+    item = table.get_item(TableName="slots", Key={"pk": {"S": PARTITION}, "sk": {"N": str(round(slot_at / spacing))}})[
+        "Item"
+    ]
+    return float(item["called_at"]["N"]) if "called_at" in item else None
+
+
+def test_a_step_calls_at_its_slot_and_announces_the_call_before_making_it(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    first, second, third = lim.reserve(), lim.reserve(), lim.reserve()
+    lim.mark_called(first, first)
+    lim.mark_called(second, second)
+    fake.now = third - 1.2  # woken by the Wait state ahead of the slot
+    seen = {}
+
+    def call() -> dict:
+        seen.update(at=fake.now, announced=called_at(table, third, lim.spacing))
+        return {"status": "called"}
+
+    assert steps._call_in_slot(svc, third, call, otherwise={}) == {"status": "called"}
+    assert seen == {"at": pytest.approx(third), "announced": pytest.approx(third)}
+
+
+def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_miss_by_more_than_the_slip(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    first, second, third = lim.reserve(), lim.reserve(), lim.reserve()
+    lim.mark_called(first, first + 0.2)  # went out 0.2 s late
+    lim.mark_called(second, second)
+    fake.now = third - 1.0
+    made = []
+    steps._call_in_slot(svc, third, lambda: made.append(fake.now) or {}, otherwise={})
+    assert made == [pytest.approx(first + 0.2 + 1 + lim.margin_s)]  # held: never three calls in one second
+
+    fourth, fifth = lim.reserve(), lim.reserve()
+    lim.mark_called(fourth, fourth)
+    fake.now = fifth + lim.max_slip_s + 0.1  # the step itself came too late
+    out = steps._call_in_slot(svc, fifth, lambda: made.append(fake.now) or {}, otherwise={"status": "wait"})
+    assert len(made) == 1 and out["status"] == "wait" and out["slot_at"] > fifth
