@@ -4,6 +4,10 @@ Time is cut into slots `1 / (qps × headroom)` seconds apart; each slot holds at
 reserves the first free slot at or after the time it wants to call and the state machine waits until then.
 Reserving ahead, rather than retrying on 429, keeps the budget busy without a retry storm.
 
+Slots are the plan; send times are what the API counts. Shortly before its slot a step reads when the calls
+before it really went out (`ready_at`) and announces its own (`mark_called`): a call that went out late moves
+the next ones a little later — the headroom absorbs that within a few slots — instead of making one a 429.
+
 Polls come first: a poll reserves its slot as soon as its create is done (where the task is likely finished),
 while a create may only take a slot within a short horizon. Creates that find none wait in a ticket queue for
 a time estimated from how many creates are ahead of them, so a burst of uploads neither starves the polls of

@@ -181,7 +181,7 @@ def create_step(svc: Services, payload: dict) -> dict:
     if "slot_at" not in slot or slot["wait_s"] >= 1:
         return {**waiting, **slot}
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
-    client = svc.client()
+    client = svc.client(refresh=bool(previous.get("refresh_key")))
     return _call_in_slot(
         svc,
         slot["slot_at"],
@@ -202,32 +202,31 @@ def _create_call(
     throttles: int,
     calls: int,
 ) -> dict:
-    """The POST itself (and one retry with a re-read key after a 401), turned into the step's output."""
-    for refresh in (False, True):
-        calls += 1
-        try:
-            if refresh:
-                client = svc.client(refresh=True)
-            task = client.create_task(op.name, image, job["options"], **masks)
-            break
-        except AuthenticationError as exc:
-            if refresh:
-                return _create_failed("unauthorized", exc, throttles, calls)
-        except RateLimitError as exc:
-            throttles += 1
-            if throttles > svc.settings.max_throttles:
-                return _create_failed("rate limited", exc, throttles, calls)
-            later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-            return {"status": "wait", "throttles": throttles, "api_calls": calls, **_wait_for(svc, later)}
-        except APIConnectionError as exc:
-            if not exc.request_sent:
-                raise TransientApiError(str(exc)) from None
-            return _create_failed("ambiguous create", exc, throttles, calls)
-        except (APIServerError, UnexpectedResponseError) as exc:
-            # The API may have made (and billed) the task: repeating blindly could pay twice.
-            return _create_failed("ambiguous create", exc, throttles, calls)
-        except PicWishError as exc:
-            return _create_failed("rejected by the API", exc, throttles, calls)
+    """The POST itself, turned into the step's output. A 401 gets one more attempt, in a slot of its own, with
+    the key read again (it may have been rotated): every API call spends the budget through a slot."""
+    calls += 1
+    try:
+        task = client.create_task(op.name, image, job["options"], **masks)
+    except AuthenticationError as exc:
+        if previous.get("refresh_key"):
+            return _create_failed("unauthorized", exc, throttles, calls)
+        later = _wait_for(svc, svc.limiter().reserve(svc.clock()))
+        return {"status": "wait", "throttles": throttles, "api_calls": calls, "refresh_key": True, **later}
+    except RateLimitError as exc:
+        throttles += 1
+        if throttles > svc.settings.max_throttles:
+            return _create_failed("rate limited", exc, throttles, calls)
+        later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
+        return {"status": "wait", "throttles": throttles, "api_calls": calls, **_wait_for(svc, later)}
+    except APIConnectionError as exc:
+        if not exc.request_sent:
+            raise TransientApiError(str(exc)) from None
+        return _create_failed("ambiguous create", exc, throttles, calls)
+    except (APIServerError, UnexpectedResponseError) as exc:
+        # The API may have made (and billed) the task: repeating blindly could pay twice.
+        return _create_failed("ambiguous create", exc, throttles, calls)
+    except PicWishError as exc:
+        return _create_failed("rejected by the API", exc, throttles, calls)
     created_at = svc.clock()
     _record_task(svc, name, task.task_id, created_at, op.name)
     return _created(svc, op, task.task_id, created_at, previous, api_calls=calls, throttles=throttles)
@@ -383,21 +382,25 @@ def poll_step(svc: Services, payload: dict) -> dict:
     slot = _slot(svc, previous.get("slot_at", create.get("slot_at")))
     if slot["wait_s"] >= 1:
         return {**base, **slot}
-    client = svc.client()
-    return _call_in_slot(svc, slot["slot_at"], lambda: _poll_call(svc, job, create, op, client, base), otherwise=base)
+    refreshed = bool(previous.get("refresh_key"))
+    client = svc.client(refresh=refreshed)
+    return _call_in_slot(
+        svc, slot["slot_at"], lambda: _poll_call(svc, job, create, op, client, base, refreshed), otherwise=base
+    )
 
 
-def _poll_call(svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict) -> dict:
+def _poll_call(
+    svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict, refreshed: bool
+) -> dict:
     base["api_calls"] += 1
     base["polls"] += 1
     try:
         result = client.get_task(op.name, create["task_id"])
-    except AuthenticationError:
-        try:
-            base["api_calls"] += 1
-            result = svc.client(refresh=True).get_task(op.name, create["task_id"])
-        except PicWishError as exc:
+    except AuthenticationError as exc:
+        if refreshed:
             return {**base, "state": None, "error": exc.to_record()}
+        # The key may have been rotated: read it again and poll again, in a slot of its own.
+        return {**base, "refresh_key": True, **_wait_for(svc, svc.limiter().reserve(svc.clock()))}
     except TaskFailedError as exc:
         return {**base, "state": exc.state, "error": exc.to_record()}
     except UnknownStateError as exc:

@@ -274,7 +274,20 @@ def test_401_refetches_the_secret_once_then_proceeds(pipeline):
     pipeline.upload("incoming/idphoto/rotated.jpg", images.portrait())
     kind, record = pipeline.record("incoming/idphoto/rotated.jpg")
     assert kind == "result", record
-    assert [e["status"] for e in posts_for(pipeline, "rotated.jpg")] == [401, 200]
+    posts = posts_for(pipeline, "rotated.jpg")
+    assert [e["status"] for e in posts] == [401, 200]
+    # The second attempt takes a QPS slot of its own (5 QPS here: 0.21 s apart), not the budget of the next call.
+    assert posts[1]["time"] - posts[0]["time"] > 0.15
+
+
+def test_poll_401_rereads_the_key_and_polls_again_in_a_slot_of_its_own(pipeline):
+    pipeline.mock.add_rule(filename="rotated-poll.jpg", query_status=401, query_status_count=1)
+    pipeline.upload("incoming/idphoto/rotated-poll.jpg", images.portrait())
+    kind, record = pipeline.record("incoming/idphoto/rotated-poll.jpg")
+    assert kind == "result", record
+    polls = polls_for(pipeline, record["task_id"])
+    assert [e["status"] for e in polls] == [401, 200]
+    assert polls[1]["time"] - polls[0]["time"] > 0.15
 
 
 def test_persistent_401_fails_with_a_clear_record(pipeline):
