@@ -18,7 +18,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from mock_server.pytest_plugin import RunningMock, start_mock
 from offline.lambdas import InProcessLambdaRuntime
-from offline.moto_atomic import make_dynamodb_writes_atomic
+from offline.moto_atomic import make_moto_atomic
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
 from offline.stack import DeployedStack, deploy
@@ -87,7 +87,7 @@ def build(
     """The whole pipeline. `server=False`: moto in decorator mode (tests; images go to the API as bytes).
     `server=True`: moto as a real HTTP server on loopback (the local stack): presigned URLs reach it, so images
     go as URLs as in production, and any AWS client can inspect it at `endpoint_url`."""
-    make_dynamodb_writes_atomic()
+    make_moto_atomic()
     speed_up_moto()
     stack = ExitStack()
     environment = dict(AWS_ENV)

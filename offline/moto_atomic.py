@@ -1,7 +1,12 @@
-"""A moto gap that matters to the QPS limiter: DynamoDB conditional writes in moto are not atomic across threads
-(two concurrent `attribute_not_exists` puts can both succeed), while DynamoDB guarantees they are, and a query
-that iterates a table while another thread writes fails with "dictionary changed size during iteration".
-Serializing moto's writes, queries and scans restores DynamoDB's guarantees for the local stack and the tests."""
+"""moto gaps in atomicity that the pipeline's guarantees rest on, closed by serializing the operations involved:
+
+- DynamoDB conditional writes are not atomic across threads (two concurrent `attribute_not_exists` puts can both
+  succeed), while DynamoDB guarantees they are; and a query that iterates a table while another thread writes
+  fails with "dictionary changed size during iteration". Writes, queries and scans are serialized.
+- Step Functions' StartExecution checks the name, then adds the execution: two concurrent starts with one name
+  both ran, where AWS starts one and returns it to the other (the benchmark caught it when an S3 event
+  delivered twice reached two submits at once: one upload paid twice). Starts are serialized.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,30 @@ import functools
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.stepfunctions.models import StepFunctionBackend
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-_WRITE_LOCK = threading.RLock()
-_SERIALIZED = ("put_item", "update_item", "delete_item", "transact_write_items", "query", "scan")
+_DYNAMODB_LOCK = threading.RLock()
+_DYNAMODB_SERIALIZED = ("put_item", "update_item", "delete_item", "transact_write_items", "query", "scan")
+_STEPFUNCTIONS_LOCK = threading.RLock()
 
 
-def make_dynamodb_writes_atomic() -> None:
-    for name in _SERIALIZED:
-        original = getattr(DynamoDBBackend, name)
-        if getattr(original, "_atomic", False):
-            continue
+def make_moto_atomic() -> None:
+    for name in _DYNAMODB_SERIALIZED:
+        _serialize(DynamoDBBackend, name, _DYNAMODB_LOCK)
+    for backend in (StepFunctionBackend, StepFunctionsParserBackend):
+        _serialize(backend, "start_execution", _STEPFUNCTIONS_LOCK)
 
-        @functools.wraps(original)
-        def locked(self, *args, __original=original, **kwargs):
-            with _WRITE_LOCK:
-                return __original(self, *args, **kwargs)
 
-        locked._atomic = True
-        setattr(DynamoDBBackend, name, locked)
+def _serialize(cls: type, name: str, lock: threading.RLock) -> None:
+    original = cls.__dict__.get(name)
+    if original is None or getattr(original, "_atomic", False):
+        return
+
+    @functools.wraps(original)
+    def locked(self, *args, __original=original, **kwargs):
+        with lock:
+            return __original(self, *args, **kwargs)
+
+    locked._atomic = True
+    setattr(cls, name, locked)

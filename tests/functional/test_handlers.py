@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
+from moto.stepfunctions.parser import models as sfn_parser_models
 
 from offline.harness import build
 from picwish.uploads import UploadRef
@@ -78,6 +83,49 @@ def test_put_event_per_operation_starts_one_execution_and_a_redelivery_none(pipe
     names = [e["name"] for e in pipeline.executions()]
     assert names.count(upload.execution_name(operation)) == 1
     assert " " not in upload.execution_name(operation) and len(upload.execution_name(operation)) <= 80
+
+
+def test_one_event_delivered_to_many_submits_at_once_starts_one_execution(pipeline):
+    sample = event("s3-put-idphoto.json")
+    record = sample["Records"][0]["s3"]["object"]
+    record["key"] = record["key"].replace(".jpg", "-concurrent.jpg")
+    upload = UploadRef.from_event_record(sample["Records"][0])
+    pipeline.upload(upload.key, images.photo(80, 60, fmt="PNG"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(lambda _: invoke(pipeline, "SubmitFunction", sample), range(8)))
+    assert sum(c["started"] + c["duplicate"] for c in counts) == 8 and sum(c["rejected"] for c in counts) == 0
+    names = [e["name"] for e in pipeline.executions()]
+    assert names.count(upload.execution_name("idphoto")) == 1
+
+
+def test_starts_of_one_execution_at_the_same_instant_run_it_once(pipeline, monkeypatch):
+    # What two submits of one upload do when S3 delivers its event twice at once: Step Functions starts one.
+    # moto copies the state machine between its name check and adding the execution; a slower copy (as of the
+    # pipeline's machine on the busy local stack, where the race was seen) holds that window open.
+    real_deepcopy = copy.deepcopy
+
+    def slow_deepcopy(*args, **kwargs):
+        time.sleep(0.01)
+        return real_deepcopy(*args, **kwargs)
+
+    monkeypatch.setattr(sfn_parser_models, "copy", SimpleNamespace(deepcopy=slow_deepcopy))
+    sfn = boto3.client("stepfunctions")
+    waiting = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 30, "End": True}}}
+    arn = sfn.create_state_machine(
+        name="same-instant", definition=json.dumps(waiting), roleArn="arn:aws:iam::123456789012:role/test"
+    )["stateMachineArn"]
+    barrier = threading.Barrier(8)
+
+    def start(_):
+        barrier.wait()
+        return sfn.start_execution(stateMachineArn=arn, name="upload", input="{}")["executionArn"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        started = set(pool.map(start, range(8)))
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    for execution in executions:
+        sfn.stop_execution(executionArn=execution["executionArn"])
+    assert len(started) == 1 and len(executions) == 1
 
 
 def test_create_is_idempotent_per_execution(pipeline):

@@ -8,13 +8,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from offline.moto_atomic import make_dynamodb_writes_atomic
+from offline.moto_atomic import make_moto_atomic
 from picwish import steps
 from picwish.config import PipelineSettings
 from picwish.ratelimit import PARTITION, SlotLimiter
 from picwish.steps import Services
 
-make_dynamodb_writes_atomic()  # as DynamoDB itself guarantees; see the module's docstring
+make_moto_atomic()  # as DynamoDB itself guarantees; see the module's docstring
 
 
 @pytest.fixture
