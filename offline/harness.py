@@ -127,6 +127,7 @@ def build(
         },
     )
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
+    runtime.preload(deployed.functions().values(), deployed.account, deployed.region)
     pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"), endpoint)
     return pipeline, stack
 

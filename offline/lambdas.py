@@ -15,13 +15,14 @@ import io
 import itertools
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
 import traceback
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,16 @@ class InProcessLambdaRuntime:
         for timer in list(self._pending):
             timer.join(max(0.0, deadline - time.monotonic()))
 
+    def preload(self, function_names: Iterable[str], account_id: str, region: str) -> None:
+        """Cold-start every function before any traffic. A cold start sets the function's environment on the
+        whole process while its module is imported; during traffic that raced with invocations reading
+        os.environ (a step failed with "dictionary changed size during iteration" in the faulty benchmark)."""
+        from moto.awslambda.utils import get_backend
+
+        backend = get_backend(account_id, region)
+        for name in function_names:
+            self._handler(backend.get_function(name))
+
     # -- invocation -----------------------------------------------------------------------------------------
 
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
@@ -179,9 +190,10 @@ class InProcessLambdaRuntime:
             payload, error = json.dumps(result, default=str), None
         except Exception as exc:  # every error becomes Lambda's error payload, as in Lambda
             error = ERROR_TYPES.get(type(exc), type(exc).__name__)
-            payload = json.dumps(
-                {"errorMessage": str(exc), "errorType": error, "stackTrace": traceback.format_tb(exc.__traceback__)}
-            )
+            trace = traceback.format_tb(exc.__traceback__)
+            payload = json.dumps({"errorMessage": str(exc), "errorType": error, "stackTrace": trace})
+            if not isinstance(exc, LambdaThrottled):  # Lambda logs what the function raised; a throttle never ran
+                sys.stderr.write(f"[ERROR] {fn.function_name} {error}: {exc}\n{''.join(trace)}")
         with self._lock:
             self.invocations.append(
                 Invocation(fn.function_name, event, payload, error, time.monotonic() - started, started_at)
