@@ -6,6 +6,9 @@
 - Step Functions' StartExecution checks the name, then adds the execution: two concurrent starts with one name
   both ran, where AWS starts one and returns it to the other (the benchmark caught it when an S3 event
   delivered twice reached two submits at once: one upload paid twice). Starts are serialized.
+- S3: overwriting an object closed the old version's buffer at once, so a GET that had just found it failed
+  with "I/O operation on closed file" (a record rewritten while a test read it); S3 serves such a read. The old
+  buffer now closes when the last reader lets go of it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.s3.models import FakeKey
 from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -27,6 +31,23 @@ def make_moto_atomic() -> None:
         _serialize(DynamoDBBackend, name, _DYNAMODB_LOCK)
     for backend in (StepFunctionBackend, StepFunctionsParserBackend):
         _serialize(backend, "start_execution", _STEPFUNCTIONS_LOCK)
+    _close_s3_buffers_when_unreferenced()
+
+
+def _close_s3_buffers_when_unreferenced() -> None:
+    original = FakeKey.dispose
+    if getattr(original, "_deferred", False):
+        return
+
+    @functools.wraps(original)
+    def dispose(self, garbage: bool = False) -> None:
+        if garbage:  # from __del__: nobody holds the object any more
+            original(self, garbage=True)
+        else:
+            self.disposed = True
+
+    dispose._deferred = True
+    FakeKey.dispose = dispose
 
 
 def _serialize(cls: type, name: str, lock: threading.RLock) -> None:
