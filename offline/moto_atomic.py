@@ -1,8 +1,10 @@
 """moto gaps in atomicity that the pipeline's guarantees rest on, closed by serializing the operations involved:
 
 - DynamoDB conditional writes are not atomic across threads (two concurrent `attribute_not_exists` puts can both
-  succeed), while DynamoDB guarantees they are; and a query that iterates a table while another thread writes
-  fails with "dictionary changed size during iteration". Writes, queries and scans are serialized.
+  succeed), while DynamoDB guarantees they are; a query that iterates a table while another thread writes fails
+  with "dictionary changed size during iteration"; and a GetItem during an UpdateItem that creates the item sees
+  it without the attribute being added (a create step failed on it in the faulty benchmark). Writes and reads
+  are serialized.
 - Step Functions' StartExecution checks the name, then adds the execution: two concurrent starts with one name
   both ran, where AWS starts one and returns it to the other (the benchmark caught it when an S3 event
   delivered twice reached two submits at once: one upload paid twice). Starts are serialized.
@@ -22,7 +24,15 @@ from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 _DYNAMODB_LOCK = threading.RLock()
-_DYNAMODB_SERIALIZED = ("put_item", "update_item", "delete_item", "transact_write_items", "query", "scan")
+_DYNAMODB_SERIALIZED = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "get_item",
+    "query",
+    "scan",
+)
 _STEPFUNCTIONS_LOCK = threading.RLock()
 
 

@@ -3,10 +3,12 @@ QPS, gaps stay usable, calls held behind late ones, announced before they are ma
 
 import itertools
 import threading
+import time
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.dynamodb import models as dynamodb_models
 
 from offline.moto_atomic import make_moto_atomic
 from picwish import steps
@@ -175,3 +177,38 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
     fake.now = fifth + lim.max_slip_s + 0.1  # the step itself came too late
     out = steps._call_in_slot(svc, fifth, lambda: made.append(fake.now) or {}, otherwise={"status": "wait"})
     assert len(made) == 1 and out["status"] == "wait" and out["slot_at"] > fifth
+
+
+def test_a_counter_is_never_seen_half_created(table, monkeypatch):
+    # moto's UpdateItem stores a new item with its keys only, then applies the update; DynamoDB is atomic, and the
+    # create queue reads these counters. A slower update (as on the busy local stack) holds moto's window open.
+    validate = dynamodb_models.UpdateExpressionValidator.validate
+
+    def slow_validate(self):
+        time.sleep(0.005)
+        return validate(self)
+
+    monkeypatch.setattr(dynamodb_models.UpdateExpressionValidator, "validate", slow_validate)
+    seen, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            for i in range(5):
+                item = table.get_item(TableName="slots", Key={"pk": {"S": f"q{i}"}, "sk": {"N": "1"}}).get("Item")
+                if item is not None:
+                    seen.append("n" in item)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(5):
+            table.update_item(
+                TableName="slots",
+                Key={"pk": {"S": f"q{i}"}, "sk": {"N": "1"}},
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+    finally:
+        done.set()
+        reader.join()
+    assert seen and all(seen)
