@@ -87,12 +87,8 @@ class SlotLimiter:
         return {int(item["sk"]["N"]) for item in response.get("Items", [])}
 
     def ready_at(self, slot_at: float) -> float:
-        """When the call reserved for `slot_at` may go out: its slot (or now, when later) unless, by when the
-        other calls really went out, that would put more than `qps` calls into one second at the API.
-
-        Judged by the recorded send times, not the slots: a late call moves the calls after it a little later
-        (the headroom absorbs that over a few slots) instead of making one of them a 429.
-        """
+        """When the call reserved for `slot_at` may go out: its slot (or now, when later) unless, by the recorded
+        send times of the other calls (not their slots), that would put more than `qps` calls into one second."""
         at = max(self.clock(), slot_at)
         mine = round(slot_at / self.spacing)
         low = math.floor((at - 1 - self.max_slip_s - self.margin_s) / self.spacing)
