@@ -26,9 +26,9 @@ from picwish.uploads import parse_job_path
 
 # Published us-east-1 prices (USD): Step Functions Standard per state transition, Lambda per request and per
 # GB-second on arm64, DynamoDB on-demand per write / read request unit, S3 per PUT-class / GET-class request.
-PRICES = {
-    "state_transition": 0.025 / 1000,
-    "lambda_request": 0.20 / 1_000_000,
+PRICES = {  # keyed as the counts they price
+    "state_transitions": 0.025 / 1000,
+    "lambda_requests": 0.20 / 1_000_000,
     "lambda_gb_s": 0.0000133334,
     "dynamodb_write": 0.625 / 1_000_000,
     "dynamodb_read": 0.125 / 1_000_000,
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Counter:
+class AwsCallCounter:
     """Counts the AWS calls the functions make (botocore events of the default session)."""
 
     def __init__(self) -> None:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"\r\x1b[2K{text}" if sys.stderr.isatty() else f"{text}\n")
             sys.stderr.flush()
 
-    counter = Counter()
+    counter = AwsCallCounter()
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register("before-call.*.*", counter)
     progress(f"starting the local stack (QPS {args.qps}, time scale {args.time_scale}) …")
@@ -157,7 +157,7 @@ def plan(args: argparse.Namespace, rng: random.Random) -> list[tuple[str, bytes,
     for i in range(args.n):
         op = rng.choices(names, [weights[n] for n in names])[0]
         stem = f"b{i:04d}"
-        if op in ("inpaint", "retouching-collection"):
+        if any(slot.name == "mask" for slot in OPERATIONS[op].slots):
             uploads.append((f"masks/{op}/bench/{stem}.png", bag_mask, {}))
             uploads.append((f"incoming/{op}/bench/{stem}.png", bag, {}))
         else:
@@ -176,7 +176,7 @@ def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
         if args.fault_expire and rng.random() < args.fault_expire:
             rule["result_ttl"] = 0
         rules.append(rule)
-    pipeline.mock._admin("POST", "rules", json=rules)
+    pipeline.mock.add_rules(rules)
     chaos = {
         k: v
         for k, v in {
@@ -188,7 +188,7 @@ def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
         }.items()
         if v
     }
-    pipeline.mock._admin("POST", "chaos", json={**chaos, "seed": args.seed})
+    pipeline.mock.set_chaos(**chaos, seed=args.seed)
     runtime = pipeline.runtime
     runtime.s3_delivery_copies = 2 if args.duplicate_deliveries else 1
     fault_rng = random.Random(args.seed + 1)
@@ -264,7 +264,9 @@ def _upload_key(entry: dict) -> str | None:
     return path.split("/", 2)[2] if path.count("/") >= 2 else None
 
 
-def measure(args, pipeline, counter: Counter, records: dict, keys: list[str], started: float, last: float) -> dict:
+def measure(
+    args, pipeline, counter: AwsCallCounter, records: dict, keys: list[str], started: float, last: float
+) -> dict:
     n = len(keys)
     journal = [e for e in pipeline.mock.requests() if e["path"].startswith("/api/")]
     creates = [e for e in journal if e["method"] == "POST"]
@@ -300,16 +302,7 @@ def measure(args, pipeline, counter: Counter, records: dict, keys: list[str], st
         "s3_put": counter.count("s3", S3_PUTS),
         "s3_get": counter.count("s3", exclude=S3_PUTS),
     }
-    price_of = {
-        "state_transitions": PRICES["state_transition"],
-        "lambda_requests": PRICES["lambda_request"],
-        "lambda_gb_s": PRICES["lambda_gb_s"],
-        "dynamodb_write": PRICES["dynamodb_write"],
-        "dynamodb_read": PRICES["dynamodb_read"],
-        "s3_put": PRICES["s3_put"],
-        "s3_get": PRICES["s3_get"],
-    }
-    cost = {k: round(counts[k] * price_of[k] / n * 1000, 5) for k in counts}
+    cost = {k: round(counts[k] * PRICES[k] / n * 1000, 5) for k in counts}
     succeeded = sum(1 for k in keys if records.get(k, {}).get("outcome") == "succeeded")
     failed = sum(1 for k in keys if records.get(k, {}).get("outcome") == "failed")
     reasons = collections.Counter(r.get("reason") for r in records.values() if r.get("outcome") == "failed")

@@ -37,7 +37,10 @@ class RunningMock:
         self._admin("POST", "reset")
 
     def add_rule(self, **rule: Any) -> dict[str, Any]:
-        return self._admin("POST", "rules", json=rule)["rules"][0]
+        return self.add_rules([rule])[0]
+
+    def add_rules(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._admin("POST", "rules", json=rules)["rules"]
 
     def rules(self) -> list[dict[str, Any]]:
         return self._admin("GET", "rules")["rules"]

@@ -86,6 +86,10 @@ class SlotLimiter:
         )
         return {int(item["sk"]["N"]) for item in response.get("Items", [])}
 
+    def missed(self, slot_at: float, at: float | None = None) -> bool:
+        """Whether a call going out at `at` (default: now) is too late for its slot and must take a new one."""
+        return (self.clock() if at is None else at) - slot_at > self.max_slip_s
+
     def ready_at(self, slot_at: float) -> float:
         """When the call reserved for `slot_at` may go out: its slot (or now, when later) unless, by the recorded
         send times of the other calls (not their slots), that would put more than `qps` calls into one second."""

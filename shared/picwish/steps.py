@@ -240,17 +240,18 @@ def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
     """
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
-    if slot_at is not None and svc.clock() - float(slot_at) <= limiter.max_slip_s:
+    if slot_at is not None and not limiter.missed(float(slot_at)):
         return _wait_for(svc, float(slot_at))
     ticket = previous.get("ticket") or limiter.take_ticket(execution)  # a retry without it gets the same one
     admitted = limiter.admitted()
+    queue_wait = limiter.queue_wait(ticket, admitted)
     stalled = previous.get("admitted_seen") == admitted
-    if stalled or limiter.queue_wait(ticket, admitted) == 0:
+    if stalled or queue_wait == 0:
         reserved = limiter.reserve(svc.clock(), horizon_s=CREATE_HORIZON_S)
         if reserved is not None:
             limiter.admit()
             return {"ticket": ticket, **_wait_for(svc, reserved)}
-    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(limiter.queue_wait(ticket, admitted))))
+    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(queue_wait)))
     return {"ticket": ticket, "admitted_seen": admitted, "wait_s": wait}
 
 
@@ -324,9 +325,9 @@ def _record_task(svc: Services, name: str, task_id: str, created_at: float, oper
 
 def _slot(svc: Services, slot_at: float | None) -> dict:
     """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
-    now, limiter = svc.clock(), svc.limiter()
-    if slot_at is None or now - float(slot_at) > limiter.max_slip_s:
-        slot_at = limiter.reserve(now)
+    limiter = svc.limiter()
+    if slot_at is None or limiter.missed(float(slot_at)):
+        slot_at = limiter.reserve(svc.clock())
     return _wait_for(svc, float(slot_at))
 
 
@@ -343,7 +344,7 @@ def _call_in_slot(svc: Services, slot_at: float, call: Callable[[], dict], *, ot
     limiter = svc.limiter()
     _sleep_until(svc, slot_at - READY_LEAD_S)
     ready = limiter.ready_at(slot_at)
-    if ready - slot_at > limiter.max_slip_s:
+    if limiter.missed(slot_at, at=ready):
         return {**otherwise, **_wait_for(svc, limiter.reserve(ready))}
     # Announced before the call: an answer can take a while, and the calls after this one must not wait for it.
     limiter.mark_called(slot_at, ready)
