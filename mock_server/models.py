@@ -27,10 +27,8 @@ from .exceptions import NotFound
 from .forms import CreateRequest, Upload
 from .scenarios import Outcome, Rule
 
-MISSING = "<missing>"
-CHAOS_KINDS = frozenset(
-    {"500", "429", "429-body", "truncate", "slow"}
-)  # a script token: the response leaves `state` out
+MISSING = "<missing>"  # a script token: the response leaves `state` out
+CHAOS_KINDS = frozenset({"500", "429", "429-body", "truncate", "slow"})  # faults /__mock__/chaos can inject
 
 
 @dataclass

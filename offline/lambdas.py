@@ -69,7 +69,6 @@ class Invocation:
     result: Any
     error: str | None
     seconds: float
-    started_at: float = 0.0  # Unix time
 
 
 class InProcessLambdaRuntime:
@@ -151,8 +150,8 @@ class InProcessLambdaRuntime:
 
     def preload(self, function_names: Iterable[str], account_id: str, region: str) -> None:
         """Cold-start every function before any traffic. A cold start sets the function's environment on the
-        whole process while its module is imported; during traffic that raced with invocations reading
-        os.environ (a step failed with "dictionary changed size during iteration" in the faulty benchmark)."""
+        whole process while its module is imported; during traffic, other invocations iterating os.environ
+        (requests does, for proxies) could see it change size under them."""
         from moto.awslambda.utils import get_backend
 
         backend = get_backend(account_id, region)
@@ -179,7 +178,7 @@ class InProcessLambdaRuntime:
             timeout_s=float(fn.timeout or 3),
             log_group_name=f"/aws/lambda/{fn.function_name}",
         )
-        started, started_at = time.monotonic(), time.time()
+        started = time.monotonic()
         try:
             fault = self.faults.get(fn.function_name)
             if fault is not None:
@@ -195,9 +194,7 @@ class InProcessLambdaRuntime:
             if not isinstance(exc, LambdaThrottled):  # Lambda logs what the function raised; a throttle never ran
                 sys.stderr.write(f"[ERROR] {fn.function_name} {error}: {exc}\n{''.join(trace)}")
         with self._lock:
-            self.invocations.append(
-                Invocation(fn.function_name, event, payload, error, time.monotonic() - started, started_at)
-            )
+            self.invocations.append(Invocation(fn.function_name, event, payload, error, time.monotonic() - started))
         return payload, error is not None, ""
 
     def _handler(self, fn: Any) -> Callable:
