@@ -115,6 +115,11 @@ class UnexpectedResponseError(PicWishError):
     """The answer did not have the documented shape (bad JSON, missing fields, undocumented status)."""
 
 
+class IncompleteResultError(UnexpectedResponseError):
+    """The task reported done (state 1) but the answer lacks the operation's outputs: not a result, and asking
+    again is not expected to change that."""
+
+
 class TaskFailedError(PicWishError):
     """The task ended in a failed state (< 0); `meaning` is the documented meaning of the code."""
 

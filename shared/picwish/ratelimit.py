@@ -27,10 +27,6 @@ PARTITION = "api-slots"
 QUEUE = "create-queue"  # sk 0: tickets handed out; sk 1: creates admitted to a slot
 
 
-class NoSlotError(RuntimeError):
-    """Every attempt to reserve lost a race; the step is retried by the state machine."""
-
-
 @dataclass
 class SlotLimiter:
     table_name: str
@@ -42,7 +38,6 @@ class SlotLimiter:
     clock: Callable[[], float] = time.time
     ttl_s: int = 24 * 3600
     page: int = 64
-    attempts: int = 16
 
     @property
     def spacing(self) -> float:
@@ -53,12 +48,16 @@ class SlotLimiter:
         slot within `horizon_s` of the start is taken, and None means there was none."""
         start = max(self.clock(), not_before or 0.0)
         index = math.ceil(start / self.spacing)
-        for _ in range(self.attempts):
+        # No attempt limit: every pass moves `index` forward (past a page of taken slots, or past a slot lost to
+        # another step), and taken slots are finite, so a backlog only makes the slot later — never an error.
+        while True:
             taken = self._taken_from(index)
             while index in taken:
                 index += 1
             if horizon_s is not None and index * self.spacing > start + horizon_s:
                 return None
+            if len(taken) == self.page and index > max(taken):
+                continue  # the whole page was taken: look at the next one before trying a slot
             try:
                 self.client.put_item(
                     TableName=self.table_name,
@@ -74,7 +73,6 @@ class SlotLimiter:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
                 index += 1  # lost the race for this slot: the next one is the best candidate
-        raise NoSlotError(f"no slot reserved after {self.attempts} attempts")
 
     def _taken_from(self, index: int) -> set[int]:
         response = self.client.query(

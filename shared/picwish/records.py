@@ -11,7 +11,7 @@ from .states import state_meaning, status_meaning
 from .uploads import JobPath
 
 
-def _iso(seconds: float | None) -> str | None:
+def iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC).isoformat()
 
 
@@ -48,9 +48,10 @@ def failure(
         "message": error.get("message"),
         "parameter": error.get("param"),
         "task_id": task_id or error.get("task_id"),
+        "claimed_at": error.get("claimed_at"),  # an ambiguous create: when the attempt that may have paid began
         "execution": execution,
         "api_calls": api_calls,
-        "recorded_at": _iso(clock()),
+        "recorded_at": iso(clock()),
     }
 
 
@@ -78,9 +79,9 @@ def result(
         "state": poll.get("state"),
         "outputs": written,
         "timestamps": {
-            "task_created": _iso(created),
-            "task_completed": _iso(completed),
-            "result_written": _iso(finished),
+            "task_created": iso(created),
+            "task_completed": iso(completed),
+            "result_written": iso(finished),
         },
         "durations_s": {
             # Both ends from the API's own (whole-second) clock.

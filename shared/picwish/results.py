@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnexpectedResponseError
+from .catalog import get_operation
+from .errors import IncompleteResultError, UnexpectedResponseError
 from .states import StateClass, classify_state, parse_state, state_meaning
+
+CLASS_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # class names become file names: nothing else is accepted
 
 
 @dataclass(frozen=True)
@@ -109,16 +113,19 @@ class TaskResult:
         tid = data.get("task_id", task_id)
         if not isinstance(tid, str) or not tid:
             raise UnexpectedResponseError("data.task_id: missing or not a string", task_id=task_id)
-        done = classify_state(data.get("state")) is StateClass.DONE
+        state = data.get("state")
+        done = classify_state(state) is StateClass.DONE
         image = data.get("image")
         masks = data.get("class_masks") or {}
         if not isinstance(masks, dict):
             raise UnexpectedResponseError("data.class_masks: expected an object", task_id=tid)
         zip_value = data.get("clothes_masks")
+        if done:
+            _check_done_outputs(operation, image, masks, zip_value, tid)
         return cls(
             operation=operation,
             task_id=tid,
-            state=data.get("state"),
+            state=state,
             progress=_int_or_none(data.get("progress")),
             created_at=_timestamp(data.get("created_at")),
             processed_at=_timestamp(data.get("processed_at")),
@@ -136,3 +143,24 @@ class TaskResult:
             state_detail=None if data.get("state_detail") is None else str(data.get("state_detail")),
             raw=data,
         )
+
+
+def _check_done_outputs(operation: str, image: Any, masks: dict, zip_value: Any, task_id: str) -> None:
+    """A task reported done must carry what its operation returns: `image` for four operations, class masks or
+    the masks ZIP for clothing segmentation (an empty `clothes_masks` means "not returned"). A done answer
+    without them is not a result, whatever its state says."""
+
+    def fail(text: str) -> IncompleteResultError:
+        return IncompleteResultError(f"the task reported done without its result: {text}", task_id=task_id)
+
+    if "image" in get_operation(operation).result_fields:
+        if not isinstance(image, str) or not image:
+            raise fail(f"data.image is {image!r}")
+        return
+    for name, value in masks.items():
+        if not CLASS_NAME.fullmatch(str(name)):
+            raise fail(f"data.class_masks has an undocumented class name {str(name)[:40]!r}")
+        if not isinstance(value, str) or not value:
+            raise fail(f"data.class_masks.{name} is {value!r}")
+    if not masks and not zip_value:
+        raise fail("neither data.class_masks nor data.clothes_masks is present")

@@ -7,7 +7,9 @@ Step outputs stay small (ids, keys, URLs, numbers): never image bytes, far under
 from __future__ import annotations
 
 import json
+import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from . import records
-from .catalog import OPERATIONS, Operation, get_operation
+from .catalog import MAX_URL_LENGTH, OPERATIONS, Operation, get_operation
 from .client import PicWishClient
 from .config import PipelineSettings
 from .download import fetch_output
@@ -25,6 +27,7 @@ from .errors import (
     APIConnectionError,
     APIServerError,
     AuthenticationError,
+    IncompleteResultError,
     PicWishError,
     RateLimitError,
     ResultExpiredError,
@@ -36,15 +39,21 @@ from .errors import (
 from .images import EXTENSIONS, sniff_format
 from .options import options_from_metadata, parse_defaults
 from .ratelimit import SlotLimiter
-from .results import Output
+from .records import iso
+from .results import Output, TaskResult
+from .retry import Backoff
 from .states import FAILED_STATES, parse_state
 from .uploads import JobPath, UploadRef, parse_job_path
-from .validation import validate_request
+from .validation import check_image_size, validate_request
+
+logger = logging.getLogger(__name__)
 
 CREATE_HORIZON_S = 1.0  # a create takes only a slot this close; further ones are left to polls
 MAX_QUEUE_WAIT_S = 60  # a create in the queue looks again at least this often
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
+POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
+NOT_FOUND = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})  # S3 GET and HEAD say it differently
 
 
 class TransientApiError(Exception):
@@ -60,6 +69,7 @@ class Services:
     api_key: Callable[[bool], str] | None = None  # refresh -> key
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random  # the randomness of backoffs, fixed by tests
     http: requests.Session = field(default_factory=requests.Session)
 
     def client(self, *, refresh: bool = False) -> PicWishClient:
@@ -87,38 +97,32 @@ def submit_event(svc: Services, event: dict) -> dict[str, int]:
     return counts
 
 
+class MissingUpload(LookupError):
+    """The object (or the version the event names) is gone: deleted before it could be read."""
+
+
 def submit_upload(svc: Services, upload: UploadRef) -> str:
-    """Validate one upload and start its execution; bad input gets its failure record before any paid call."""
+    """Validate one upload and start its execution. Whatever goes wrong while judging it ends in a failure
+    record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and the
+    exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
     path = parse_job_path(upload.key)
     if path is None:
         return "ignored"
-    if not path.known_operation:
-        rule = f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}"
-        _fail_input(svc, path, upload, ValidationError("operation", rule), reason="unknown operation")
-        return "rejected"
-    op = get_operation(path.operation)
     try:
-        image, metadata = _read_object(svc, upload)
-    except LookupError:
+        job = _judge_upload(svc, path, upload)
+    except ValidationError as exc:
+        reason = "unknown operation" if exc.param == "operation" else "invalid input"
+        _fail_input(svc, path, upload, exc, reason=reason)
+        return "rejected"
+    except MissingUpload:
         error = PicWishError("the object was deleted before it could be read")
         _fail_input(svc, path, upload, error, reason="object missing")
         return "rejected"
-    masks = {slot.name: _read_optional(svc, upload.bucket, path.mask_key(slot.name)) for slot in op.slots[1:]}
-    try:
-        options, ignored = options_from_metadata(op, metadata, parse_defaults(svc.settings.operation_defaults))
-        if "rectangles" in options:
-            masks.pop("mask", None)  # rectangles stand in for the mask
-        validate_request(op, {"image": image, **{k: v for k, v in masks.items() if v is not None}}, options)
-    except ValidationError as exc:
-        _fail_input(svc, path, upload, exc, reason="invalid input")
-        return "rejected"
-    job = {
-        "upload": upload.to_dict(),
-        "operation": op.name,
-        "options": options,
-        "masks": {name: path.mask_key(name) for name, data in masks.items() if data is not None},
-        "ignored_metadata": ignored,
-    }
+    except Exception as exc:
+        # The type only: a message could carry anything (a URL, a header) into a record users read.
+        error = PicWishError(f"the upload could not be judged ({type(exc).__name__}); it will be tried again")
+        _fail_input(svc, path, upload, error, reason="internal error")
+        raise
     # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
     execution_input = json.dumps(
         {"job": job, "create": {"status": "new"}, "poll": {"state": 0, "polls": 0}, "error": None}, sort_keys=True
@@ -126,7 +130,7 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     try:
         svc.sfn.start_execution(
             stateMachineArn=svc.settings.state_machine_arn,
-            name=upload.execution_name(op.name),
+            name=upload.execution_name(job["operation"]),
             input=execution_input,
         )
     except ClientError as exc:
@@ -136,26 +140,54 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     return "started"
 
 
-def _read_object(svc: Services, upload: UploadRef) -> tuple[bytes, dict[str, str]]:
-    kwargs = {"Bucket": upload.bucket, "Key": upload.key}
-    if upload.version_id:
-        kwargs["VersionId"] = upload.version_id
-    try:
-        response = svc.s3.get_object(**kwargs)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
-            raise LookupError(upload.key) from None
-        raise
-    return response["Body"].read(), dict(response.get("Metadata") or {})
+def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:
+    """The job an upload asks for, or the ValidationError / MissingUpload that refuses it."""
+    if not path.known_operation:
+        raise ValidationError("operation", f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}")
+    op = get_operation(path.operation)
+    read = _read_capped(svc, op, "image_file", upload.bucket, upload.key, upload.version_id)
+    if read is None:
+        raise MissingUpload(upload.key)
+    image, metadata = read
+    masks: dict[str, bytes] = {}
+    for slot in op.slots[1:]:
+        key = path.mask_key(slot.name)
+        found = None if key is None else _read_capped(svc, op, slot.file_field, upload.bucket, key)
+        if found is not None:
+            masks[slot.name] = found[0]
+    options, ignored = options_from_metadata(op, metadata, parse_defaults(svc.settings.operation_defaults))
+    if "rectangles" in options:
+        masks.pop("mask", None)  # rectangles stand in for the mask
+    validate_request(op, {"image": image, **masks}, options)
+    return {
+        "upload": upload.to_dict(),
+        "operation": op.name,
+        "options": options,
+        "masks": {name: path.mask_key(name) for name in masks},
+        "ignored_metadata": ignored,
+    }
 
 
-def _read_optional(svc: Services, bucket: str, key: str) -> bytes | None:
+def _read_capped(
+    svc: Services, op: Operation, field_name: str, bucket: str, key: str, version_id: str | None = None
+) -> tuple[bytes, dict[str, str]] | None:
+    """(bytes, user metadata) of an object, None when it does not exist. Its size is judged by a HEAD before a
+    byte is read, and the read stops one byte past the limit: the object may be replaced in between."""
+    params = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
     try:
-        return svc.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        head = svc.s3.head_object(**params)
+        check_image_size(op, field_name, int(head.get("ContentLength", 0)))
+        body = svc.s3.get_object(**params)["Body"]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if exc.response["Error"]["Code"] in NOT_FOUND:
             return None
         raise
+    try:
+        data = body.read(op.max_bytes + 1)
+    finally:
+        body.close()
+    check_image_size(op, field_name, len(data))
+    return data, dict(head.get("Metadata") or {})
 
 
 def _fail_input(svc: Services, path: JobPath, upload: UploadRef, error: PicWishError, *, reason: str) -> None:
@@ -167,20 +199,22 @@ def _fail_input(svc: Services, path: JobPath, upload: UploadRef, error: PicWishE
 
 
 def create_step(svc: Services, payload: dict) -> dict:
-    """One POST per execution, in a reserved QPS slot; a retried step reuses the task id already recorded."""
+    """One POST per execution, in a reserved QPS slot. A claim is written before the POST; an attempt that finds
+    the claim reuses the task id recorded on it, or — when there is none, so an earlier attempt may have reached
+    the API and died before recording its answer — ends as "ambiguous create" instead of paying twice."""
     job, previous, name = payload["job"], payload.get("create") or {}, payload["execution"]
     op = get_operation(job["operation"])
     # Checked on every attempt: a retried step gets the same input as the attempt that may have reached the API.
-    recorded = _recorded_task(svc, name)
-    if recorded is not None:
-        return _created(svc, op, recorded["task_id"], recorded["created_at"], previous, api_calls=0)
+    claim = _read_claim(svc, name)
+    if claim is not None:
+        return _from_claim(svc, op, claim, previous)
     throttles = int(previous.get("throttles", 0))
     calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
     waiting = {"status": "wait", "throttles": throttles, "api_calls": calls}
     slot = _create_slot(svc, previous, name)
     if "slot_at" not in slot or slot["wait_s"] >= 1:
         return {**waiting, **slot}
-    image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
+    image, masks = api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
     client = svc.client(refresh=bool(previous.get("refresh_key")))
     return _call_in_slot(
         svc,
@@ -202,17 +236,22 @@ def _create_call(
     throttles: int,
     calls: int,
 ) -> dict:
-    """The POST itself, turned into the step's output. A 401 gets one more attempt, in a slot of its own, with
-    the key read again (it may have been rotated): every API call spends the budget through a slot."""
+    """The claim, the POST, and its answer turned into the step's output. A 401 gets one more attempt, in a slot
+    of its own, with the key read again (it may have been rotated): every API call spends the budget through a
+    slot. Answers that prove no task was made release the claim, so the next attempt may POST."""
+    if not _claim(svc, name, op.name):
+        return _from_claim(svc, op, _read_claim(svc, name) or {}, previous)
     calls += 1
     try:
         task = client.create_task(op.name, image, job["options"], **masks)
     except AuthenticationError as exc:
+        _release_claim(svc, name)
         if previous.get("refresh_key"):
             return _create_failed("unauthorized", exc, throttles, calls)
         later = _wait_for(svc, svc.limiter().reserve(svc.clock()))
         return {"status": "wait", "throttles": throttles, "api_calls": calls, "refresh_key": True, **later}
     except RateLimitError as exc:
+        _release_claim(svc, name)
         throttles += 1
         if throttles > svc.settings.max_throttles:
             return _create_failed("rate limited", exc, throttles, calls)
@@ -220,15 +259,17 @@ def _create_call(
         return {"status": "wait", "throttles": throttles, "api_calls": calls, **_wait_for(svc, later)}
     except APIConnectionError as exc:
         if not exc.request_sent:
+            _release_claim(svc, name)
             raise TransientApiError(str(exc)) from None
         return _create_failed("ambiguous create", exc, throttles, calls)
     except (APIServerError, UnexpectedResponseError) as exc:
-        # The API may have made (and billed) the task: repeating blindly could pay twice.
+        # The API may have made (and billed) the task: repeating blindly could pay twice. The claim stays.
         return _create_failed("ambiguous create", exc, throttles, calls)
     except PicWishError as exc:
+        _release_claim(svc, name)
         return _create_failed("rejected by the API", exc, throttles, calls)
     created_at = svc.clock()
-    _record_task(svc, name, task.task_id, created_at, op.name)
+    _record_task(svc, name, task.task_id, created_at)
     return _created(svc, op, task.task_id, created_at, previous, api_calls=calls, throttles=throttles)
 
 
@@ -255,11 +296,13 @@ def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
     return {"ticket": ticket, "admitted_seen": admitted, "wait_s": wait}
 
 
-def _create_failed(reason: str, error: PicWishError, throttles: int, calls: int) -> dict:
+def _create_failed(
+    reason: str, error: PicWishError | None, throttles: int, calls: int, record: dict | None = None
+) -> dict:
     return {
         "status": "failed",
         "reason": reason,
-        "error": error.to_record(),
+        "error": record if error is None else error.to_record(),
         "throttles": throttles,
         "api_calls": calls,
     }
@@ -279,45 +322,102 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, prev
     }
 
 
-def _api_inputs(svc: Services, job: dict) -> tuple[Any, dict[str, Any]]:
-    """(image, mask=..., retain_mask=...) as presigned URLs (default) or bytes, per the deploy-time switch."""
+def api_inputs(svc: Services, job: dict) -> tuple[Any, dict[str, Any]]:
+    """(image, mask=..., retain_mask=...) as presigned URLs (default) or bytes, per the deploy-time switch. A URL
+    longer than the API accepts (a long key signs long) is sent as bytes instead."""
     upload = job["upload"]
     refs = {"image": (upload["bucket"], upload["key"], upload.get("version_id"))}
     refs.update({slot: (upload["bucket"], key, None) for slot, key in job.get("masks", {}).items()})
     sources: dict[str, Any] = {}
     for slot, (bucket, key, version) in refs.items():
         params = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
-        if svc.settings.input_mode == "bytes":
-            # The upload keeps the object's file name: the API (and the mock's rules) see what the user named.
-            sources[slot] = (key.rsplit("/", 1)[-1], svc.s3.get_object(**params)["Body"].read())
-        else:
-            sources[slot] = svc.s3.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=svc.settings.presign_expiry_s
-            )
+        if svc.settings.input_mode != "bytes":
+            url = svc.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=svc.settings.presign_expiry_s)
+            if len(url) <= MAX_URL_LENGTH:
+                sources[slot] = url
+                continue
+        # The upload keeps the object's file name: the API (and the mock's rules) see what the user named.
+        sources[slot] = (key.rsplit("/", 1)[-1], svc.s3.get_object(**params)["Body"].read())
     image = sources.pop("image")
     return image, sources
 
 
-def _recorded_task(svc: Services, name: str) -> dict | None:
+# -- the task record: a claim before the POST, the task id after it ---------------------------------------------
+
+
+def _claim(svc: Services, name: str, operation: str) -> bool:
+    """Write this execution's claim to create its task; False when a claim already exists."""
+    now = svc.clock()
+    try:
+        svc.dynamodb.put_item(
+            TableName=svc.settings.tasks_table,
+            Item={
+                "execution": {"S": name},
+                "claimed_at": {"N": repr(now)},
+                "operation": {"S": operation},
+                "expires_at": {"N": str(int(now) + 90 * 24 * 3600)},
+            },
+            ConditionExpression="attribute_not_exists(execution)",
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def _read_claim(svc: Services, name: str) -> dict | None:
     item = svc.dynamodb.get_item(
         TableName=svc.settings.tasks_table, Key={"execution": {"S": name}}, ConsistentRead=True
     ).get("Item")
     if not item:
         return None
-    return {"task_id": item["task_id"]["S"], "created_at": float(item["created_at"]["N"])}
+    return {
+        "task_id": item["task_id"]["S"] if "task_id" in item else None,
+        "created_at": float(item["created_at"]["N"]) if "created_at" in item else None,
+        "claimed_at": float(item["claimed_at"]["N"]) if "claimed_at" in item else None,
+    }
 
 
-def _record_task(svc: Services, name: str, task_id: str, created_at: float, operation: str) -> None:
-    svc.dynamodb.put_item(
-        TableName=svc.settings.tasks_table,
-        Item={
-            "execution": {"S": name},
-            "task_id": {"S": task_id},
-            "created_at": {"N": repr(created_at)},
-            "operation": {"S": operation},
-            "expires_at": {"N": str(int(created_at) + 90 * 24 * 3600)},
-        },
+def _from_claim(svc: Services, op: Operation, claim: dict, previous: dict) -> dict:
+    if claim.get("task_id"):
+        return _created(svc, op, claim["task_id"], claim["created_at"], previous, api_calls=0)
+    claimed = iso(claim.get("claimed_at"))
+    error = PicWishError(
+        f"an earlier attempt claimed this create at {claimed} and may have reached the API, but its answer was "
+        "never recorded; it is not repeated, so the upload is not paid twice (re-upload it to try again)"
+    ).to_record()
+    error["claimed_at"] = claimed
+    return _create_failed(
+        "ambiguous create", None, int(previous.get("throttles", 0)), int(previous.get("api_calls", 0)), error
     )
+
+
+def _release_claim(svc: Services, name: str) -> None:
+    """The API answered that it made no task: the claim goes, so the next attempt may POST. Failing to release
+    only makes that attempt end as "ambiguous create" — never a second payment — so a failure here is logged."""
+    try:
+        svc.dynamodb.delete_item(
+            TableName=svc.settings.tasks_table,
+            Key={"execution": {"S": name}},
+            ConditionExpression="attribute_not_exists(task_id)",
+        )
+    except ClientError as exc:
+        logger.warning("claim not released", extra={"execution": name, "error": exc.response["Error"]["Code"]})
+
+
+def _record_task(svc: Services, name: str, task_id: str, created_at: float) -> None:
+    """The task id on the claim. The step's output carries it on even if this write fails: only an attempt
+    that dies before returning leaves the claim without it."""
+    try:
+        svc.dynamodb.update_item(
+            TableName=svc.settings.tasks_table,
+            Key={"execution": {"S": name}},
+            UpdateExpression="SET task_id = :t, created_at = :c",
+            ExpressionAttributeValues={":t": {"S": task_id}, ":c": {"N": repr(created_at)}},
+        )
+    except ClientError as exc:
+        logger.warning("task id not recorded", extra={"execution": name, "error": exc.response["Error"]["Code"]})
 
 
 # -- slots ----------------------------------------------------------------------------------------------------
@@ -367,19 +467,22 @@ def _sleep_until(svc: Services, moment: float) -> float:
 
 
 def poll_step(svc: Services, payload: dict) -> dict:
-    """One GET in a reserved slot. Returns the task's state as sent (the state machine's Choice judges it),
-    the outputs once done, and the wait before the next poll."""
+    """One GET in a reserved slot. Returns the job's phase — `done` (state exactly 1 with the operation's
+    outputs), `processing` (with the wait before the next poll), `failed` (with the reason) or `timeout` — so
+    the state machine's Choice judges one field the step has already judged."""
     job, create, previous = payload["job"], payload["create"], payload.get("poll") or {}
     op = get_operation(job["operation"])
     base = {
+        "phase": "processing",
         "state": previous.get("state", 0),
         "polls": int(previous.get("polls", 0)),
         "throttles": int(previous.get("throttles", create.get("throttles", 0))),
         "api_calls": int(previous.get("api_calls", create.get("api_calls", 0))),
-        "timed_out": False,
+        "errors": int(previous.get("errors", 0)),
+        **({"last_error": previous["last_error"]} if previous.get("last_error") else {}),
     }
     if svc.clock() > float(create["deadline_at"]):
-        return {**base, "timed_out": True}
+        return {**base, "phase": "timeout"}
     slot = _slot(svc, previous.get("slot_at", create.get("slot_at")))
     if slot["wait_s"] >= 1:
         return {**base, **slot}
@@ -393,37 +496,67 @@ def poll_step(svc: Services, payload: dict) -> dict:
 def _poll_call(
     svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict, refreshed: bool
 ) -> dict:
-    base["api_calls"] += 1
-    base["polls"] += 1
+    polled = {**base, "api_calls": base["api_calls"] + 1, "polls": base["polls"] + 1}
     try:
         result = client.get_task(op.name, create["task_id"])
     except AuthenticationError as exc:
         if refreshed:
-            return {**base, "state": None, "error": exc.to_record()}
+            return _poll_failed(polled, "unauthorized", exc)
         # The key may have been rotated: read it again and poll again, in a slot of its own.
-        return {**base, "refresh_key": True, **_wait_for(svc, svc.limiter().reserve(svc.clock()))}
+        return {**polled, "refresh_key": True, **_wait_for(svc, svc.limiter().reserve(svc.clock()))}
     except TaskFailedError as exc:
-        return {**base, "state": exc.state, "error": exc.to_record()}
+        return _poll_failed({**polled, "state": exc.state}, "task failed", exc)
     except UnknownStateError as exc:
-        return {**base, "state": None if exc.state == "<missing>" else exc.state, "error": exc.to_record()}
+        return _poll_failed({**polled, "state": None if exc.state == "<missing>" else exc.state}, "unknown state", exc)
+    except IncompleteResultError as exc:
+        return _poll_failed({**polled, "state": 1}, "unexpected response", exc)
     except RateLimitError as exc:
-        base["throttles"] += 1
-        if base["throttles"] > svc.settings.max_throttles:
-            return {**base, "state": None, "error": exc.to_record()}
+        polled["throttles"] += 1
+        if polled["throttles"] > svc.settings.max_throttles:
+            return _poll_failed(polled, "rate limited", exc)
         later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return {**base, **_wait_for(svc, later)}
+        return {**polled, **_wait_for(svc, later)}
     except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
-        raise TransientApiError(str(exc)) from None
+        # The task exists and is paid for: a failing poll is waited out (backing off) until the job's deadline.
+        errors = polled["errors"] + 1
+        backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
+        later = svc.limiter().reserve(svc.clock() + backoff * svc.settings.wait_scale)
+        return {**polled, "errors": errors, "last_error": exc.to_record(), **_wait_for(svc, later)}
     except PicWishError as exc:
-        return {**base, "state": None, "error": exc.to_record()}
-    base.update(state=result.state, progress=result.progress)
+        return _poll_failed(polled, "api error", exc)
+    polled.update(state=result.state, progress=result.progress, errors=0)
+    polled.pop("last_error", None)
     if result.is_done:
-        base["outputs"] = _stash_outputs(svc, job, result.outputs())
-        base["completed_at"] = result.completed_at
-        base["task_created_at"] = result.created_at
-        return base
+        missing = _missing_outputs(op, job["options"], result)
+        if missing:
+            error = IncompleteResultError(f"the task reported done without {missing}", task_id=result.task_id)
+            return _poll_failed(polled, "unexpected response", error)
+        return {
+            **polled,
+            "phase": "done",
+            "outputs": _stash_outputs(svc, job, result.outputs()),
+            "completed_at": result.completed_at,
+            "task_created_at": result.created_at,
+        }
     interval = op.poll_interval_s * svc.settings.wait_scale
-    return {**base, **_wait_for(svc, svc.limiter().reserve(svc.clock() + interval))}
+    return {**polled, **_wait_for(svc, svc.limiter().reserve(svc.clock() + interval))}
+
+
+def _poll_failed(polled: dict, reason: str, error: PicWishError) -> dict:
+    return {**polled, "phase": "failed", "failure": {"reason": reason, "error": error.to_record()}}
+
+
+def _missing_outputs(op: Operation, options: dict, result: TaskResult) -> str | None:
+    """What the job asked for and a done answer lacks: clothing's ZIP for output_type 2 and 3, its class masks
+    for 1 and 3 (the client already refuses a done answer with no output at all)."""
+    if op.name != "clothing-segmentation":
+        return None
+    output_type = int(options.get("output_type", op.defaults().get("output_type", 1)))
+    if output_type in (2, 3) and result.clothes_masks is None:
+        return "data.clothes_masks (output_type 2 and 3 return the masks ZIP)"
+    if output_type in (1, 3) and not result.class_masks:
+        return "data.class_masks (output_type 1 and 3 return a mask per class)"
+    return None
 
 
 def _stash_outputs(svc: Services, job: dict, outputs: dict[str, Output]) -> dict[str, dict]:
@@ -441,8 +574,7 @@ def _stash_outputs(svc: Services, job: dict, outputs: dict[str, Output]) -> dict
 
 
 def _output_key(path: JobPath, name: str, data: bytes) -> str:
-    ext = EXTENSIONS.get(sniff_format(data) or "", "bin")
-    return f"{path.result_prefix}{name}.{ext}"
+    return path.output_key(name, EXTENSIONS.get(sniff_format(data) or "", "bin"))
 
 
 # -- finalize -------------------------------------------------------------------------------------------------
@@ -508,14 +640,19 @@ def _failure_reason(payload: dict, create: dict, poll: dict) -> tuple[str, dict]
         return "step failed", records.step_error(payload["error"])
     if create.get("status") == "failed":
         return create["reason"], create["error"]
-    if poll.get("timed_out"):
+    if poll.get("phase") == "timeout":
         seconds = round(float(create.get("deadline_at", 0)) - float(create.get("created_at", 0)))
-        return "timeout", {"message": f"the task was still processing after {seconds} s", "state": poll.get("state")}
+        message = f"the task was still processing after {seconds} s"
+        last = poll.get("last_error")
+        if last:  # the deadline came while polls were failing: say how
+            message = f"no answer about the task for {poll.get('errors')} polls before the {seconds} s deadline"
+            return "timeout", {**last, "message": f"{message}; the last: {last.get('message')}"}
+        return "timeout", {"message": message, "state": poll.get("state")}
+    if poll.get("failure"):
+        return poll["failure"]["reason"], poll["failure"]["error"]
     state = poll.get("state")
     if parse_state(state) in FAILED_STATES:
-        return "task failed", poll.get("error") or TaskFailedError("", state=state).to_record()
-    if poll.get("error") and poll["error"].get("error") != "UnknownStateError":
-        return "api error", poll["error"]
+        return "task failed", TaskFailedError("", state=state).to_record()
     return "unknown state", UnknownStateError(f"undocumented task state {state!r}", state=state).to_record()
 
 
@@ -555,6 +692,6 @@ def _exists(svc: Services, bucket: str, key: str) -> bool:
         svc.s3.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if exc.response["Error"]["Code"] in NOT_FOUND:
             return False
         raise

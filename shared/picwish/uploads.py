@@ -12,7 +12,14 @@ from urllib.parse import unquote_plus
 from .catalog import OPERATIONS
 
 INCOMING = "incoming/"
+RESULTS = "results/"
+FAILED = "failed/"
 EXECUTION_NAME_MAX = 80
+S3_KEY_MAX_BYTES = 1024
+MAX_OUTPUT_NAME_BYTES = 40  # `<name>.<ext>` under a result prefix: class names are capped to fit
+HASH_CHARS = 32
+_SHORTENED = re.compile(rf"~[0-9a-f]{{{HASH_CHARS}}}$")
+_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,31 @@ class UploadRef:
         }
 
 
+def _fit(relative: str) -> str:
+    """The key's part below `incoming/`, as output keys use it: unchanged when every output key it leads to fits
+    S3's limit, else cut on a character boundary and ended by a hash of the whole part. A part that already ends
+    like a hash is hashed too, so a short key can never take the place of a shortened long one."""
+    room = S3_KEY_MAX_BYTES - len(RESULTS) - 1 - MAX_OUTPUT_NAME_BYTES  # results/<relative>/<longest output>
+    encoded = relative.encode()
+    if len(encoded) <= room and not _SHORTENED.search(relative):
+        return relative
+    digest = hashlib.sha256(encoded).hexdigest()[:HASH_CHARS]
+    head = encoded[: room - HASH_CHARS - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
 @dataclass(frozen=True)
 class JobPath:
-    """`incoming/<operation>/<any/path>/<file>` split into its parts; the operation may be unknown."""
+    """`incoming/<operation>/<any/path>/<file>` split into its parts; the operation may be unknown.
+
+    Output keys are the input key's part below `incoming/` under another root, so two uploads never share one
+    (`me.jpg` and `me.png` get `results/<op>/me.jpg/` and `results/<op>/me.png/`).
+    """
 
     operation: str
     subpath: str  # "" or "a/b"
     filename: str
+    relative: str  # the key below `incoming/`, shortened to fit when it is very long
 
     @property
     def stem(self) -> str:
@@ -79,17 +104,13 @@ class JobPath:
     def known_operation(self) -> bool:
         return self.operation in OPERATIONS
 
-    def _under(self, root: str) -> str:
-        middle = f"{self.subpath}/" if self.subpath else ""
-        return f"{root}/{self.operation or 'unknown'}/{middle}"
-
     @property
     def result_prefix(self) -> str:
-        return f"{self._under('results')}{self.stem}/"
+        return f"{RESULTS}{self.relative}/"
 
     @property
     def failure_key(self) -> str:
-        return f"{self._under('failed')}{self.stem}.json"
+        return f"{FAILED}{self.relative}.json"
 
     @property
     def result_key(self) -> str:
@@ -101,17 +122,28 @@ class JobPath:
         """Where the job's one record can be, result first: ("result", key), ("failed", key)."""
         return (("result", self.result_key), ("failed", self.failure_key))
 
-    def mask_key(self, slot: str) -> str:
-        """`masks/<op>/<path>/<stem>.png` for the mask, `<stem>.retain.png` for the retain mask."""
+    def output_key(self, name: str, extension: str) -> str:
+        """Where one result goes; `name` is a catalog output name or a class name the API sent."""
+        if not _OUTPUT_NAME.fullmatch(name) or len(f"{name}.{extension}") > MAX_OUTPUT_NAME_BYTES:
+            raise ValueError(f"not an output name: {name!r}")
+        return f"{self.result_prefix}{name}.{extension}"
+
+    def mask_key(self, slot: str) -> str | None:
+        """`masks/<op>/<path>/<stem>.png` for the mask, `<stem>.retain.png` for the retain mask; None when that
+        key would be longer than S3 allows (no such mask can exist)."""
         suffix = ".png" if slot == "mask" else ".retain.png"
-        return f"{self._under('masks')}{self.stem}{suffix}"
+        middle = f"{self.subpath}/" if self.subpath else ""
+        key = f"masks/{self.operation}/{middle}{self.stem}{suffix}"
+        return key if len(key.encode()) <= S3_KEY_MAX_BYTES else None
 
 
 def parse_job_path(key: str) -> JobPath | None:
-    """None for keys outside `incoming/` (the trigger's filter never sends those; anything else is a job)."""
-    if not key.startswith(INCOMING):
+    """None for keys outside `incoming/` (the trigger's filter never sends those) and for folder markers (keys
+    ending in `/`, which the S3 console creates); anything else is a job."""
+    if not key.startswith(INCOMING) or key.endswith("/"):
         return None
-    parts = key[len(INCOMING) :].split("/")
+    relative = key[len(INCOMING) :]
+    parts = relative.split("/")
     if len(parts) < 2:
-        return JobPath(operation="", subpath="", filename=parts[0])
-    return JobPath(operation=parts[0], subpath="/".join(parts[1:-1]), filename=parts[-1])
+        return JobPath(operation="", subpath="", filename=parts[0], relative=_fit(relative))
+    return JobPath(operation=parts[0], subpath="/".join(parts[1:-1]), filename=parts[-1], relative=_fit(relative))

@@ -175,16 +175,22 @@ def check_url(field: str, url: Any, *, operation: str | None = None) -> None:
         raise ValidationError(field, f"must be an http(s) URL; got scheme {parts.scheme!r}", operation=operation)
 
 
+def check_image_size(op: Operation, field: str, size: int) -> None:
+    """The operation's byte limit, on a size known before the bytes are (an S3 HEAD, a Content-Length)."""
+    if size <= 0:
+        raise ValidationError(field, "must not be empty (0 bytes)", operation=op.name)
+    if size > op.max_bytes:
+        rule = f"must be at most {op.max_bytes // MB} MB ({op.max_bytes} bytes); got {size} bytes"
+        raise ValidationError(field, rule, operation=op.name)
+
+
 def check_image_bytes(op: Operation, field: str, data: bytes) -> ImageInfo:
     """Size, format (by magic bytes) and dimensions of one uploaded image."""
 
     def fail(rule: str) -> ValidationError:
         return ValidationError(field, rule, operation=op.name)
 
-    if not data:
-        raise fail("must not be empty (0 bytes)")
-    if len(data) > op.max_bytes:
-        raise fail(f"must be at most {op.max_bytes // MB} MB ({op.max_bytes} bytes); got {len(data)} bytes")
+    check_image_size(op, field, len(data))
     fmt = sniff_format(data)
     if fmt is not None and fmt not in op.formats:
         raise fail(f"format {fmt} is not accepted; accepted: {', '.join(op.formats)}")
@@ -223,7 +229,7 @@ def _parse_rectangles(op: Operation, value: Any) -> list[dict[str, int]]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested too deep for the parser is malformed too
             raise fail('must be a JSON array like [{"x":0,"y":0,"width":100,"height":100}]') from None
     if not isinstance(value, list) or not value:
         raise fail("must be a non-empty JSON array of rectangles")

@@ -25,8 +25,11 @@ def test_a_plain_upload_yields_results_under_its_name(s3, local_stack):
     s3.put_object(Bucket=local_stack["input_bucket"], Key="incoming/idphoto/photo.jpg", Body=images.portrait())
     kind, record = wait_record(s3, local_stack, "incoming/idphoto/photo.jpg")
     assert kind == "result"
-    listed = s3.list_objects_v2(Bucket=local_stack["output_bucket"], Prefix="results/idphoto/photo/")["Contents"]
-    assert {o["Key"] for o in listed} == {"results/idphoto/photo/image.png", "results/idphoto/photo/result.json"}
+    listed = s3.list_objects_v2(Bucket=local_stack["output_bucket"], Prefix="results/idphoto/photo.jpg/")["Contents"]
+    assert {o["Key"] for o in listed} == {
+        "results/idphoto/photo.jpg/image.png",
+        "results/idphoto/photo.jpg/result.json",
+    }
     image = Image.open(
         io.BytesIO(s3.get_object(Bucket=local_stack["output_bucket"], Key=record["outputs"]["image"])["Body"].read())
     )

@@ -59,9 +59,9 @@ def test_s3_test_event_is_a_no_op(pipeline):
 def test_every_record_is_decoded_and_handled(pipeline):
     counts = invoke(pipeline, "SubmitFunction", event("s3-put-multi.json"))
     assert counts["rejected"] == 3
-    assert record_at(pipeline, "failed/idphoto/batch/a b.json")["reason"] == "object missing"
-    assert record_at(pipeline, "failed/resize/batch/c.json")["reason"] == "unknown operation"
-    missing = record_at(pipeline, "failed/correction/batch/ünï cödé.json")
+    assert record_at(pipeline, "failed/idphoto/batch/a b.jpg.json")["reason"] == "object missing"
+    assert record_at(pipeline, "failed/resize/batch/c.jpg.json")["reason"] == "unknown operation"
+    missing = record_at(pipeline, "failed/correction/batch/ünï cödé.jpg.json")
     assert missing["source"]["key"] == "incoming/correction/batch/ünï cödé.jpg"
 
 
@@ -151,7 +151,7 @@ def test_create_is_idempotent_per_execution(pipeline):
 
 def test_record_failure_for_a_timeout(pipeline):
     body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-timeout.json"))
-    assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/gone.json"}
+    assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/gone.jpg.json"}
     record = record_at(pipeline, body["failure_key"])
     assert (record["task_id"], record["state"], record["api_calls"]) == ("TASK-TIMEOUT", 4, 13)
     assert record["message"] == "the task was still processing after 240 s"
@@ -165,9 +165,9 @@ def test_record_failure_for_a_caught_error_keeps_no_stack_trace(pipeline):
 
 
 def test_backstop_writes_a_record_only_when_none_exists(pipeline):
-    failure_key = "failed/idphoto/fixtures/gone.json"
+    failure_key = "failed/idphoto/fixtures/gone.jpg.json"
     pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key=failure_key)
-    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/gone/result.json")
+    pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/gone.jpg/result.json")
     body = invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json"))
     assert body["reason"] == "execution failed"
     record = record_at(pipeline, failure_key)

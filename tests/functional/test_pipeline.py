@@ -64,7 +64,7 @@ def test_idphoto_with_metadata_options(pipeline):
     kind, record = pipeline.record(key)
     assert kind == "result", record
     assert record["options"] == {"size": "150x200", "format": "jpg", "bg_color": "3366CC"}
-    assert record["outputs"] == {"image": "results/idphoto/people/me 1+(a)ü/image.jpg"}
+    assert record["outputs"] == {"image": "results/idphoto/people/me 1+(a)ü.jpg/image.jpg"}
     image = Image.open(io.BytesIO(pipeline.output(record["outputs"]["image"])))
     assert (image.format, image.size) == ("JPEG", (150, 200))
     assert record["source"]["key"] == key and record["credits"] == 1
@@ -121,7 +121,7 @@ def test_clothing_masks_and_zip(pipeline):
     kind, record = pipeline.record(key)
     assert kind == "result", record
     assert set(record["outputs"]) == {"hair", "face", "head", "body", "clothes_masks"}
-    assert record["outputs"]["hair"] == "results/clothing-segmentation/look/hair.png"
+    assert record["outputs"]["hair"] == "results/clothing-segmentation/look.jpg/hair.png"
     assert zipfile.ZipFile(io.BytesIO(pipeline.output(record["outputs"]["clothes_masks"]))).namelist()
 
 
@@ -247,7 +247,7 @@ def test_reupload_is_processed_again_and_replaces_the_failure(pipeline):
     kind, _ = pipeline.record(key, timeout_s=30, wanted="result")
     assert kind == "result" and len(posts_for(pipeline, "again.jpg")) == 2
     with pytest.raises(pipeline.s3.exceptions.NoSuchKey):
-        pipeline.output("failed/idphoto/again.json")
+        pipeline.output("failed/idphoto/again.jpg.json")
 
 
 def test_crash_after_the_api_accepted_does_not_pay_twice(pipeline):

@@ -2,6 +2,7 @@
 QPS, gaps stay usable, calls held behind late ones, announced before they are made."""
 
 import itertools
+import math
 import threading
 import time
 
@@ -212,3 +213,32 @@ def test_a_counter_is_never_seen_half_created(table, monkeypatch):
         done.set()
         reader.join()
     assert seen and all(seen)
+
+
+def test_a_long_backlog_of_taken_slots_gives_a_later_slot_never_an_error(table):
+    lim = limiter(table)
+    first = math.ceil(1000.0 / lim.spacing)  # the slot the next reservation would take
+    taken = range(first, first + 16 * lim.page + 50)  # more consecutive slots than 16 pages: today's give-up point
+    for chunk in (taken[i : i + 25] for i in range(0, len(taken), 25)):
+        table.batch_write_item(
+            RequestItems={
+                "slots": [{"PutRequest": {"Item": {"pk": {"S": PARTITION}, "sk": {"N": str(i)}}}} for i in chunk]
+            }
+        )
+    assert round(lim.reserve() / lim.spacing) == first + len(taken)
+    assert round(lim.reserve() / lim.spacing) == first + len(taken) + 1
+
+
+def test_lost_races_never_fail_a_reservation(table):
+    lim = limiter(table)
+    real_put, losses = table.put_item, []
+
+    def losing_put(**kwargs):
+        if len(losses) < 40:  # another step wins this slot first, forty times over
+            losses.append(kwargs["Item"]["sk"]["N"])
+            real_put(**kwargs)
+        return real_put(**kwargs)
+
+    lim.client = type("Racing", (), {"put_item": staticmethod(losing_put), "query": table.query})()
+    slot = lim.reserve()
+    assert len(losses) == 40 and round(slot / lim.spacing) > int(losses[-1])

@@ -39,14 +39,14 @@ def test_job_paths():
         "über me (1).jpg",
         "über me (1)",
     )
-    assert path.result_prefix == "results/idphoto/My Photos/über me (1)/"
-    assert path.failure_key == "failed/idphoto/My Photos/über me (1).json"
+    assert path.result_prefix == "results/idphoto/My Photos/über me (1).jpg/"
+    assert path.failure_key == "failed/idphoto/My Photos/über me (1).jpg.json"
     assert path.mask_key("mask") == "masks/idphoto/My Photos/über me (1).png"
     assert path.mask_key("retain_mask") == "masks/idphoto/My Photos/über me (1).retain.png"
     top = parse_job_path("incoming/inpaint/a.png")
-    assert (top.subpath, top.result_prefix) == ("", "results/inpaint/a/")
+    assert (top.subpath, top.result_prefix) == ("", "results/inpaint/a.png/")
     bare = parse_job_path("incoming/a.png")
-    assert (bare.known_operation, bare.failure_key) == (False, "failed/unknown/a.json")
+    assert (bare.known_operation, bare.failure_key) == (False, "failed/a.png.json")
     assert parse_job_path("results/x.png") is None
 
 
