@@ -44,7 +44,9 @@ FAULT_PRESET = {
     "fault_truncate": 0.01,
     "fault_slow": 0.005,
     "fault_expire": 0.02,
-    "crash_after_create": 0.03,
+    "crash_before_post": 0.01,
+    "crash_before_record": 0.01,
+    "crash_after_create": 0.02,
     "lambda_throttle": 0.02,
     "duplicate_deliveries": True,
 }
@@ -68,7 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-truncate", type=float, default=0.0, help="rate of answers cut off (dropped connection)")
     p.add_argument("--fault-slow", type=float, default=0.0, help="rate of answers slower than the read timeout")
     p.add_argument("--fault-expire", type=float, default=0.0, help="rate of uploads whose result link is expired")
-    p.add_argument("--crash-after-create", type=float, default=0.0, help="rate of creates that crash after the API")
+    p.add_argument(
+        "--crash-before-post",
+        type=float,
+        default=0.0,
+        help="rate of creates dying after the claim, before the POST",
+    )
+    p.add_argument(
+        "--crash-before-record",
+        type=float,
+        default=0.0,
+        help="rate of creates that die after the API answered, before the task id is recorded",
+    )
+    p.add_argument("--crash-after-create", type=float, default=0.0, help="rate of creates that die after the record")
+    p.add_argument("--check", action="store_true", help="exit 1 when an upload is lost or paid twice")
     p.add_argument("--lambda-throttle", type=float, default=0.0, help="rate of throttled Lambda invocations")
     p.add_argument("--duplicate-deliveries", action="store_true", help="deliver every S3 event twice")
     p.add_argument("--json-only", action="store_true", help="only the JSON on stdout")
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         report = measure(args, pipeline, counter, records, [k for k, _, _ in jobs], started, last_record)
     progress("")
     print(json.dumps(report, indent=2), file=console)
-    return 0
+    return 1 if args.check and (report["lost"] or report["duplicate_tasks"]) else 0
 
 
 def plan(args: argparse.Namespace, rng: random.Random) -> list[tuple[str, bytes, dict]]:
@@ -193,20 +208,26 @@ def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
     runtime.s3_delivery_copies = 2 if args.duplicate_deliveries else 1
     fault_rng = random.Random(args.seed + 1)
     create_fn = pipeline.stack.resources["CreateFunction"]
+    tasks = pipeline.stack.resources["TasksTable"]
+    crash_points = {
+        f"after DynamoDB.PutItem {tasks}": args.crash_before_post,
+        f"before DynamoDB.UpdateItem {tasks}": args.crash_before_record,
+        "after": args.crash_after_create,
+    }
     for logical_id, function in pipeline.stack.functions().items():
 
-        def hook(phase, event, _fn=function):
+        def hook(phase, event, params=None, _fn=function):
             if phase == "before" and args.lambda_throttle and fault_rng.random() < args.lambda_throttle:
                 raise LambdaThrottled("Rate exceeded")
-            if (
-                phase == "after"
-                and _fn == create_fn
-                and args.crash_after_create
-                and fault_rng.random() < args.crash_after_create
-            ):
-                raise LambdaCrash("the function died after the API accepted the task")
+            if _fn != create_fn:
+                return
+            # The three windows of a create: its claim written but nothing sent; the API's answer in hand but not
+            # recorded; everything recorded but the step's output lost.
+            rate = crash_points.get(phase if phase == "after" else f"{phase} {(params or {}).get('TableName')}")
+            if rate and fault_rng.random() < rate:
+                raise LambdaCrash(f"the create function died ({phase})")
 
-        if logical_id != "SubmitFunction" and (args.lambda_throttle or args.crash_after_create):
+        if logical_id != "SubmitFunction" and (args.lambda_throttle or any(crash_points.values())):
             runtime.faults[function] = hook
 
 

@@ -369,10 +369,13 @@ class MockBackend:
         if task.completed is not None:
             data["completed_at"] = str(int(task.completed))
         return_type = task.request.options.get("return_type", 1)
-        if state == 1 and task.outputs:
+        defect = task.outcome.result
+        if state == 1 and task.outputs and defect != "missing":
             for name, token in task.outputs:
                 stored = self.results[token]
-                if return_type == 2:
+                if defect == "empty":
+                    value = ""
+                elif return_type == 2:
                     value = base64.b64encode(self.result_bytes(token)).decode()
                 else:
                     value = f"{base_url.rstrip('/')}/results/{token}/{stored.filename}"

@@ -10,7 +10,8 @@ from typing import Any
 from .exceptions import AdminError
 
 # Script tokens beyond integers, so a test can make the API send what the docs never promise.
-SPECIAL_STATES = {"null": None, "missing": "<missing>", '"1"': "1"}
+SPECIAL_STATES = {"null": None, "missing": "<missing>", '"1"': "1", "1.0": 1.0}
+RESULT_DEFECTS = ("missing", "empty")  # a done task that leaves its outputs out, or sends them as ""
 
 
 def parse_script(value: Any) -> list[Any]:
@@ -27,7 +28,7 @@ def parse_script(value: Any) -> list[Any]:
             try:
                 script.append(int(text))
             except ValueError:
-                raise AdminError(f'script: {token!r} is not a state (integers, null, missing, "1")') from None
+                raise AdminError(f'script: {token!r} is not a state (integers, null, missing, "1", 1.0)') from None
     if not script:
         raise AdminError("script: needs at least one state")
     return script
@@ -46,6 +47,7 @@ class Outcome:
     polls: int | None = None  # progression by polls instead of time: done after this many polls
     status_in_body: bool | None = None  # errors as HTTP 200 with the status in the body
     result_ttl: float | None = None  # seconds the result links live
+    result: str | None = None  # "missing" / "empty": the done task's outputs are left out / sent as ""
 
     def merged(self, other: Outcome) -> Outcome:
         """`other`'s settings win where it has any."""
@@ -71,6 +73,10 @@ def outcome_from_mapping(data: dict[str, Any]) -> Outcome:
                 values[name] = parse_script(value)
             elif name in ("processing", "result_ttl"):
                 values[name] = float(value)
+            elif name == "result":
+                if value not in RESULT_DEFECTS:
+                    raise ValueError(value)
+                values[name] = value
             elif name == "status_in_body":
                 values[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
             else:

@@ -19,6 +19,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from mock_server.pytest_plugin import RunningMock, start_mock
 from offline.lambdas import InProcessLambdaRuntime
 from offline.moto_atomic import make_moto_atomic
+from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
 from offline.stack import DeployedStack, deploy
@@ -48,6 +49,16 @@ class Pipeline:
     def record(self, key: str, timeout_s: float = 60, wanted: str | None = None) -> tuple[str, dict]:
         """Wait for the job of `incoming/...` key `key` to end; ("result" | "failed", its record)."""
         return wait_record(self.s3, self.stack.output_bucket, key, timeout_s=timeout_s, wanted=wanted)
+
+    def invoke(self, logical_id: str, payload: dict) -> dict:
+        """Invoke one of the stack's functions through Lambda, as `aws lambda invoke` would; its JSON answer."""
+        response = boto3.client("lambda").invoke(
+            FunctionName=self.stack.resources[logical_id], Payload=json.dumps(payload).encode()
+        )
+        body = json.loads(response["Payload"].read())
+        if "FunctionError" in response:
+            raise RuntimeError(f"{logical_id} failed: {body}")
+        return body
 
     def output(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.stack.output_bucket, Key=key)["Body"].read()
@@ -88,6 +99,7 @@ def build(
     `server=True`: moto as a real HTTP server on loopback (the local stack): presigned URLs reach it, so images
     go as URLs as in production, and any AWS client can inspect it at `endpoint_url`."""
     make_moto_atomic()
+    enforce_s3_limits()
     speed_up_moto()
     stack = ExitStack()
     environment = dict(AWS_ENV)

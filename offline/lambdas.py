@@ -27,14 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 
 _ENV_LOCK = threading.Lock()  # imports read the environment: one cold start at a time
 
 
-class LambdaCrash(Exception):
-    """Raised by a fault hook: the function died (timeout, out of memory). Step Functions sees Lambda.Unknown."""
+class LambdaCrash(BaseException):
+    """Raised by a fault hook: the function died (timeout, out of memory). Step Functions sees Lambda.Unknown.
+
+    A BaseException, as the process dying is: no `except Exception` in the function can catch it and carry on.
+    """
 
 
 class LambdaThrottled(Exception):
@@ -78,7 +82,11 @@ class InProcessLambdaRuntime:
         self._handlers: dict[tuple[str, str], Callable] = {}
         self._lock = threading.Lock()
         self.invocations: list[Invocation] = []
-        self.faults: dict[str, Callable[[str, Any], None]] = {}  # function name → hook that may raise
+        # function name → hook(point, event, params) that may raise. Points: "before" and "after" the handler,
+        # "before <Service>.<Operation>" / "after <Service>.<Operation>" around each AWS call it makes (params:
+        # the call's parameters), so a crash can land between any two steps of a function.
+        self.faults: dict[str, Callable[[str, Any, dict | None], None]] = {}
+        self._current = threading.local()  # the invocation this thread runs: AWS-call points find their hook
         self.s3_delivery_delay_s = 0.1
         self.s3_delivery_copies = 1  # 2 delivers every S3 event twice (S3 is at-least-once)
         self.async_failures: list[Invocation] = []
@@ -99,6 +107,12 @@ class InProcessLambdaRuntime:
 
     def install(self) -> None:
         runtime = self
+        # Every function's clients come from the default session, created at cold start (after this).
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        self._events = events = boto3.DEFAULT_SESSION.events
+        events.register("before-parameter-build", self._before_aws_call, unique_id="picwish-fault-before")
+        events.register("after-call", self._after_aws_call, unique_id="picwish-fault-after")
         self._original = lambda_models.LambdaFunction._invoke_lambda
 
         def invoke(fn, event=None):  # replaces moto's Docker-based LambdaFunction._invoke_lambda
@@ -113,8 +127,27 @@ class InProcessLambdaRuntime:
             lambda_models.LambdaFunction._invoke_lambda = self._original
             s3_notifications._invoke_awslambda = self._original_s3
             self._original = None
+            self._events.unregister("before-parameter-build", unique_id="picwish-fault-before")
+            self._events.unregister("after-call", unique_id="picwish-fault-after")
         for timer in self._pending:
             timer.cancel()
+
+    def _fault_for_this_thread(self) -> tuple[Callable, Any] | None:
+        name = getattr(self._current, "function_name", None)
+        fault = self.faults.get(name) if name else None
+        return (fault, self._current.event) if fault is not None else None
+
+    def _before_aws_call(self, params: dict, model: Any, context: dict, **_kw: Any) -> None:
+        found = self._fault_for_this_thread()
+        if found is not None:
+            context["fault_params"] = params
+            found[0](f"before {model.service_model.service_id}.{model.name}", found[1], params)
+
+    def _after_aws_call(self, http_response: Any, model: Any, context: dict, **_kw: Any) -> None:
+        found = self._fault_for_this_thread()
+        if found is not None and http_response is not None and http_response.status_code < 300:
+            point = f"after {model.service_model.service_id}.{model.name}"
+            found[0](point, found[1], context.get("fault_params"))
 
     # -- S3 → Lambda: asynchronous, as in AWS -----------------------------------------------------------------
 
@@ -179,20 +212,23 @@ class InProcessLambdaRuntime:
             log_group_name=f"/aws/lambda/{fn.function_name}",
         )
         started = time.monotonic()
+        self._current.function_name, self._current.event = fn.function_name, event
         try:
             fault = self.faults.get(fn.function_name)
             if fault is not None:
-                fault("before", event)
+                fault("before", event, None)
             result = handler(event, context)
             if fault is not None:
-                fault("after", event)
+                fault("after", event, None)
             payload, error = json.dumps(result, default=str), None
-        except Exception as exc:  # every error becomes Lambda's error payload, as in Lambda
+        except (Exception, LambdaCrash) as exc:  # every error becomes Lambda's error payload, as in Lambda
             error = ERROR_TYPES.get(type(exc), type(exc).__name__)
             trace = traceback.format_tb(exc.__traceback__)
             payload = json.dumps({"errorMessage": str(exc), "errorType": error, "stackTrace": trace})
             if not isinstance(exc, LambdaThrottled):  # Lambda logs what the function raised; a throttle never ran
                 sys.stderr.write(f"[ERROR] {fn.function_name} {error}: {exc}\n{''.join(trace)}")
+        finally:
+            self._current.function_name = None
         with self._lock:
             self.invocations.append(Invocation(fn.function_name, event, payload, error, time.monotonic() - started))
         return payload, error is not None, ""

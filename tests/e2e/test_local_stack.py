@@ -44,6 +44,16 @@ def test_images_go_to_the_api_as_presigned_urls(s3, local_stack, mock):
     assert sent["image_url"].startswith(local_stack["endpoint_url"]) and "X-Amz-Signature" in sent["image_url"]
 
 
+def test_an_image_whose_presigned_url_would_be_too_long_goes_as_a_file(s3, local_stack, mock):
+    head = "incoming/idphoto/" + "long/" * 60
+    key = head + "n" * (1000 - len(head) - 4) + ".jpg"  # its presigned URL is far over the API's 512 characters
+    s3.put_object(Bucket=local_stack["input_bucket"], Key=key, Body=images.portrait())
+    kind, record = wait_record(s3, local_stack, key)
+    assert kind == "result", record
+    sent = next(e for e in mock.requests(method="POST") if e["task_id"] == record["task_id"])["fields"]
+    assert "image_url" not in sent and sent["image_file"]["filename"] == key.rsplit("/", 1)[1]
+
+
 @pytest.mark.parametrize("sample", [s for s in demo_set() if s.rule is None], ids=lambda s: s.key)
 def test_demo_samples_end_as_expected(s3, local_stack, sample):
     for key, body in sample.extra.items():

@@ -254,7 +254,7 @@ def test_crash_after_the_api_accepted_does_not_pay_twice(pipeline):
     create_fn = pipeline.stack.resources["CreateFunction"]
     crashed = []
 
-    def crash_once(phase, event):
+    def crash_once(phase, event, _params=None):
         if phase == "after" and not crashed:
             crashed.append(event)
             raise LambdaCrash("the function died after the task was created")

@@ -43,3 +43,18 @@ def portrait(width: int = 80, height: int = 60, fmt: str = "JPEG") -> bytes:
     draw.ellipse([width // 4, height // 6, 3 * width // 4, 5 * height // 6], fill=(150, 90, 60))
     draw.rectangle([width // 3, height // 3, 2 * width // 3, height // 2], fill=(20, 20, 120))
     return encode(image, fmt)
+
+
+def bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid PNG header announcing `width` × `height` 1-bit pixels over a few bytes of data: a decompression
+    bomb (112 MB of pixels) in under 100 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
