@@ -205,7 +205,10 @@ def query_task(operation: str, task_id: str) -> Response:
     if task.operation is not op:
         raise NotFound()
     g.status_in_body = bool(task.outcome.status_in_body)
-    forced = prefer_status(request.headers.get("Prefer"))
+    try:
+        forced = prefer_status(request.headers.get("Prefer"))
+    except AdminError as exc:
+        raise MockAPIError(f"Prefer: {exc}", status=400) from None
     if forced is None:
         forced = backend().take_query_error(task)
     if forced is not None and forced != 200:

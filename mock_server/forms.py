@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from picwish.catalog import MAX_URL_LENGTH, SIZE_RANGE, Operation
+from picwish.catalog import MAX_SIDE, MAX_URL_LENGTH, SIZE_RANGE, Operation
 
 from .exceptions import BadRequest, PayloadTooLarge
 
@@ -100,8 +100,9 @@ def parse_create(op: Operation, form, files) -> CreateRequest:
 
 def _parse_param(param, raw: str) -> Any:
     if param.kind == "int":
-        if not re.fullmatch(r"-?\d+", raw):
-            raise BadRequest(param.name, f"must be an integer; got {raw!r}")
+        # ASCII digits only (the API promises no other numerals), and few enough to be a number at all.
+        if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+            raise BadRequest(param.name, f"must be an integer; got {_shown(raw)}")
         value: Any = int(raw)
     elif param.kind == "json":
         return _parse_rectangles(raw, param.name)
@@ -120,10 +121,14 @@ def _parse_param(param, raw: str) -> Any:
     return value
 
 
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}… ({len(raw)} characters)"
+
+
 def _parse_rectangles(raw: str, name: str) -> list[dict[str, int]]:
     try:
         rects = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # also numbers past the int conversion limit, nesting past the parser's
         raise BadRequest(name, "must be a JSON array of {x, y, width, height}") from None
     if not isinstance(rects, list) or not 1 <= len(rects) <= 50:
         raise BadRequest(name, "must be a JSON array of 1 to 50 rectangles")
@@ -134,6 +139,8 @@ def _parse_rectangles(raw: str, name: str) -> list[dict[str, int]]:
             raise BadRequest(name, "each rectangle needs integer x, y, width and height")
         if rect["x"] < 0 or rect["y"] < 0 or rect["width"] <= 0 or rect["height"] <= 0:
             raise BadRequest(name, "x and y must be >= 0, width and height > 0")
+        if max(rect[k] for k in ("x", "y", "width", "height")) > MAX_SIDE:
+            raise BadRequest(name, f"x, y, width and height must be at most {MAX_SIDE} (the largest image side)")
     return rects
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -69,6 +70,9 @@ class PicWishClient:
     ) -> TaskResult:
         """POST a task. Async: the result holds only `task_id`. Sync: the finished result (or TaskFailedError)."""
         op = self._operation(operation)
+        if options is not None and not isinstance(options, Mapping):
+            rule = f"must be a mapping of parameter names to values; got {type(options).__name__}"
+            raise ValidationError("options", rule, operation=op.name)
         inputs = {"image": image, "mask": mask, "retain_mask": retain_mask}
         inputs = {k: v for k, v in inputs.items() if v is not None}
         if self.validate:
@@ -80,8 +84,7 @@ class PicWishClient:
     def get_task(self, operation: str, task_id: str) -> TaskResult:
         """GET a task's state. Raises TaskFailedError for a failed state and UnknownStateError for an odd one."""
         op = self._operation(operation)
-        if not task_id or "/" in task_id:
-            raise ValidationError("task_id", "must be a non-empty id without '/'", operation=op.name)
+        check_task_id(task_id, operation=op.name)
         response = self._send("GET", op, f"{op.path}/{task_id}", is_create=False, task_id=task_id)
         return self._parse(op, response, expect_state=True, task_id=task_id)
 
@@ -102,7 +105,10 @@ class PicWishClient:
         while True:
             self.calls += 1
             try:
-                response = self.session.request(method, url, headers=headers, timeout=timeout, **kw)
+                # Never follow a redirect: the key would go to whatever host it names (a 3xx is an unexpected answer).
+                response = self.session.request(
+                    method, url, headers=headers, timeout=timeout, allow_redirects=False, **kw
+                )
                 error = _envelope_error(op, response, task_id)
             except requests.RequestException as exc:
                 response, error = None, _connection_error(exc, op, task_id)
@@ -132,6 +138,20 @@ class PicWishClient:
         if error is not None:
             raise error
         return result
+
+
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def check_task_id(task_id: Any, *, operation: str | None = None) -> None:
+    """A task id goes into the URL's path: only characters that cannot change the request ("?", "#", "/", "..")."""
+    if not isinstance(task_id, str):
+        raise ValidationError("task_id", f"must be a string; got {type(task_id).__name__}", operation=operation)
+    if len(task_id) > 128:
+        raise ValidationError("task_id", f"must be at most 128 characters; got {len(task_id)}", operation=operation)
+    if not TASK_ID.fullmatch(task_id):
+        rule = f"must be letters, digits, '-' or '_' (1 to 128 of them); got {task_id!r}"
+        raise ValidationError("task_id", rule, operation=operation)
 
 
 def build_form(

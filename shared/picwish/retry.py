@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .errors import APIConnectionError, APIServerError, PicWishError, RateLimitError
 
 Jitter = Callable[[], float]  # returns a number in [0, 1)
+MAX_RETRY_AFTER_S = 60.0  # a Retry-After beyond this (a day, "inf") is taken as this: no call waits unbounded
 
 
 def should_retry(error: PicWishError, *, is_create: bool) -> bool:
@@ -51,4 +52,6 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if seconds != seconds or seconds < 0:  # NaN or negative: no usable advice
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)

@@ -20,7 +20,7 @@ ImageSource = bytes | str | tuple[str, bytes]
 
 
 def source_bytes(source: ImageSource) -> bytes | None:
-    """The bytes of an upload source, None for a URL."""
+    """The bytes of an upload source, None for a URL (check_source has judged its shape)."""
     if isinstance(source, tuple):
         return bytes(source[1])
     if isinstance(source, bytes | bytearray):
@@ -77,22 +77,22 @@ def _normalize_value(op: Operation, param: Param, value: Any) -> Any:
     if param.kind == "int":
         number = _as_int(value)
         if number is None:
-            raise fail(f"must be an integer; got {value!r}")
+            raise fail(f"must be an integer; got {_shown(value)}")
         if param.choices is not None and number not in param.choices:
-            raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {number}")
+            raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {_shown(number)}")
         if param.minimum is not None and not param.minimum <= number <= param.maximum:
-            raise fail(f"must be between {param.minimum} and {param.maximum}; got {number}")
+            raise fail(f"must be between {param.minimum} and {param.maximum}; got {_shown(number)}")
         return number
     if param.kind == "json":
         return _parse_rectangles(op, value)
     if not isinstance(value, str):
-        raise fail(f"must be a string; got {value!r}")
+        raise fail(f"must be a string; got {_shown(value)}")
     if param.choices is not None and value not in param.choices:
-        raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {value!r}")
+        raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {_shown(value)}")
     if param.pattern is not None:
         match = re.fullmatch(param.pattern, value)
         if not match:
-            raise fail(f"{param.rule}; got {value!r}")
+            raise fail(f"{param.rule}; got {_shown(value)}")
         if param.name == "size":
             lo, hi = SIZE_RANGE
             if not all(lo <= int(side) <= hi for side in match.groups()):
@@ -100,14 +100,30 @@ def _normalize_value(op: Operation, param: Param, value: Any) -> Any:
     return value
 
 
+MAX_INT_DIGITS = 18  # far beyond any documented range, and short of Python's int/str conversion limit
+
+
 def _as_int(value: Any) -> int | None:
+    """An int, or a string of ASCII digits (the API promises no other numerals: `\\d` would take "١")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value.strip())
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip(), flags=re.ASCII):
+        return int(value.strip()) if len(value.strip().lstrip("-")) <= MAX_INT_DIGITS else None
     return None
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: huge numbers by their length (they cannot even become text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {len(format(abs(value), 'x')) * 4 * 30103 // 100000 + 1} digits"
+    if isinstance(value, str) and len(value) > 40:
+        digits = value.strip().lstrip("-")
+        if digits.isascii() and digits.isdigit():
+            return f"a number of {len(digits)} digits"
+        return f"{value[:40]!r}… ({len(value)} characters)"
+    return repr(value)
 
 
 def _check_requirements(op: Operation, options: dict[str, Any], sync: bool) -> None:
@@ -132,6 +148,8 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
                 name, f"{op.name} takes no {name} input; it takes {', '.join(known)}", operation=op.name
             )
     infos: dict[str, ImageInfo] = {}
+    for name, source in inputs.items():
+        check_source(op.slot(name).file_field, source, operation=op.name)
     for slot in op.slots:
         source = inputs.get(slot.name)
         given_alternatives = [a for a in slot.alternatives if a in options]
@@ -145,10 +163,8 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
             raise ValidationError(given_alternatives[0], f"{either} are mutually exclusive", operation=op.name)
         if isinstance(source, str):
             check_url(slot.url_field, source, operation=op.name)
-        elif source_bytes(source) is not None:
-            infos[slot.name] = check_image_bytes(op, slot.file_field, source_bytes(source))
         else:
-            raise ValidationError(slot.file_field, f"must be bytes or a URL string; got {type(source).__name__}")
+            infos[slot.name] = check_image_bytes(op, slot.file_field, source_bytes(source))
     _check_same_dimensions(op, infos)
     mask = source_bytes(inputs["mask"]) if "mask" in inputs else None
     if op.max_mask_area is not None and mask is not None:
@@ -161,6 +177,21 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
                 operation=op.name,
             )
     return infos
+
+
+def check_source(field: str, source: Any, *, operation: str | None = None) -> None:
+    """bytes, a (filename, bytes) pair, or a URL string: nothing else can become a request."""
+    pair = (
+        isinstance(source, tuple)
+        and len(source) == 2
+        and isinstance(source[0], str)
+        and isinstance(source[1], bytes | bytearray)
+    )
+    if not (pair or isinstance(source, bytes | bytearray | str)):
+        shape = f"a tuple of {len(source)}" if isinstance(source, tuple) else type(source).__name__
+        raise ValidationError(
+            field, f"must be bytes, a (filename, bytes) pair or a URL; got {shape}", operation=operation
+        )
 
 
 def check_url(field: str, url: Any, *, operation: str | None = None) -> None:

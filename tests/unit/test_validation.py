@@ -85,7 +85,7 @@ def test_limits_inclusive():
         ("idphoto", {"image": images.corrupt_jpeg()}, "image_file: must be an image in one of the formats"),
         ("idphoto", {"image": "ftp://x.test/a.jpg"}, "image_url: must be an http(s) URL; got scheme 'ftp'"),
         ("idphoto", {"image": "https://x.test/" + "a" * 500}, "image_url: must be at most 512 characters; got 515"),
-        ("idphoto", {"image": 42}, "image_file: must be bytes or a URL string; got int"),
+        ("idphoto", {"image": 42}, "image_file: must be bytes, a (filename, bytes) pair or a URL; got int"),
     ],
 )
 def test_input_rules(operation, inputs, message):
