@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from .catalog import Operation, get_operation
 from .config import ClientSettings
@@ -237,8 +238,11 @@ def _envelope_error(op: Operation, response: requests.Response, task_id: str | N
 
 def _connection_error(exc: requests.RequestException, op: Operation, task_id: str | None) -> APIConnectionError:
     """Whether the server may have seen the request decides whether a create may be repeated."""
+    # urllib3 wraps the cause: a connection that never opened (refused, or a name that did not resolve —
+    # NameResolutionError is a NewConnectionError) sent nothing.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
     never_sent = isinstance(exc, requests.ConnectTimeout) or (
-        isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc.args)
+        isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
     )
     return APIConnectionError(
         f"{type(exc).__name__} talking to the API", request_sent=not never_sent, task_id=task_id, operation=op.name

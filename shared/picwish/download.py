@@ -12,7 +12,7 @@ import requests
 
 from .config import ClientSettings
 from .errors import ResultDownloadError, ResultExpiredError
-from .images import content_type
+from .images import content_type, sniff_format
 from .results import Output
 
 # What object storage answers for a signed link that has expired (403) or a key that is gone (404, 410).
@@ -25,29 +25,55 @@ class Downloaded:
     content_type: str
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4, Teredo): it is where the packets really go."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    inner = _embedded_ipv4(ip)
+    return ip.is_global and (inner is None or inner.is_global)
+
+
 def check_url_allowed(url: str, settings: ClientSettings, resolve=socket.getaddrinfo) -> None:
     """Refuse anything but the API's result hosts over HTTPS: no file://, no loopback, link-local or private
     addresses (a result URL is input from outside; fetching 169.254.169.254 would leak credentials)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port out of range, a broken IPv6 literal
+        raise ResultDownloadError(f"result URL refused: {exc}") from None
     allowed_schemes = ("https", "http") if settings.allow_http_results else ("https",)
     if parts.scheme not in allowed_schemes:
         raise ResultDownloadError(f"result URL refused: scheme {parts.scheme!r} is not allowed")
     host = (parts.hostname or "").lower()
     if not host:
         raise ResultDownloadError("result URL refused: no host")
-    netloc_host = f"{host}:{parts.port}" if parts.port else host
+    netloc_host = f"{host}:{port}" if port else host
     if settings.result_hosts:
         if host not in settings.result_hosts and netloc_host not in settings.result_hosts:
             raise ResultDownloadError(f"result URL refused: host {host!r} is not an allowed result host")
         return  # explicitly allowed by configuration, loopback included (the local stack's mock)
     try:
-        addresses = {info[4][0] for info in resolve(host, parts.port or 443)}
+        addresses = {info[4][0] for info in resolve(host, port or 443)}
     except OSError:
         raise ResultDownloadError(f"result URL refused: host {host!r} does not resolve") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            raise ResultDownloadError(f"result URL refused: host {host!r} resolves to a non-public address")
+    if not all(_public(address) for address in addresses):
+        raise ResultDownloadError(f"result URL refused: host {host!r} resolves to a non-public address")
 
 
 def fetch_output(
@@ -99,5 +125,8 @@ def fetch_output(
         except requests.RequestException as exc:
             raise ResultDownloadError(f"result download failed: {type(exc).__name__}") from None
     data = b"".join(chunks)
-    declared_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-    return Downloaded(data, content_type(data, default=declared_type or "application/octet-stream"))
+    # Every operation returns images (and clothing a ZIP): an HTML login page or an empty body is not a result.
+    if sniff_format(data) is None:
+        declared_type = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
+        raise ResultDownloadError(f"the result is not an image or ZIP ({declared_type}, {len(data)} bytes)")
+    return Downloaded(data, content_type(data))

@@ -1,0 +1,68 @@
+"""Result downloads refuse what hides a private address or is no result, and every failure is a
+ResultDownloadError; a call that never left (DNS) is "not sent"."""
+
+import socket
+
+import pytest
+import responses
+
+from picwish import APIConnectionError, ClientSettings, Output, PicWishClient, ResultDownloadError, fetch_output
+from picwish.download import check_url_allowed
+from tests.support import images
+
+OPEN = ClientSettings()  # any public HTTPS host
+
+
+def resolving_to(address):
+    return lambda host, port: [(10, 1, 6, "", (address, port, 0, 0))]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254, the metadata address
+        "64:ff9b::a00:7",  # NAT64 of 10.0.0.7
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "2002:a9fe:a9fe::1",  # 6to4 around 169.254.169.254
+        "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+    ],
+)
+def test_ipv4_inside_ipv6_is_judged_by_its_ipv4(address):
+    with pytest.raises(ResultDownloadError, match="non-public address"):
+        check_url_allowed("https://res.example/r.png", OPEN, resolve=resolving_to(address))
+
+
+def test_a_public_ipv6_address_is_allowed():
+    check_url_allowed("https://res.example/r.png", OPEN, resolve=resolving_to("2606:4700::6810:84e5"))
+
+
+@pytest.mark.parametrize("url", ["https://res.example:99999/r.png", "https://res.example:-1/r.png", "https://[::1/r"])
+def test_a_malformed_url_is_a_download_error(url):
+    with pytest.raises(ResultDownloadError, match="result URL refused"):
+        fetch_output(Output(url=url), OPEN, resolve=resolving_to("2606:4700::6810:84e5"))
+
+
+@responses.activate
+@pytest.mark.parametrize(("body", "content_type"), [(b"<html>login</html>", "text/html"), (b"", "image/png")])
+def test_a_body_that_is_no_image_is_not_a_result(body, content_type):
+    responses.get("https://res.test/r.png", body=body, content_type=content_type)
+    settings = ClientSettings(result_hosts=("res.test",))
+    with pytest.raises(ResultDownloadError, match="not an image or ZIP"):
+        fetch_output(Output(url="https://res.test/r.png"), settings)
+
+
+@responses.activate
+def test_a_real_result_still_passes():
+    responses.get("https://res.test/r.png", body=images.photo(fmt="PNG"), content_type="image/png")
+    assert fetch_output(Output(url="https://res.test/r.png"), ClientSettings(result_hosts=("res.test",))).data
+
+
+def test_a_name_that_does_not_resolve_was_never_sent(monkeypatch):
+    def no_such_host(*_args, **_kw):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    client = PicWishClient("key", settings=ClientSettings(base_url="https://api.invalid"), max_retries=0)
+    with pytest.raises(APIConnectionError) as failed:
+        client.create_task("idphoto", images.portrait())
+    assert failed.value.request_sent is False
