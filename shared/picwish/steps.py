@@ -296,13 +296,11 @@ def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
     return {"ticket": ticket, "admitted_seen": admitted, "wait_s": wait}
 
 
-def _create_failed(
-    reason: str, error: PicWishError | None, throttles: int, calls: int, record: dict | None = None
-) -> dict:
+def _create_failed(reason: str, error: PicWishError | dict, throttles: int, calls: int) -> dict:
     return {
         "status": "failed",
         "reason": reason,
-        "error": record if error is None else error.to_record(),
+        "error": error if isinstance(error, dict) else error.to_record(),
         "throttles": throttles,
         "api_calls": calls,
     }
@@ -389,7 +387,7 @@ def _from_claim(svc: Services, op: Operation, claim: dict, previous: dict) -> di
     ).to_record()
     error["claimed_at"] = claimed
     return _create_failed(
-        "ambiguous create", None, int(previous.get("throttles", 0)), int(previous.get("api_calls", 0)), error
+        "ambiguous create", error, int(previous.get("throttles", 0)), int(previous.get("api_calls", 0))
     )
 
 

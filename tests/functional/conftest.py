@@ -1,9 +1,11 @@
 """Functional tier: the mock's Flask app in-process (test client), moto for AWS; loopback only."""
 
+import json
+
 import pytest
 
 from mock_server import MockConfig, create_app
-from offline.harness import AWS_ENV
+from offline.harness import AWS_ENV, build
 
 KEY = "func-key"
 OTHER_KEY = "func-key-2"
@@ -36,3 +38,16 @@ def aws_credentials():
         for name, value in AWS_ENV.items():
             patch.setenv(name, value)
         yield
+
+
+@pytest.fixture(scope="module")
+def fast_pipeline():
+    """The whole pipeline at 1 % of real time and 5 QPS; correction's deadline is 2 s and a job may meet three
+    429s, so timeouts and "rate limited" are reached in seconds."""
+    deadlines = {op: 240 for op in ("retouching-collection", "inpaint", "clothing-segmentation", "idphoto")}
+    parameters = {"ApiQps": "5", "WaitScale": "0.01", "MaxThrottles": "3"}
+    built, stack = build(
+        ("--qps", "5", "--time-scale", "0.01"), {**parameters, "Deadlines": json.dumps({**deadlines, "correction": 2})}
+    )
+    with stack:
+        yield built

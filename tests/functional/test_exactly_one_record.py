@@ -11,30 +11,16 @@ from urllib.parse import unquote_plus
 import pytest
 from botocore.exceptions import ClientError
 
-from offline.harness import build
 from offline.lambdas import LambdaCrash
 from offline.records import read_records
 from picwish.catalog import MB
 from picwish.uploads import S3_KEY_MAX_BYTES
 from tests.support import images
 
-DEADLINES = {
-    "retouching-collection": 240,
-    "correction": 2,
-    "inpaint": 240,
-    "clothing-segmentation": 240,
-    "idphoto": 240,
-}
-
 
 @pytest.fixture(scope="module")
-def pipeline():
-    built, stack = build(
-        ("--qps", "5", "--time-scale", "0.01"),
-        {"ApiQps": "5", "WaitScale": "0.01", "Deadlines": json.dumps(DEADLINES), "MaxThrottles": "3"},
-    )
-    with stack:
-        yield built
+def pipeline(fast_pipeline):
+    return fast_pipeline
 
 
 @pytest.fixture(autouse=True)

@@ -11,28 +11,14 @@ import boto3
 import pytest
 from PIL import Image
 
-from offline.harness import build
 from offline.lambdas import LambdaCrash
 from picwish.states import TASK_STATES
 from tests.support import images
 
-DEADLINES = {
-    "retouching-collection": 240,
-    "correction": 2,
-    "inpaint": 240,
-    "clothing-segmentation": 240,
-    "idphoto": 240,
-}
-
 
 @pytest.fixture(scope="module")
-def pipeline():
-    built, stack = build(
-        ("--qps", "5", "--time-scale", "0.01"),
-        {"ApiQps": "5", "WaitScale": "0.01", "Deadlines": json.dumps(DEADLINES)},
-    )
-    with stack:
-        yield built
+def pipeline(fast_pipeline):
+    return fast_pipeline
 
 
 @pytest.fixture(autouse=True)
