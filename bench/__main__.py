@@ -83,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rate of creates that die after the API answered, before the task id is recorded",
     )
     p.add_argument("--crash-after-create", type=float, default=0.0, help="rate of creates that die after the record")
-    p.add_argument("--check", action="store_true", help="exit 1 when an upload is lost or paid twice")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 when an upload is lost or paid twice, or a crash window was missed"
+    )
     p.add_argument("--lambda-throttle", type=float, default=0.0, help="rate of throttled Lambda invocations")
     p.add_argument("--duplicate-deliveries", action="store_true", help="deliver every S3 event twice")
     p.add_argument("--json-only", action="store_true", help="only the JSON on stdout")
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime = pipeline.runtime
         mine = boto3.Session().client("s3", endpoint_url=pipeline.endpoint_url, region_name=pipeline.stack.region)
         uploads = plan(args, rng)
-        configure_faults(args, pipeline, uploads, rng)
+        crashes = configure_faults(args, pipeline, uploads, rng)
         for key, body, _ in uploads:
             if key.startswith("masks/"):
                 mine.put_object(Bucket=pipeline.stack.input_bucket, Key=key, Body=body)
@@ -152,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         runtime.wait_idle()
         wait_for_executions(pipeline)
         report = measure(args, pipeline, counter, records, [k for k, _, _ in jobs], started, last_record)
+        report["crashes_injected"] = dict(crashes)
     progress("")
     print(json.dumps(report, indent=2), file=console)
-    return 1 if args.check and (report["lost"] or report["duplicate_tasks"]) else 0
+    missed = [name for name, count in report["crashes_injected"].items() if count == 0]
+    return 1 if args.check and (report["lost"] or report["duplicate_tasks"] or missed) else 0
 
 
 def plan(args: argparse.Namespace, rng: random.Random) -> list[tuple[str, bytes, dict]]:
@@ -180,7 +184,8 @@ def plan(args: argparse.Namespace, rng: random.Random) -> list[tuple[str, bytes,
     return uploads
 
 
-def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
+def configure_faults(args, pipeline, uploads, rng: random.Random) -> collections.Counter:
+    """Mock rules and chaos, and the Lambda faults; returns the crashes injected so far, by window (live)."""
     rules = []
     for key, _, _ in uploads:
         if not key.startswith("incoming/"):
@@ -209,11 +214,14 @@ def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
     fault_rng = random.Random(args.seed + 1)
     create_fn = pipeline.stack.resources["CreateFunction"]
     tasks = pipeline.stack.resources["TasksTable"]
+    # The three windows of a create: its claim written but nothing sent; the API's answer in hand but not
+    # recorded; everything recorded but the step's output lost. Point in the runtime → (name, rate).
     crash_points = {
-        f"after DynamoDB.PutItem {tasks}": args.crash_before_post,
-        f"before DynamoDB.UpdateItem {tasks}": args.crash_before_record,
-        "after": args.crash_after_create,
+        f"after DynamoDB.PutItem {tasks}": ("before_post", args.crash_before_post),
+        f"before DynamoDB.UpdateItem {tasks}": ("before_record", args.crash_before_record),
+        "after": ("after_create", args.crash_after_create),
     }
+    crashes = collections.Counter({name: 0 for name, rate in crash_points.values() if rate})
     for logical_id, function in pipeline.stack.functions().items():
 
         def hook(phase, event, params=None, _fn=function):
@@ -221,14 +229,16 @@ def configure_faults(args, pipeline, uploads, rng: random.Random) -> None:
                 raise LambdaThrottled("Rate exceeded")
             if _fn != create_fn:
                 return
-            # The three windows of a create: its claim written but nothing sent; the API's answer in hand but not
-            # recorded; everything recorded but the step's output lost.
-            rate = crash_points.get(phase if phase == "after" else f"{phase} {(params or {}).get('TableName')}")
-            if rate and fault_rng.random() < rate:
+            point = phase if phase == "after" else f"{phase} {(params or {}).get('TableName')}"
+            name, rate = crash_points.get(point, (None, 0.0))
+            # The first create to reach a window always dies there: a run never passes by missing one.
+            if rate and (crashes[name] == 0 or fault_rng.random() < rate):
+                crashes[name] += 1
                 raise LambdaCrash(f"the create function died ({phase})")
 
-        if logical_id != "SubmitFunction" and (args.lambda_throttle or any(crash_points.values())):
+        if logical_id != "SubmitFunction" and (args.lambda_throttle or crashes):
             runtime.faults[function] = hook
+    return crashes
 
 
 def wait_for_records(args, pipeline, s3, keys: list[str], progress) -> dict[str, dict]:

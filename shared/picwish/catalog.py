@@ -73,6 +73,8 @@ class Operation:
     poll_total_s: float | None  # None where the doc gives no total
     credits: int | None  # None where the doc does not say
     result_fields: tuple[str, ...]  # the data fields that carry results
+    # (option, its value → the result fields a done task carries): an operation whose outputs depend on an option
+    results_by_option: tuple[str, dict[Any, tuple[str, ...]]] | None = None
     same_dimensions: bool = False  # image and masks must match
     max_mask_area: float | None = None  # fraction of the image a removal mask may cover
     max_rectangles: int | None = None
@@ -83,6 +85,13 @@ class Operation:
     @property
     def path(self) -> str:
         return f"{API_PREFIX}/{self.name}"
+
+    def results_for(self, options: dict[str, Any]) -> tuple[str, ...]:
+        """The result fields a done task must carry for a request with these (normalized) options."""
+        if self.results_by_option is None:
+            return self.result_fields
+        name, by_value = self.results_by_option
+        return by_value[options.get(name, self.param(name).default)]
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -241,6 +250,10 @@ OPERATIONS: dict[str, Operation] = {
             poll_total_s=30,
             credits=3,
             result_fields=("class_masks", "clothes_masks"),
+            results_by_option=(
+                "output_type",
+                {1: ("class_masks",), 2: ("clothes_masks",), 3: ("class_masks", "clothes_masks")},
+            ),
             typical_processing_s=3.0,
             response_extras=("class_masks", "clothes_masks", "output_type"),
         ),

@@ -96,6 +96,11 @@ class TaskResult:
     def is_processing(self) -> bool:
         return self.state_class is StateClass.PROCESSING
 
+    def carries(self, result_field: str) -> bool:
+        """Whether the answer holds the catalog's result field `result_field` (a non-empty one)."""
+        value = {"image": self.image, "class_masks": self.class_masks, "clothes_masks": self.clothes_masks}
+        return bool(value[result_field])
+
     def outputs(self) -> dict[str, Output]:
         """Every output by a stable name: "image", one per clothing class, and "clothes_masks" (the ZIP)."""
         found: dict[str, Output] = {}

@@ -40,7 +40,7 @@ from .images import EXTENSIONS, sniff_format
 from .options import options_from_metadata, parse_defaults
 from .ratelimit import SlotLimiter
 from .records import iso
-from .results import Output, TaskResult
+from .results import Output
 from .retry import Backoff
 from .states import FAILED_STATES, parse_state
 from .uploads import JobPath, UploadRef, parse_job_path
@@ -145,7 +145,7 @@ def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:
     if not path.known_operation:
         raise ValidationError("operation", f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}")
     op = get_operation(path.operation)
-    read = _read_capped(svc, op, "image_file", upload.bucket, upload.key, upload.version_id)
+    read = _read_capped(svc, op, op.slots[0].file_field, upload.bucket, upload.key, upload.version_id)
     if read is None:
         raise MissingUpload(upload.key)
     image, metadata = read
@@ -214,13 +214,20 @@ def create_step(svc: Services, payload: dict) -> dict:
     slot = _create_slot(svc, previous, name)
     if "slot_at" not in slot or slot["wait_s"] >= 1:
         return {**waiting, **slot}
-    image, masks = api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
+    image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
     client = svc.client(refresh=bool(previous.get("refresh_key")))
+
+    def claim() -> dict | None:
+        if _claim(svc, name, op.name):
+            return None
+        return _from_claim(svc, op, _read_claim(svc, name) or {}, previous)  # another attempt holds it
+
     return _call_in_slot(
         svc,
         slot["slot_at"],
         lambda: _create_call(svc, op, job, name, previous, client, image, masks, throttles, calls),
         otherwise={**waiting, "ticket": slot.get("ticket", previous.get("ticket"))},
+        prepare=claim,
     )
 
 
@@ -236,11 +243,9 @@ def _create_call(
     throttles: int,
     calls: int,
 ) -> dict:
-    """The claim, the POST, and its answer turned into the step's output. A 401 gets one more attempt, in a slot
-    of its own, with the key read again (it may have been rotated): every API call spends the budget through a
-    slot. Answers that prove no task was made release the claim, so the next attempt may POST."""
-    if not _claim(svc, name, op.name):
-        return _from_claim(svc, op, _read_claim(svc, name) or {}, previous)
+    """The POST (its claim already written) and its answer turned into the step's output. A 401 gets one more
+    attempt, in a slot of its own, with the key read again (it may have been rotated): every API call spends the
+    budget through a slot. Answers that prove no task was made release the claim, so the next attempt may POST."""
     calls += 1
     try:
         task = client.create_task(op.name, image, job["options"], **masks)
@@ -320,7 +325,7 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, prev
     }
 
 
-def api_inputs(svc: Services, job: dict) -> tuple[Any, dict[str, Any]]:
+def _api_inputs(svc: Services, job: dict) -> tuple[Any, dict[str, Any]]:
     """(image, mask=..., retain_mask=...) as presigned URLs (default) or bytes, per the deploy-time switch. A URL
     longer than the API accepts (a long key signs long) is sent as bytes instead."""
     upload = job["upload"]
@@ -434,11 +439,19 @@ def _wait_for(svc: Services, slot_at: float) -> dict:
     return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S))}
 
 
-def _call_in_slot(svc: Services, slot_at: float, call: Callable[[], dict], *, otherwise: dict) -> dict:
+def _call_in_slot(
+    svc: Services,
+    slot_at: float,
+    call: Callable[[], dict],
+    *,
+    otherwise: dict,
+    prepare: Callable[[], dict | None] | None = None,
+) -> dict:
     """Make one API call in its slot: shortly before it, learn when the calls before it really went out and
     announce when this one will; call at the slot, or a little after when a late call before it would make this
     one the (qps + 1)-th in a second. A slot missed by more than the limiter's slip gives way to a new one
-    (`otherwise` plus the wait for it)."""
+    (`otherwise` plus the wait for it). `prepare` runs once the slot is sure, in the time left before it (off
+    the clock); an answer from it is the step's output and no call is made."""
     limiter = svc.limiter()
     _sleep_until(svc, slot_at - READY_LEAD_S)
     ready = limiter.ready_at(slot_at)
@@ -446,6 +459,9 @@ def _call_in_slot(svc: Services, slot_at: float, call: Callable[[], dict], *, ot
         return {**otherwise, **_wait_for(svc, limiter.reserve(ready))}
     # Announced before the call: an answer can take a while, and the calls after this one must not wait for it.
     limiter.mark_called(slot_at, ready)
+    early = prepare() if prepare is not None else None
+    if early is not None:
+        return early
     sent_at = _sleep_until(svc, ready)
     try:
         return call()
@@ -525,9 +541,10 @@ def _poll_call(
     polled.update(state=result.state, progress=result.progress, errors=0)
     polled.pop("last_error", None)
     if result.is_done:
-        missing = _missing_outputs(op, job["options"], result)
+        missing = [f"data.{name}" for name in op.results_for(job["options"]) if not result.carries(name)]
         if missing:
-            error = IncompleteResultError(f"the task reported done without {missing}", task_id=result.task_id)
+            asked = f"without {' and '.join(missing)}, which its options ask for"
+            error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
             return _poll_failed(polled, "unexpected response", error)
         return {
             **polled,
@@ -542,19 +559,6 @@ def _poll_call(
 
 def _poll_failed(polled: dict, reason: str, error: PicWishError) -> dict:
     return {**polled, "phase": "failed", "failure": {"reason": reason, "error": error.to_record()}}
-
-
-def _missing_outputs(op: Operation, options: dict, result: TaskResult) -> str | None:
-    """What the job asked for and a done answer lacks: clothing's ZIP for output_type 2 and 3, its class masks
-    for 1 and 3 (the client already refuses a done answer with no output at all)."""
-    if op.name != "clothing-segmentation":
-        return None
-    output_type = int(options.get("output_type", op.defaults().get("output_type", 1)))
-    if output_type in (2, 3) and result.clothes_masks is None:
-        return "data.clothes_masks (output_type 2 and 3 return the masks ZIP)"
-    if output_type in (1, 3) and not result.class_masks:
-        return "data.class_masks (output_type 1 and 3 return a mask per class)"
-    return None
 
 
 def _stash_outputs(svc: Services, job: dict, outputs: dict[str, Output]) -> dict[str, dict]:

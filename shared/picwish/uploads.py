@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from .catalog import OPERATIONS
+from .results import CLASS_NAME  # output names are class names or the catalog's, all of this shape
 
 INCOMING = "incoming/"
 RESULTS = "results/"
@@ -19,7 +20,6 @@ S3_KEY_MAX_BYTES = 1024
 MAX_OUTPUT_NAME_BYTES = 40  # `<name>.<ext>` under a result prefix: class names are capped to fit
 HASH_CHARS = 32
 _SHORTENED = re.compile(rf"~[0-9a-f]{{{HASH_CHARS}}}$")
-_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class JobPath:
 
     def output_key(self, name: str, extension: str) -> str:
         """Where one result goes; `name` is a catalog output name or a class name the API sent."""
-        if not _OUTPUT_NAME.fullmatch(name) or len(f"{name}.{extension}") > MAX_OUTPUT_NAME_BYTES:
+        if not CLASS_NAME.fullmatch(name) or len(f"{name}.{extension}") > MAX_OUTPUT_NAME_BYTES:
             raise ValueError(f"not an output name: {name!r}")
         return f"{self.result_prefix}{name}.{extension}"
 

@@ -6,6 +6,7 @@ Every failure is a ValidationError whose message names the parameter and the rul
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -117,7 +118,7 @@ def _as_int(value: Any) -> int | None:
 def _shown(value: Any) -> str:
     """A value as an error message shows it: huge numbers by their length (they cannot even become text)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {len(format(abs(value), 'x')) * 4 * 30103 // 100000 + 1} digits"
+        return f"an integer of {math.floor(math.log10(abs(value))) + 1} digits"
     if isinstance(value, str) and len(value) > 40:
         digits = value.strip().lstrip("-")
         if digits.isascii() and digits.isdigit():

@@ -227,7 +227,7 @@ def test_only_the_documented_done_is_a_result(pipeline, rule, reason):
     assert record["task_id"] and len(posts_for(pipeline, filename)) == 1
 
 
-def test_a_clothing_task_done_without_the_zip_it_was_asked_for_is_no_result(pipeline):
+def test_a_clothing_task_done_without_any_mask_is_no_result(pipeline):
     key = "incoming/clothing-segmentation/nozip.jpg"
     pipeline.mock.add_rule(filename="nozip.jpg", result="missing")
     pipeline.upload(key, images.portrait(), {"output_type": "2"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from picwish import IncompleteResultError, TaskResult, UnknownStateError, error_for
+from picwish import IncompleteResultError, TaskResult, UnknownStateError, error_for, get_operation
 
 
 @pytest.mark.parametrize("state", [1.0, "1", True])
@@ -36,3 +36,23 @@ def test_clothing_done_needs_a_mask_and_no_empty_one():
 
 def test_a_processing_task_may_carry_placeholders():
     assert TaskResult.from_data("idphoto", {"task_id": "t", "state": 4, "image": ""}).is_processing
+
+
+@pytest.mark.parametrize(
+    ("output_type", "answer", "missing"),
+    [
+        (2, {"class_masks": {"hair": "https://r.example/h.png"}}, ["clothes_masks"]),  # the ZIP it asked for
+        (3, {"clothes_masks": "https://r.example/m.zip"}, ["class_masks"]),
+        (3, {"class_masks": {"hair": "https://r.example/h.png"}, "clothes_masks": ""}, ["clothes_masks"]),
+        (1, {"class_masks": {"hair": "https://r.example/h.png"}}, []),
+    ],
+)
+def test_a_done_answer_must_carry_what_the_options_ask_for(output_type, answer, missing):
+    op = get_operation("clothing-segmentation")
+    result = TaskResult.from_data(op.name, {"task_id": "t", "state": 1, **answer})
+    assert [f for f in op.results_for({"output_type": output_type}) if not result.carries(f)] == missing
+
+
+def test_operations_returning_one_image_always_ask_for_it():
+    assert get_operation("idphoto").results_for({}) == ("image",)
+    assert get_operation("clothing-segmentation").results_for({}) == ("class_masks",)  # output_type 1 by default
