@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from picwish.catalog import MAX_SIDE, MAX_URL_LENGTH, SIZE_RANGE, Operation
+from picwish.catalog import MAX_SIDE, MAX_URL_LENGTH, SIZE_RANGE, URL_CHARACTERS, Operation
 
 from .exceptions import BadRequest, PayloadTooLarge
 
@@ -56,8 +56,21 @@ def _present(value: str | None) -> bool:
     return value is not None and value != ""
 
 
+def _check_each_field_once(op: Operation, form, files) -> None:
+    """A documented field sent twice, or sent with no value, is a mistake: which of two values, or whether an
+    empty one means "default", would be a guess."""
+    fields = {"sync", *(p.name for p in op.params), *(s.url_field for s in op.slots), *(s.file_field for s in op.slots)}
+    for name in sorted(fields):
+        values = [*form.getlist(name), *files.getlist(name)]
+        if len(values) > 1:
+            raise BadRequest(name, f"must be given at most once; got {len(values)} values")
+        if name in form and form[name] == "":
+            raise BadRequest(name, "must not be empty; leave the field out to use the default")
+
+
 def parse_create(op: Operation, form, files) -> CreateRequest:
     """`form` and `files` are werkzeug MultiDicts. Raises BadRequest (400) or PayloadTooLarge (413)."""
+    _check_each_field_once(op, form, files)
     sync_raw = form.get("sync", "0").strip()
     if sync_raw not in ("0", "1"):
         raise BadRequest("sync", f"must be 0 or 1; got {sync_raw!r}")
@@ -75,6 +88,8 @@ def parse_create(op: Operation, form, files) -> CreateRequest:
         if len(given) + len(alternatives) > 1 and not slot.file_wins:
             names = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
             raise BadRequest(given[0] if given else alternatives[0], f"only one of {names} may be given")
+        if _present(url):  # checked even where the file wins: a malformed field is a mistake either way
+            _check_url(slot.url_field, url)
         if has_file:
             data = upload.read()
             if len(data) > op.max_bytes:
@@ -85,17 +100,25 @@ def parse_create(op: Operation, form, files) -> CreateRequest:
                 raise BadRequest(slot.file_field, "the uploaded file is empty")
             request.sources[slot.name] = Upload(upload.filename or slot.file_field, data)
         elif _present(url):
-            parts = urlsplit(url)
-            if len(url) > MAX_URL_LENGTH:
-                raise BadRequest(slot.url_field, f"must be at most {MAX_URL_LENGTH} characters")
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise BadRequest(slot.url_field, "must be an http(s) URL")
             request.sources[slot.name] = url
         elif slot.required and not alternatives:
             names = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
             raise BadRequest(slot.file_field, f"one of {names} is required")
     _check_cross_rules(op, request)
     return request
+
+
+def _check_url(name: str, url: str) -> None:
+    if len(url) > MAX_URL_LENGTH:
+        raise BadRequest(name, f"must be at most {MAX_URL_LENGTH} characters")
+    if not re.fullmatch(URL_CHARACTERS, url):
+        raise BadRequest(name, "must be a URL of RFC 3986 characters (percent-encode the others)")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BadRequest(name, "must be an http(s) URL with a valid host") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(name, "must be an http(s) URL")
 
 
 def _parse_param(param, raw: str) -> Any:

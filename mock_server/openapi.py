@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from picwish.catalog import MAX_URL_LENGTH, OPERATIONS, Operation, Param
+from picwish.catalog import MAX_URL_LENGTH, OPERATIONS, TASK_ID_PATTERN, URL_CHARACTERS, Operation, Param
 from picwish.states import HTTP_STATUSES, TASK_STATES
 
 SPEC_PATH = Path(__file__).with_name("openapi.json")
+# http(s)://host… in RFC 3986 characters: what the mock's form parser accepts for a *_url field.
+_HOST_CHARACTERS = r"[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]]+"
+URL_FIELD_PATTERN = f"^[Hh][Tt][Tt][Pp][Ss]?://{_HOST_CHARACTERS}([/?#]{URL_CHARACTERS[:-1]}*)?$"
 
 
 def _param_schema(param: Param) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def _param_schema(param: Param) -> dict[str, Any]:
 def _request_schema(op: Operation) -> dict[str, Any]:
     properties: dict[str, Any] = {"sync": {"type": "integer", "enum": [0, 1], "default": 0}}
     for slot in op.slots:
-        properties[slot.url_field] = {"type": "string", "maxLength": MAX_URL_LENGTH, "format": "uri"}
+        properties[slot.url_field] = {"type": "string", "maxLength": MAX_URL_LENGTH, "pattern": URL_FIELD_PATTERN}
         properties[slot.file_field] = {"type": "string", "format": "binary"}
     for param in op.params:
         properties[param.name] = _param_schema(param)
@@ -116,7 +119,14 @@ def build_spec() -> dict[str, Any]:
             "get": {
                 "operationId": f"query_{key}",
                 "summary": f"Query a {op.title} task",
-                "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [
+                    {
+                        "name": "task_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": f"^{TASK_ID_PATTERN}$"},
+                    }
+                ],
                 "responses": {
                     "200": {
                         "description": "The task",

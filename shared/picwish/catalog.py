@@ -12,6 +12,10 @@ from typing import Any
 API_PREFIX = "/api/tasks/visual"
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
 MAX_URL_LENGTH = 512
+# The characters RFC 3986 allows in a URI; anything else (spaces, controls, non-ASCII) must be percent-encoded.
+# What a task id looks like: nothing that could change the URL it is put into.
+TASK_ID_PATTERN = r"[A-Za-z0-9_-]{1,128}"
+URL_CHARACTERS = r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+"
 MAX_SIDE = 4096
 URL_DOWNLOAD_TIMEOUT_S = 10
 MB = 1024 * 1024

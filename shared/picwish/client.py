@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .catalog import Operation, get_operation
+from .catalog import TASK_ID_PATTERN, Operation, get_operation
 from .config import ClientSettings
 from .errors import (
     NO_STATE,
@@ -141,7 +141,7 @@ class PicWishClient:
         return result
 
 
-TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+TASK_ID = re.compile(TASK_ID_PATTERN)
 
 
 def check_task_id(task_id: Any, *, operation: str | None = None) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from .config import ClientSettings
 from .errors import ResultDownloadError, ResultExpiredError
@@ -49,9 +51,13 @@ def _public(address: str) -> bool:
     return ip.is_global and (inner is None or inner.is_global)
 
 
-def check_url_allowed(url: str, settings: ClientSettings, resolve=socket.getaddrinfo) -> None:
+def check_url_allowed(url: str, settings: ClientSettings, resolve=socket.getaddrinfo) -> str | None:
     """Refuse anything but the API's result hosts over HTTPS: no file://, no loopback, link-local or private
-    addresses (a result URL is input from outside; fetching 169.254.169.254 would leak credentials)."""
+    addresses (a result URL is input from outside; fetching 169.254.169.254 would leak credentials).
+
+    Returns the checked address to connect to (None for a host the configuration allows by name): resolving
+    again to connect would let a resolver answer a public address to the check and a private one to the
+    connection."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -67,37 +73,75 @@ def check_url_allowed(url: str, settings: ClientSettings, resolve=socket.getaddr
     if settings.result_hosts:
         if host not in settings.result_hosts and netloc_host not in settings.result_hosts:
             raise ResultDownloadError(f"result URL refused: host {host!r} is not an allowed result host")
-        return  # explicitly allowed by configuration, loopback included (the local stack's mock)
+        return None  # explicitly allowed by configuration, loopback included (the local stack's mock)
     try:
-        addresses = {info[4][0] for info in resolve(host, port or 443)}
+        addresses = [info[4][0] for info in resolve(host, port or 443)]
     except OSError:
         raise ResultDownloadError(f"result URL refused: host {host!r} does not resolve") from None
+    if not addresses:
+        raise ResultDownloadError(f"result URL refused: host {host!r} does not resolve")
     if not all(_public(address) for address in addresses):
         raise ResultDownloadError(f"result URL refused: host {host!r} resolves to a non-public address")
+    return addresses[0].split("%")[0]
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to one address that was already checked, while TLS still verifies the certificate of the URL's
+    host name (SNI and hostname check use the name, not the address)."""
+
+    def __init__(self, address: str, host: str):
+        self._address, self._host = address, host
+        super().__init__(max_retries=0)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        host_params = {**host_params, "host": self._address}
+        if host_params["scheme"] == "https":
+            pool_kwargs = {**pool_kwargs, "server_hostname": self._host, "assert_hostname": self._host}
+        return host_params, pool_kwargs
+
+
+def _wait_at_most(response: requests.Response, seconds: float) -> None:
+    """Bound the next socket read: a server that sends one byte just inside the read timeout must not keep a
+    download alive past its deadline."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def fetch_output(
     output: Output,
     settings: ClientSettings,
     *,
-    session: requests.Session | None = None,
     deadline_s: float = 60.0,
     resolve=socket.getaddrinfo,
 ) -> Downloaded:
-    """Bytes and content type of one output; a URL is streamed and never followed through a redirect."""
+    """Bytes and content type of one output; a URL is streamed from the address that was checked, within a
+    wall-clock deadline for the whole transfer, and never followed through a redirect."""
     if output.data is not None:
         return Downloaded(output.data, content_type(output.data))
     if not output.url:
         raise ResultDownloadError("the output has neither data nor a URL")
-    check_url_allowed(output.url, settings, resolve)
-    session = session or requests.Session()
+    address = check_url_allowed(output.url, settings, resolve)
     started = time.monotonic()
+    with requests.Session() as session:
+        headers = {"Accept-Encoding": "identity"}
+        if address is not None:
+            parts = urlsplit(output.url)
+            session.mount(f"{parts.scheme}://", _PinnedAdapter(address, parts.hostname or ""))
+            headers["Host"] = parts.netloc.rpartition("@")[2]
+        return _transfer(session, output.url, headers, settings, started + deadline_s, deadline_s)
+
+
+def _transfer(session, url, headers, settings: ClientSettings, deadline: float, deadline_s: float) -> Downloaded:
     try:
         response = session.get(
-            output.url,
+            url,
+            headers=headers,
             stream=True,
             allow_redirects=False,
-            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
+            timeout=(min(settings.connect_timeout_s, deadline_s), min(settings.read_timeout_s, deadline_s)),
         )
     except requests.RequestException as exc:
         raise ResultDownloadError(f"result download failed: {type(exc).__name__}") from None
@@ -115,14 +159,22 @@ def fetch_output(
             raise ResultDownloadError(f"result is {declared} bytes, over the cap of {settings.max_result_bytes}")
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(chunk_size=256 * 1024):
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ResultDownloadError(f"result download exceeded its {deadline_s:g} s deadline")
+                _wait_at_most(response, min(settings.read_timeout_s, left))
+                # read1 returns what one receive brings instead of waiting for a full chunk to fill
+                chunk = response.raw.read1(256 * 1024)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > settings.max_result_bytes:
                     raise ResultDownloadError(f"result exceeds the cap of {settings.max_result_bytes} bytes")
-                if time.monotonic() - started > deadline_s:
-                    raise ResultDownloadError(f"result download exceeded its {deadline_s:.0f} s deadline")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise ResultDownloadError(f"result download exceeded its {deadline_s:g} s deadline") from None
             raise ResultDownloadError(f"result download failed: {type(exc).__name__}") from None
     data = b"".join(chunks)
     # Every operation returns images (and clothing a ZIP): an HTML login page or an empty body is not a result.

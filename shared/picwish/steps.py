@@ -593,7 +593,7 @@ def finalize_step(svc: Services, payload: dict) -> dict:
             written[name] = ref["key"]
             continue
         try:
-            got = fetch_output(Output(url=ref["url"]), svc.settings.client, session=svc.http)
+            got = fetch_output(Output(url=ref["url"]), svc.settings.client)
         except ResultExpiredError as exc:
             return record_failure_step(
                 svc, {**payload, "failure": {"reason": "result expired", "error": exc.to_record()}}

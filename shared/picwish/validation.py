@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .catalog import MAX_SIDE, MAX_URL_LENGTH, MB, SIZE_RANGE, Operation, Param, get_operation
+from .catalog import MAX_SIDE, MAX_URL_LENGTH, MB, SIZE_RANGE, URL_CHARACTERS, Operation, Param, get_operation
 from .errors import ValidationError
 from .images import ImageInfo, UnreadableImage, mask_coverage, read_info, sniff_format
 
@@ -202,7 +202,14 @@ def check_url(field: str, url: Any, *, operation: str | None = None) -> None:
         raise ValidationError(
             field, f"must be at most {MAX_URL_LENGTH} characters; got {len(url)}", operation=operation
         )
-    parts = urlsplit(url)
+    if not re.fullmatch(URL_CHARACTERS, url):
+        raise ValidationError(
+            field, "must be a URL of RFC 3986 characters (percent-encode the others)", operation=operation
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken IPv6 literal
+        raise ValidationError(field, "must be an http(s) URL with a valid host", operation=operation) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValidationError(field, f"must be an http(s) URL; got scheme {parts.scheme!r}", operation=operation)
 

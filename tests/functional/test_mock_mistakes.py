@@ -3,11 +3,14 @@ found by hand, and a hypothesis search over the form fields and the Prefer heade
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
 
-from tests.functional.test_mock_api import create, query
+from tests.functional.test_mock_api import H, create, query
 from tests.support import images
 
 PHOTO = images.photo(80, 60, fmt="PNG")
@@ -29,6 +32,42 @@ def test_malformed_parameters_are_400_naming_them(web, operation, fields, param)
     body = response.get_json()
     assert (response.status_code, body["status"]) == (400, 400), body
     assert body["message"].startswith(f"{param}: ")
+
+
+@pytest.mark.parametrize(
+    ("operation", "fields", "param", "rule"),
+    [
+        ("idphoto", {"size": ""}, "size", "must not be empty"),
+        ("retouching-collection", {"retouch_strength": ""}, "retouch_strength", "must not be empty"),
+        ("idphoto", {"image_url": "https://example.com/a b.jpg"}, "image_url", "RFC 3986 characters"),
+        ("idphoto", {"image_url": "https://exämple.com/a.jpg"}, "image_url", "RFC 3986 characters"),
+        ("idphoto", {"image_url": "https://[::1/a.jpg"}, "image_url", "valid host"),
+        # the file wins over the URL in retouching, but a malformed URL is still a mistake worth saying
+        ("retouching-collection", {"mask_url": "https://" + "a" * 600}, "mask_url", "at most 512 characters"),
+        ("retouching-collection", {"retain_mask_url": "ftp://x/m.png"}, "retain_mask_url", "http(s) URL"),
+    ],
+)
+def test_empty_fields_and_urls_outside_rfc_3986_are_400_naming_them(web, operation, fields, param, rule):
+    extra = {} if "image_url" in fields else {"image_file": PHOTO}
+    if operation == "retouching-collection":
+        extra["mask_file"] = images.mask(80, 60)
+        extra["retain_mask_file"] = images.mask(80, 60)
+    response = create(web, operation, **extra, **fields)
+    body = response.get_json()
+    assert (response.status_code, body["status"]) == (400, 400), body
+    assert body["message"].startswith(f"{param}: ") and rule in body["message"], body["message"]
+
+
+def test_a_field_sent_twice_is_400_naming_it(web):
+    data = MultiDict([("sync", "0"), ("image_file", (io.BytesIO(PHOTO), "a.png")), ("size", "295x413")])
+    data.add("size", "413x531")
+    response = web.post("/api/tasks/visual/idphoto", headers=H, data=data)
+    body = response.get_json()
+    assert (response.status_code, body["message"]) == (400, "size: must be given at most once; got 2 values")
+    data = MultiDict([("sync", "0"), ("image_file", (io.BytesIO(PHOTO), "a.png"))])
+    data.add("image_file", (io.BytesIO(PHOTO), "b.png"))
+    response = web.post("/api/tasks/visual/idphoto", headers=H, data=data)
+    assert response.get_json()["message"] == "image_file: must be given at most once; got 2 values"
 
 
 @pytest.mark.parametrize("prefer", ["status=abc", "status=", "polls=0", "script=", "state=x", "status=99999"])

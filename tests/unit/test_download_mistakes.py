@@ -1,6 +1,7 @@
 """Result downloads refuse what hides a private address or is no result, and every failure is a
 ResultDownloadError; a call that never left (DNS) is "not sent"."""
 
+import ipaddress
 import socket
 
 import pytest
@@ -66,3 +67,29 @@ def test_a_name_that_does_not_resolve_was_never_sent(monkeypatch):
     with pytest.raises(APIConnectionError) as failed:
         client.create_task("idphoto", images.portrait())
     assert failed.value.request_sent is False
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(monkeypatch):
+    """A resolver that answers a public address to the check and loopback to a second lookup must not win:
+    the host is resolved once and the connection goes to the checked address."""
+    lookups, connects = [], []
+
+    def rebinding(host, port, *args, **kwargs):
+        try:
+            ipaddress.ip_address(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+        except ValueError:
+            lookups.append(host)
+            address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    def record(sock, address):
+        connects.append(address)
+        raise ConnectionRefusedError("refused in the unit tier")
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket.socket, "connect", record)
+    with pytest.raises(ResultDownloadError, match="result download failed"):
+        fetch_output(Output(url="https://res.example/r.png"), OPEN, resolve=rebinding)
+    assert lookups == ["res.example"]
+    assert connects == [("93.184.216.34", 443)]

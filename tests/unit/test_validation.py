@@ -85,6 +85,13 @@ def test_limits_inclusive():
         ("idphoto", {"image": images.corrupt_jpeg()}, "image_file: must be an image in one of the formats"),
         ("idphoto", {"image": "ftp://x.test/a.jpg"}, "image_url: must be an http(s) URL; got scheme 'ftp'"),
         ("idphoto", {"image": "https://x.test/" + "a" * 500}, "image_url: must be at most 512 characters; got 515"),
+        (
+            "idphoto",
+            {"image": "https://x.test/a b.jpg"},
+            "image_url: must be a URL of RFC 3986 characters (percent-encode the others)",
+        ),
+        ("idphoto", {"image": "https://x.tést/a.jpg"}, "image_url: must be a URL of RFC 3986 characters"),
+        ("idphoto", {"image": "https://[::1/a.jpg"}, "image_url: must be an http(s) URL with a valid host"),
         ("idphoto", {"image": 42}, "image_file: must be bytes, a (filename, bytes) pair or a URL; got int"),
     ],
 )
