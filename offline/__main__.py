@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -66,8 +67,9 @@ def stack_info(pipeline: Pipeline) -> dict:
         "state_machine_arn": pipeline.stack.state_machine_arn,
         "mock_url": pipeline.mock.url,
         "api_key": pipeline.mock.api_key,  # the mock's key: worthless outside this machine
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
+        # An operator's key (every permission): the stack enforces IAM, so "testing" is refused once it is up.
+        "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
     }
 
 
@@ -81,10 +83,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
         endpoint = info["endpoint_url"]
         say(
             f"\nLocal stack up. Details in {target}\n"
-            f"  AWS endpoint  {endpoint}  (region {info['region']}, any credentials, e.g. testing/testing)\n"
+            f"  AWS endpoint  {endpoint}  (region {info['region']}; IAM enforced: use the operator key below)\n"
+            f"  operator key  {info['aws_access_key_id']} / {info['aws_secret_access_key']}\n"
             f"  input bucket  {info['input_bucket']}\n  output bucket {info['output_bucket']}\n"
             f"  mock API      {info['mock_url']}  key {info['api_key']}\n\n"
-            f"Try:\n  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {endpoint} \\\n"
+            f"Try:\n  AWS_ACCESS_KEY_ID={info['aws_access_key_id']} \\\n"
+            f"  AWS_SECRET_ACCESS_KEY={info['aws_secret_access_key']} \\\n"
+            f"    aws --endpoint-url {endpoint} \\\n"
             f"    s3 cp photo.jpg s3://{info['input_bucket']}/incoming/idphoto/\n"
             f"  … then results/idphoto/photo/ appears in s3://{info['output_bucket']}/\n\nCtrl-C stops it."
         )

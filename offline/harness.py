@@ -1,24 +1,27 @@
-"""The whole pipeline in one process for tests and benchmarks: the mock API in its own process, template.yaml
-deployed into moto (decorator mode), the in-process Lambda runtime; helpers to upload and wait for records."""
+"""The whole pipeline for tests and benchmarks: the mock API in its own process, template.yaml deployed into a
+moto server on loopback with IAM enforced, each function in sandbox processes with its own role's credentials;
+helpers to upload and wait for records."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 import boto3
 import requests
-from moto import mock_aws
+from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from mock_server.pytest_plugin import RunningMock, start_mock
-from offline.lambdas import InProcessLambdaRuntime
+from offline import moto_speed
+from offline.iam import mirror_role, operator
+from offline.lambdas import LambdaRuntime
 from offline.moto_atomic import make_moto_atomic
+from offline.moto_iam import enforce_iam
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
@@ -38,7 +41,7 @@ AWS_ENV = {
 class Pipeline:
     stack: DeployedStack
     mock: RunningMock
-    runtime: InProcessLambdaRuntime
+    runtime: LambdaRuntime
     s3: object
     sfn: object
     endpoint_url: str | None = None
@@ -95,9 +98,10 @@ class Pipeline:
 def build(
     mock_args: tuple[str, ...], parameters: dict[str, str], *, server: bool = False
 ) -> tuple[Pipeline, ExitStack]:
-    """The whole pipeline. `server=False`: moto in decorator mode (tests; images go to the API as bytes).
-    `server=True`: moto as a real HTTP server on loopback (the local stack): presigned URLs reach it, so images
-    go as URLs as in production, and any AWS client can inspect it at `endpoint_url`."""
+    """The whole pipeline on a moto server on loopback, with IAM enforced once it is deployed.
+
+    `server=False` (tests): images go to the API as bytes, functions start warm. `server=True` (the local stack,
+    benchmarks): images go as presigned URLs, as in production; any AWS client can inspect it at `endpoint_url`."""
     make_moto_atomic()
     enforce_s3_limits()
     speed_up_moto()
@@ -105,33 +109,26 @@ def build(
     environment = dict(AWS_ENV)
     mock = start_mock(*mock_args)
     stack.callback(mock.stop)
-    endpoint = None
-    if server:
-        # Everything offline shares one interpreter: shorter GIL turns keep the calls that wait for a QPS slot
-        # on time while moto and the other executions work.
-        sys.setswitchinterval(0.001)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
-        moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto_server.start()
-        stack.callback(moto_server.stop)
-        endpoint = f"http://127.0.0.1:{moto_server.get_host_and_port()[1]}"
-        # Every boto3 client of this process (the handlers' too) and moto's own Step Functions interpreter.
-        environment.update(AWS_ENDPOINT_URL=endpoint, MOTO_PORT=endpoint.rsplit(":", 1)[1])
-    saved = {k: os.environ.get(k) for k in environment}
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto_server.start()
+    stack.callback(moto_server.stop)
+    endpoint = f"http://127.0.0.1:{moto_server.get_host_and_port()[1]}"
+    # moto's backends live in this process, shared by every server it starts: each stack begins empty.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    stack.callback(requests.post, f"{endpoint}/moto-api/reset", timeout=10)
+    # Every boto3 client of this process and of the sandboxes, and moto's own Step Functions interpreter.
+    environment.update(AWS_ENDPOINT_URL=endpoint, MOTO_PORT=endpoint.rsplit(":", 1)[1])
+    saved = {k: os.environ.get(k) for k in (*environment, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(environment)
     stack.callback(_restore, saved)
-    if server:
-        requests.post(
-            f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
-        )
-    else:
-        stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
-    runtime = stack.enter_context(InProcessLambdaRuntime().installed())
+    boto3.setup_default_session()  # credentials are cached per session: start from this environment's
+    requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    runtime = stack.enter_context(LambdaRuntime().installed())
     deployed = deploy(
         "picwish",
         {
             "ApiBaseUrl": mock.url,
-            # In decorator mode the mock cannot reach moto's presigned URLs; in server mode it can.
             "InputMode": "url" if server else "bytes",
             "ResultHosts": "127.0.0.1",
             "AllowHttpResults": "true",
@@ -139,9 +136,34 @@ def build(
         },
     )
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
-    runtime.preload(deployed.functions().values(), deployed.account, deployed.region)
+    _give_each_role_its_credentials(deployed, runtime)
+    enforce_iam(endpoint)
+    stack.callback(_relax_iam)
+    if not server:
+        runtime.preload(deployed.functions().values(), deployed.account, deployed.region)
     pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"), endpoint)
     return pipeline, stack
+
+
+def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRuntime) -> None:
+    """Each function signs with its execution role's permissions, the state machine with its role's, and this
+    process (uploads, inspection) as an operator with all of them."""
+    iam, functions = boto3.client("iam"), boto3.client("lambda")
+    for name in deployed.functions().values():
+        role = functions.get_function(FunctionName=name)["Configuration"]["Role"]
+        runtime.credentials[name] = mirror_role(iam, role, f"{name}-role")
+    role = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=deployed.state_machine_arn)["roleArn"]
+    moto_speed.STATE_MACHINE_CREDENTIALS.update(mirror_role(iam, role, "state-machine-role"))
+    os.environ.update(operator(iam))
+    for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):  # a token would make moto look for an assumed role
+        os.environ.pop(name, None)
+    boto3.setup_default_session()
+
+
+def _relax_iam() -> None:
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    moto_speed.STATE_MACHINE_CREDENTIALS.clear()
+    boto3.setup_default_session()
 
 
 def _restore(saved: dict) -> None:

@@ -1,8 +1,12 @@
-"""The one in-process Lambda runtime: when moto invokes a function (S3 notification, state machine task, rule
-target, API call), the function's real handler runs in this process, from the code package moto holds, with its
-environment from the template and a proper Lambda context.
+"""The local Lambda service: when moto invokes a function (S3 notification, state machine task, API call), the
+function's real handler runs in a sandbox process of its own, from the code package and layers moto holds, with
+its environment from the template, its own credentials, and its timeout and memory enforced.
 
-Why: moto's own Lambda runs code in Docker, and no Docker engine is available here.
+A sandbox runs one invocation at a time and is reused while warm; when all of a function's sandboxes are busy a
+new one is started (a cold start: the real import and init, timed), up to the function's reserved concurrency
+(else `default_concurrency`); past that the invocation is throttled, as Lambda throttles it.
+
+Why not moto's own Lambda: it runs code in Docker, and no Docker engine is available here.
 """
 
 from __future__ import annotations
@@ -10,16 +14,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib.util
 import io
 import itertools
 import json
 import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -27,11 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 
-_ENV_LOCK = threading.Lock()  # imports read the environment: one cold start at a time
+from .sandbox_worker import Channel
+
+WORKER = Path(__file__).with_name("sandbox_worker.py")
+INIT_TIMEOUT_S = 10.0  # Lambda's limit for a function's init phase
+PASS_THROUGH = ("AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "PATH", "LANG", "SYSTEMROOT")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class LambdaCrash(BaseException):
@@ -42,28 +53,10 @@ class LambdaCrash(BaseException):
 
 
 class LambdaThrottled(Exception):
-    """Raised by a fault hook: Lambda refused the invocation (concurrency exhausted)."""
+    """Raised by a fault hook, or when a function's concurrency is used up: Lambda refused the invocation."""
 
 
 ERROR_TYPES = {LambdaCrash: "Lambda.Unknown", LambdaThrottled: "Lambda.TooManyRequestsException"}
-
-
-@dataclass
-class LambdaContext:
-    """What Lambda hands a handler (the attributes Powertools reads)."""
-
-    function_name: str
-    function_version: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_s: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
 
 
 @dataclass
@@ -73,32 +66,90 @@ class Invocation:
     result: Any
     error: str | None
     seconds: float
+    cold_start_ms: float | None = None
 
 
-class InProcessLambdaRuntime:
-    def __init__(self, workdir: Path | None = None) -> None:
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What a sandbox of one function version is started from."""
+
+    name: str
+    arn: str
+    version: str
+    handler: str
+    paths: tuple[str, ...]  # code root first, then each layer's python folder, as Lambda orders them
+    environment: dict[str, str]
+    timeout_s: float
+    memory_mb: int
+    concurrency: int
+
+    def __hash__(self) -> int:  # a changed function (code, environment, limits) gets sandboxes of its own
+        return hash((self.name, self.paths, tuple(sorted(self.environment.items())), self.timeout_s, self.memory_mb))
+
+
+@dataclass
+class Sandbox:
+    spec: FunctionSpec
+    process: subprocess.Popen
+    channel: Channel
+    init_ms: float
+
+    def rss_bytes(self) -> int:
+        try:
+            return int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            self.process.wait(5)
+        self.channel.sock.close()
+
+
+@dataclass
+class _Pool:
+    idle: list[Sandbox] = field(default_factory=list)
+    running: int = 0  # sandboxes alive, idle or busy
+
+
+class _Died(Exception):
+    """The sandbox ended an invocation by dying (killed for its timeout or memory, or a crash)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class LambdaRuntime:
+    def __init__(self, workdir: Path | None = None, *, default_concurrency: int = 10) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="picwish-lambda-") if workdir is None else None
         self.workdir = Path(self._tmp.name if self._tmp else workdir)
-        self._handlers: dict[tuple[str, str], Callable] = {}
+        self.default_concurrency = default_concurrency
         self._lock = threading.Lock()
+        self._pools: dict[FunctionSpec, _Pool] = {}
+        self._busy: dict[int, Sandbox] = {}
+        self._extracted: set[str] = set()
         self.invocations: list[Invocation] = []
+        self.cold_starts: list[tuple[str, float]] = []  # (function name, init ms)
         # function name → hook(point, event, params) that may raise. Points: "before" and "after" the handler,
         # "before <Service>.<Operation>" / "after <Service>.<Operation>" around each AWS call it makes (params:
         # the call's parameters), so a crash can land between any two steps of a function.
         self.faults: dict[str, Callable[[str, Any, dict | None], None]] = {}
-        self._current = threading.local()  # the invocation this thread runs: AWS-call points find their hook
+        # function name → {"AWS_ACCESS_KEY_ID": …, "AWS_SECRET_ACCESS_KEY": …}: its execution role's credentials
+        self.credentials: dict[str, dict[str, str]] = {}
         self.s3_delivery_delay_s = 0.1
         self.s3_delivery_copies = 1  # 2 delivers every S3 event twice (S3 is at-least-once)
         self.async_failures: list[Invocation] = []
         self._original = None
         self._original_s3 = None
-        self._pending: list[threading.Timer] = []
+        self._pending: list[threading.Thread] = []
         self._sequencer = itertools.count(int(time.time() * 1000) << 16)
 
     # -- moto hook ------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[InProcessLambdaRuntime]:
+    def installed(self) -> Iterator[LambdaRuntime]:
         self.install()
         try:
             yield self
@@ -107,12 +158,6 @@ class InProcessLambdaRuntime:
 
     def install(self) -> None:
         runtime = self
-        # Every function's clients come from the default session, created at cold start (after this).
-        if boto3.DEFAULT_SESSION is None:
-            boto3.setup_default_session()
-        self._events = events = boto3.DEFAULT_SESSION.events
-        events.register("before-parameter-build", self._before_aws_call, unique_id="picwish-fault-before")
-        events.register("after-call", self._after_aws_call, unique_id="picwish-fault-after")
         self._original = lambda_models.LambdaFunction._invoke_lambda
 
         def invoke(fn, event=None):  # replaces moto's Docker-based LambdaFunction._invoke_lambda
@@ -127,33 +172,22 @@ class InProcessLambdaRuntime:
             lambda_models.LambdaFunction._invoke_lambda = self._original
             s3_notifications._invoke_awslambda = self._original_s3
             self._original = None
-            self._events.unregister("before-parameter-build", unique_id="picwish-fault-before")
-            self._events.unregister("after-call", unique_id="picwish-fault-after")
-        for timer in self._pending:
-            timer.cancel()
+        self.close()
 
-    def _fault_for_this_thread(self) -> tuple[Callable, Any] | None:
-        name = getattr(self._current, "function_name", None)
-        fault = self.faults.get(name) if name else None
-        return (fault, self._current.event) if fault is not None else None
-
-    def _before_aws_call(self, params: dict, model: Any, context: dict, **_kw: Any) -> None:
-        found = self._fault_for_this_thread()
-        if found is not None:
-            context["fault_params"] = params
-            found[0](f"before {model.service_model.service_id}.{model.name}", found[1], params)
-
-    def _after_aws_call(self, http_response: Any, model: Any, context: dict, **_kw: Any) -> None:
-        found = self._fault_for_this_thread()
-        if found is not None and http_response is not None and http_response.status_code < 300:
-            point = f"after {model.service_model.service_id}.{model.name}"
-            found[0](point, found[1], context.get("fault_params"))
+    def close(self) -> None:
+        """Every sandbox ends (the local Lambda service shuts down)."""
+        with self._lock:
+            sandboxes = [s for pool in self._pools.values() for s in pool.idle]
+            for pool in self._pools.values():
+                pool.idle.clear()
+        for sandbox in sandboxes:
+            sandbox.kill()
 
     # -- S3 → Lambda: asynchronous, as in AWS -----------------------------------------------------------------
 
     def _deliver_s3_event(self, account_id: str, event_body: Any, fn_arn: str, region_name: str) -> None:
         """moto invokes the function inside PutObject, before it stores the object's metadata; S3 really
-        delivers after the write, asynchronously. Deliveries go to a timer thread, with Lambda's async retries."""
+        delivers after the write, asynchronously. Deliveries go to a thread, with Lambda's async retries."""
         from moto.awslambda.utils import get_backend
 
         fn = get_backend(account_id, region_name).get_function(fn_arn)
@@ -161,126 +195,277 @@ class InProcessLambdaRuntime:
         for record in event_body.get("Records", []):
             record["s3"]["object"].setdefault("sequencer", f"{next(self._sequencer):016X}")
         for _ in range(self.s3_delivery_copies):
-            timer = threading.Timer(self.s3_delivery_delay_s, self._invoke_async, (fn, event_body))
-            timer.daemon = True
-            self._pending.append(timer)
-            timer.start()
+            thread = threading.Thread(target=self._invoke_async, args=(fn, event_body), daemon=True)
+            with self._lock:
+                self._pending.append(thread)
+            thread.start()
 
     def _invoke_async(self, fn: Any, event: Any, retries: int = 2) -> None:
-        for attempt in range(retries + 1):
+        time.sleep(self.s3_delivery_delay_s)
+        attempt = 0
+        while True:
             _payload, errored, _logs = self.invoke(fn, copy.deepcopy(event))
+            last = self.invocations[-1] if self.invocations else None
             if not errored:
                 return
+            if last is not None and last.error == ERROR_TYPES[LambdaThrottled]:
+                time.sleep(0.2)  # Lambda's async queue keeps a throttled event and tries again; not an attempt
+                continue
+            if attempt >= retries:
+                break
+            attempt += 1
             time.sleep(min(2**attempt, 4) * 0.1)  # Lambda waits 1 and 2 minutes; scaled down offline
         with self._lock:
-            self.async_failures.append(self.invocations[-1])
+            self.async_failures.append(last)
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
         """Until every queued S3 delivery has run."""
         deadline = time.monotonic() + timeout_s
-        for timer in list(self._pending):
-            timer.join(max(0.0, deadline - time.monotonic()))
+        for thread in list(self._pending):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def preload(self, function_names: Iterable[str], account_id: str, region: str) -> None:
-        """Cold-start every function before any traffic. A cold start sets the function's environment on the
-        whole process while its module is imported; during traffic, other invocations iterating os.environ
-        (requests does, for proxies) could see it change size under them."""
+        """One warm sandbox per function before any traffic (what provisioned concurrency buys)."""
         from moto.awslambda.utils import get_backend
 
         backend = get_backend(account_id, region)
         for name in function_names:
-            self._handler(backend.get_function(name))
+            spec = self._spec(backend.get_function(name))
+            sandbox, _cold = self._acquire(spec)
+            self._release(sandbox)
+
+    # -- figures --------------------------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        """Resident memory of this process and every sandbox alive: the local stack's footprint."""
+        with self._lock:
+            sandboxes = [s for pool in self._pools.values() for s in pool.idle] + list(self._busy.values())
+        own = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+        return own + sum(s.rss_bytes() for s in sandboxes)
 
     # -- invocation -----------------------------------------------------------------------------------------
 
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         if isinstance(event, str):
             event = json.loads(event or "{}")
-        try:
-            handler = self._handler(fn)
-        except Exception as exc:  # the runtime itself failed, not the function: what Lambda reports as its own
-            payload = json.dumps(
-                {"errorMessage": f"{type(exc).__name__}: {exc}", "errorType": "Lambda.ServiceException"}
-            )
-            return payload, True, ""
-        context = LambdaContext(
-            function_name=fn.function_name,
-            function_version=str(fn.version),
-            invoked_function_arn=fn.function_arn,
-            memory_limit_in_mb=int(fn.memory_size or 128),
-            timeout_s=float(fn.timeout or 3),
-            log_group_name=f"/aws/lambda/{fn.function_name}",
-        )
+        name = fn.function_name
         started = time.monotonic()
-        self._current.function_name, self._current.event = fn.function_name, event
+        fault = self.faults.get(name)
+        cold_ms = None
         try:
-            fault = self.faults.get(fn.function_name)
+            spec = self._spec(fn)
             if fault is not None:
                 fault("before", event, None)
-            result = handler(event, context)
+            sandbox, cold = self._acquire(spec)
+            cold_ms = sandbox.init_ms if cold else None
+            try:
+                outcome = self._run(sandbox, event, fault)
+            except (_Died, LambdaCrash):
+                self._discard(sandbox)
+                raise
+            self._release(sandbox)
             if fault is not None:
                 fault("after", event, None)
-            payload, error = json.dumps(result, default=str), None
-        except (Exception, LambdaCrash) as exc:  # every error becomes Lambda's error payload, as in Lambda
+            if "error" in outcome:
+                error, message, trace = outcome["error"], outcome["message"], outcome["trace"]
+                payload = json.dumps({"errorMessage": message, "errorType": error, "stackTrace": trace})
+            else:
+                payload, error = outcome["result"], None
+        except _Died as died:
+            error = "Lambda.Unknown"
+            payload = json.dumps({"errorMessage": str(died), "errorType": error})
+            sys.stderr.write(f"[ERROR] {name} {died}\n")
+        except (Exception, LambdaCrash) as exc:  # a fault hook's or the service's own: Lambda's error payload
             error = ERROR_TYPES.get(type(exc), type(exc).__name__)
-            trace = traceback.format_tb(exc.__traceback__)
-            payload = json.dumps({"errorMessage": str(exc), "errorType": error, "stackTrace": trace})
+            if isinstance(exc, _ServiceError):
+                error = "Lambda.ServiceException"
+            payload = json.dumps({"errorMessage": str(exc), "errorType": error})
             if not isinstance(exc, LambdaThrottled):  # Lambda logs what the function raised; a throttle never ran
-                sys.stderr.write(f"[ERROR] {fn.function_name} {error}: {exc}\n{''.join(trace)}")
-        finally:
-            self._current.function_name = None
+                sys.stderr.write(f"[ERROR] {name} {error}: {exc}\n")
         with self._lock:
-            self.invocations.append(Invocation(fn.function_name, event, payload, error, time.monotonic() - started))
+            self.invocations.append(Invocation(name, event, payload, error, time.monotonic() - started, cold_ms))
         return payload, error is not None, ""
 
-    def _handler(self, fn: Any) -> Callable:
-        code = fn.code_bytes or b""
-        digest = hashlib.sha256(code).hexdigest()[:16]
-        key = (fn.function_name, digest)
+    def _run(self, sandbox: Sandbox, event: Any, fault: Callable | None) -> dict:
+        spec = sandbox.spec
+        context = {
+            "function_name": spec.name,
+            "function_version": spec.version,
+            "invoked_function_arn": spec.arn,
+            "memory_limit_in_mb": spec.memory_mb,
+            "timeout_s": spec.timeout_s,
+            "aws_request_id": str(uuid.uuid4()),
+            "log_group_name": f"/aws/lambda/{spec.name}",
+            "log_stream_name": f"sandbox-{sandbox.process.pid}",
+        }
+        deadline = time.monotonic() + spec.timeout_s
         with self._lock:
-            cached = self._handlers.get(key)
-        if cached is not None:
-            return cached
-        with _ENV_LOCK:  # one cold start at a time: concurrent first invocations wait for the same import
+            self._busy[id(sandbox)] = sandbox
+        try:
+            sandbox.channel.send({"event": event, "context": context, "faults": fault is not None})
+            while True:
+                message = self._next_message(sandbox, deadline)
+                if "fault" not in message:
+                    return message
+                try:
+                    fault(message["fault"], event, message["params"])
+                    answer: dict = {}
+                except LambdaCrash:
+                    raise
+                except Exception as exc:
+                    answer = {"raise": _picklable(exc)}
+                sandbox.channel.send(answer)
+        finally:
             with self._lock:
-                cached = self._handlers.get(key)
-            if cached is not None:
-                return cached
-            root = self.workdir / digest
-            if not root.exists():
-                staging = self.workdir / f"{digest}.partial"
-                with zipfile.ZipFile(io.BytesIO(code)) as archive:
-                    archive.extractall(staging)
-                staging.rename(root)
-            module_name, _, attribute = fn.handler.rpartition(".")
-            path = root / (module_name.replace(".", "/") + ".py")
-            name = f"lambda_{fn.function_name}_{digest}".replace("-", "_")
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            environment = {
+                self._busy.pop(id(sandbox), None)
+
+    def _next_message(self, sandbox: Sandbox, deadline: float) -> dict:
+        limit = sandbox.spec.memory_mb * 1024 * 1024
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Died(f"Task timed out after {sandbox.spec.timeout_s:.2f} seconds")
+            readable, _, _ = select.select([sandbox.channel.sock], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    return sandbox.channel.recv()
+                except (EOFError, OSError):
+                    raise _Died(f"Runtime exited with error: exit status {sandbox.process.poll()}") from None
+            if sandbox.rss_bytes() > limit:
+                raise _Died(f"Runtime exited with error: signal: killed (over {sandbox.spec.memory_mb} MB)")
+
+    # -- sandboxes ------------------------------------------------------------------------------------------
+
+    def _acquire(self, spec: FunctionSpec) -> tuple[Sandbox, bool]:
+        with self._lock:
+            pool = self._pools.setdefault(spec, _Pool())
+            if pool.idle:
+                return pool.idle.pop(), False
+            if pool.running >= spec.concurrency:
+                raise LambdaThrottled(f"Rate Exceeded: {spec.name} is at its concurrency of {spec.concurrency}")
+            pool.running += 1
+        try:
+            return self._start(spec), True
+        except BaseException:
+            with self._lock:
+                pool.running -= 1
+            raise
+
+    def _release(self, sandbox: Sandbox) -> None:
+        with self._lock:
+            self._pools[sandbox.spec].idle.append(sandbox)
+
+    def _discard(self, sandbox: Sandbox) -> None:
+        sandbox.kill()
+        with self._lock:
+            self._pools[sandbox.spec].running -= 1
+
+    def _start(self, spec: FunctionSpec) -> Sandbox:
+        """A cold start: a new process imports the handler's module and runs its init."""
+        parent, child = socket.socketpair()
+        process = subprocess.Popen(
+            [sys.executable, "-s", str(WORKER), str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            env=spec.environment,
+            cwd=spec.paths[0],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        child.close()
+        for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+            threading.Thread(target=_forward, args=(pipe, name), daemon=True).start()
+        channel = Channel(parent)
+        channel.send({"paths": list(spec.paths), "handler": spec.handler, "function_name": spec.name})
+        sandbox = Sandbox(spec, process, channel, 0.0)
+        try:
+            ready = self._next_message(sandbox, time.monotonic() + INIT_TIMEOUT_S)
+        except _Died as died:
+            sandbox.kill()
+            raise _ServiceError(f"{spec.name}: init failed: {died}") from None
+        if "init_error" in ready:
+            sandbox.kill()
+            sys.stderr.write(ready["trace"])
+            raise _ServiceError(f"{spec.name}: Runtime.ImportModuleError: {ready['init_error']}")
+        sandbox.init_ms = ready["ready_ms"]
+        with self._lock:
+            self.cold_starts.append((spec.name, sandbox.init_ms))
+        return sandbox
+
+    def _spec(self, fn: Any) -> FunctionSpec:
+        from moto.awslambda.utils import get_backend
+
+        code_root = self._extract(fn.code_bytes or b"")
+        backend = get_backend(fn.account_id, fn.region)
+        layer_paths = []
+        for layer in fn.layers or []:
+            root = Path(self._extract(backend.layers_versions_by_arn(layer["Arn"]).code_bytes))
+            layer_paths.append(str(root / "python" if (root / "python").is_dir() else root))
+        environment = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
+        credentials = self.credentials.get(fn.function_name) or {
+            k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ
+        }
+        environment.update(
+            {
                 "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.function_name}",
                 "AWS_REGION": fn.region,
+                "AWS_DEFAULT_REGION": fn.region,
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+                "LAMBDA_TASK_ROOT": code_root,
+                "TZ": ":UTC",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                **credentials,
                 **{k: str(v) for k, v in (fn.environment_vars or {}).items()},
             }
-            with _patched_environ(environment):
-                spec.loader.exec_module(module)  # the cold start: module-level code reads this environment
-            handler = getattr(module, attribute)
-            with self._lock:
-                self._handlers[key] = handler
-        return handler
+        )
+        return FunctionSpec(
+            name=fn.function_name,
+            arn=fn.function_arn,
+            version=str(fn.version),
+            handler=fn.handler,
+            paths=(code_root, *layer_paths),
+            environment=environment,
+            timeout_s=float(fn.timeout or 3),
+            memory_mb=int(fn.memory_size or 128),
+            concurrency=int(fn.reserved_concurrency or self.default_concurrency),
+        )
+
+    def _extract(self, code: bytes) -> str:
+        digest = hashlib.sha256(code).hexdigest()[:16]
+        root = self.workdir / digest
+        with self._lock:
+            if digest not in self._extracted:
+                if not root.exists():
+                    staging = self.workdir / f"{digest}.partial"
+                    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                        archive.extractall(staging)
+                    staging.rename(root)
+                self._extracted.add(digest)
+        return str(root)
 
 
-@contextlib.contextmanager
-def _patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+class _ServiceError(Exception):
+    """The local Lambda service could not run the function (its init failed): Lambda.ServiceException."""
+
+
+def _forward(pipe: Any, name: str) -> None:
+    """A sandbox's log lines go to this process's stdout/stderr as they are at the time of writing (the local
+    stack points them at .local/lambda.log, as Lambda sends them to CloudWatch; pytest captures them)."""
+    for line in iter(pipe.readline, b""):
+        stream = getattr(sys, name)
+        with contextlib.suppress(ValueError, OSError):
+            stream.write(line.decode("utf-8", "replace"))
+            stream.flush()
+    pipe.close()
+
+
+def _picklable(exc: BaseException) -> bytes:
     try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))

@@ -36,6 +36,8 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 SERVICES = ("s3", "dynamodb", "stepfunctions", "lambda", "secretsmanager", "sts")
 _LOCK = threading.Lock()
+# The state machine's role, as credentials (offline.iam): what its Lambda tasks sign their invocations with.
+STATE_MACHINE_CREDENTIALS: dict[str, str] = {}
 
 
 def speed_up_moto() -> None:
@@ -81,24 +83,26 @@ def _cache_state_machine_parse() -> None:
 
 
 def _share_lambda_clients() -> None:
-    original = lambda_eval_utils.boto_client_for
-    clients: dict[tuple[str, str, str | None], object] = {}
+    clients: dict[tuple, object] = {}
     lock = threading.Lock()
 
     def shared(region: str, service: str, state_credentials=None):
-        if state_credentials is not None:
-            return original(region, service, state_credentials)
+        # moto passes the execution's role here and then ignores it (it signs as "ak"); the role's credentials,
+        # where the local stack has set them, are what the invocation is authorized as.
+        # In decorator mode moto intercepts the calls; in server mode they go to its port, signed with the
+        # state machine role's credentials where the local stack has set them.
+        endpoint = None if botocore_stubber.enabled else f"http://127.0.0.1:{moto_server_port()}"
+        credentials = STATE_MACHINE_CREDENTIALS or {"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"}
+        key = (region, service, endpoint, credentials["AWS_ACCESS_KEY_ID"])
         with lock:
-            if (region, service) not in clients:
+            if key not in clients:
                 # As moto's own factory, plus a pool that holds every execution's connection in a burst.
-                # In decorator mode moto intercepts the calls; in server mode they go to its port.
-                endpoint = None if botocore_stubber.enabled else f"http://127.0.0.1:{moto_server_port()}"
-                clients[region, service] = boto3.client(
+                clients[key] = boto3.client(
                     service,
                     region_name=region,
                     endpoint_url=endpoint,
-                    aws_access_key_id="ak",
-                    aws_secret_access_key="sk",
+                    aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
                     config=Config(
                         parameter_validation=False,
                         retries={"max_attempts": 0, "total_max_attempts": 1},
@@ -107,6 +111,6 @@ def _share_lambda_clients() -> None:
                         max_pool_connections=256,
                     ),
                 )
-            return clients[region, service, endpoint]
+            return clients[key]
 
     lambda_eval_utils.boto_client_for = shared

@@ -61,9 +61,7 @@ class ClientSettings:
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
-# Pipeline (set by template.yaml on each function)
-ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
-ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+# Pipeline (set by template.yaml on each function; Powertools reads POWERTOOLS_* itself)
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
 ENV_TASKS_TABLE = "TASKS_TABLE"

@@ -4,18 +4,16 @@ wrapper (Powertools Logger keys, Tracer, EMF metrics) every pipeline handler sha
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.base import MetricManager
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
-from .config import ENV_METRICS_NAMESPACE, ENV_SERVICE_NAME, PipelineSettings
+from .config import PipelineSettings
 from .secrets import get_api_key
 from .steps import Services
 
@@ -33,53 +31,34 @@ def build_services(settings: PipelineSettings | None = None) -> Services:
 
 
 def step_handler(step: Callable[[Any, dict], dict], *, metric_keys: tuple[str, ...] = ()) -> Callable:
-    """A Lambda handler that logs with the job's key, execution and task id, and emits metrics of the result.
-
-    Safe for concurrent invocations in one process (the local stack runs every function in one interpreter):
-    Powertools keeps a Logger's appended keys and a Metrics object's metric set per process, so one invocation's
-    keys showed up in another's log lines and two flushes raced (a step failed on "dictionary changed size during
-    iteration"). Keys are per thread here and each invocation flushes a metric set of its own; in Lambda, with one
-    invocation per process, the output is the same.
-    """
-    logger, tracer = Logger(), Tracer()
+    """A Lambda handler that logs with the job's key, execution and task id (Powertools Logger with the Lambda
+    context), traces, and publishes the result's counts as EMF metrics with the operation as dimension."""
+    logger, tracer, metrics = Logger(), Tracer(), Metrics()
     services = build_services()  # once per cold start, from this function's environment
-    # Read with the rest of the environment at cold start (Powertools would read them again at each flush).
-    namespace, service = os.environ.get(ENV_METRICS_NAMESPACE), os.environ.get(ENV_SERVICE_NAME)
-    cold = [True]
 
-    @tracer.capture_lambda_handler
-    @functools.wraps(step)
     def handler(event: dict, context: Any) -> dict:
         job = event.get("job") or {}
         operation = str(job.get("operation", "none"))
-        logger.thread_safe_append_keys(
-            function_name=getattr(context, "function_name", None),
-            function_request_id=getattr(context, "aws_request_id", None),
-            cold_start=cold[0],
+        logger.append_keys(
             object_key=(job.get("upload") or {}).get("key"),
             execution=event.get("execution"),
             task_id=(event.get("create") or {}).get("task_id"),
             operation=job.get("operation"),
         )
-        cold[0] = False
-        try:
-            result = step(services, event)
-            _emit_metrics(result, metric_keys, namespace, service, operation)
-            logger.info("step done", extra={"status": result.get("status"), "state": result.get("state")})
-            return result
-        finally:
-            logger.thread_safe_clear_keys()
+        result = step(services, event)
+        counts = {k: result[k] for k in metric_keys if _is_count(result.get(k))}
+        for key, value in counts.items():
+            metrics.add_metric(name=key, unit=MetricUnit.Count, value=value)
+        if counts:
+            metrics.add_dimension(name="operation", value=operation)
+        logger.info("step done", extra={"status": result.get("status"), "state": result.get("state")})
+        return result
 
-    return handler
+    wrapped = tracer.capture_lambda_handler(functools.wraps(step)(handler))
+    if metric_keys:  # log_metrics flushes once per invocation; a function without counts has nothing to flush
+        wrapped = metrics.log_metrics(wrapped)
+    return logger.inject_lambda_context(wrapped, clear_state=True)
 
 
-def _emit_metrics(result: dict, keys: tuple[str, ...], namespace: str | None, service: str | None, operation: str):
-    """One EMF line per invocation from a metric set of its own (not the per-process one of `Metrics`)."""
-    emf = MetricManager(namespace=namespace, service=service)
-    for key in keys:
-        value = result.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            emf.add_metric(name=key, unit=MetricUnit.Count, value=value)
-    if emf.metric_set:
-        emf.add_dimension(name="operation", value=operation)
-        emf.flush_metrics()
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -64,8 +64,8 @@ def s3(local_stack):
         "s3",
         endpoint_url=local_stack["endpoint_url"],
         region_name=local_stack["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=local_stack["aws_access_key_id"],
+        aws_secret_access_key=local_stack["aws_secret_access_key"],
     )
 
 

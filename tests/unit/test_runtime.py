@@ -1,9 +1,6 @@
-"""The handler wrapper under concurrent invocations in one process, as the local stack runs them."""
+"""The handler wrapper: Powertools' Logger with the Lambda context, and one EMF metric line per invocation."""
 
 import json
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,38 +18,43 @@ def lambda_env(monkeypatch):
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         # A service of its own: Powertools binds a service's log handler to the stdout of its first Logger.
-        "POWERTOOLS_SERVICE_NAME": "runtime-concurrency-test",
+        "POWERTOOLS_SERVICE_NAME": "runtime-test",
         "POWERTOOLS_METRICS_NAMESPACE": "PicWishPipeline",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
 
 
-def test_concurrent_invocations_keep_their_own_log_keys_and_metrics(lambda_env, capsys):
-    barrier = threading.Barrier(16)
+def context(i):
+    return SimpleNamespace(
+        function_name="picwish-CreateFunction",
+        memory_limit_in_mb=512,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:picwish-CreateFunction",
+        aws_request_id=f"req-{i}",
+    )
 
-    def step(_services, event):
-        barrier.wait()  # every invocation is inside the handler at once
-        time.sleep(0.01)
-        return {"status": "wait", "api_calls": int(event["execution"].split("-")[1])}
 
-    handler = step_handler(step, metric_keys=("api_calls",))
-
-    def invoke(i):
+def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_env, capsys):
+    handler = step_handler(
+        lambda _services, event: {"status": "wait", "api_calls": event["n"]}, metric_keys=("api_calls",)
+    )
+    for i in range(3):
         event = json.loads(EVENT.read_text())  # a CreateTask input, one per execution
-        event["execution"] = f"exec-{i}"
+        event.update(execution=f"exec-{i}", n=i + 1)
         event["job"]["upload"]["key"] = f"incoming/idphoto/{i}.jpg"
-        return handler(event, SimpleNamespace(function_name="fn", aws_request_id=f"req-{i}"))
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(invoke, range(16)))
-    assert [r["api_calls"] for r in results] == list(range(16))
+        assert handler(event, context(i))["api_calls"] == i + 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     logs = [line for line in lines if line.get("message") == "step done"]
     metrics = [line for line in lines if "_aws" in line]
-    assert len(logs) == 16 and len(metrics) == 16
-    for log in logs:  # each line carries its own invocation's keys, never another's
-        i = log["function_request_id"].split("-")[1]
-        assert (log["execution"], log["object_key"]) == (f"exec-{i}", f"incoming/idphoto/{i}.jpg")
-    assert sorted(m["api_calls"][0] for m in metrics) == list(range(16))  # EMF holds each value in a list
-    assert all(m["service"] == "runtime-concurrency-test" and m["operation"] == "idphoto" for m in metrics)
+    assert [(log["function_request_id"], log["execution"], log["object_key"]) for log in logs] == [
+        (f"req-{i}", f"exec-{i}", f"incoming/idphoto/{i}.jpg") for i in range(3)
+    ]
+    assert [log["cold_start"] for log in logs] == [True, False, False]
+    assert [m["api_calls"] for m in metrics] == [[1.0], [2.0], [3.0]]  # one flush per invocation, never merged
+    assert all(m["service"] == "runtime-test" and m["operation"] == "idphoto" for m in metrics)
+
+
+def test_a_handler_without_counts_publishes_no_metrics(lambda_env, capsys):
+    handler = step_handler(lambda _services, _event: {"status": "succeeded"})
+    handler(json.loads(EVENT.read_text()), context(0))
+    assert not [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
