@@ -10,6 +10,7 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import requests
@@ -25,7 +26,7 @@ from offline.moto_iam import enforce_iam
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
-from offline.stack import DeployedStack, deploy
+from offline.stack import TEMPLATE, DeployedStack, deploy
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -96,7 +97,7 @@ class Pipeline:
 
 
 def build(
-    mock_args: tuple[str, ...], parameters: dict[str, str], *, server: bool = False
+    mock_args: tuple[str, ...], parameters: dict[str, str], *, server: bool = False, template: Path = TEMPLATE
 ) -> tuple[Pipeline, ExitStack]:
     """The whole pipeline on a moto server on loopback, with IAM enforced once it is deployed.
 
@@ -134,6 +135,7 @@ def build(
             "AllowHttpResults": "true",
             **parameters,
         },
+        template_path=template,
     )
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
     _give_each_role_its_credentials(deployed, runtime)

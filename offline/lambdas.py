@@ -122,7 +122,7 @@ class _Died(Exception):
 
 
 class LambdaRuntime:
-    def __init__(self, workdir: Path | None = None, *, default_concurrency: int = 10) -> None:
+    def __init__(self, workdir: Path | None = None, *, default_concurrency: int = 16) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="picwish-lambda-") if workdir is None else None
         self.workdir = Path(self._tmp.name if self._tmp else workdir)
         self.default_concurrency = default_concurrency
@@ -145,6 +145,9 @@ class LambdaRuntime:
         self._original_s3 = None
         self._pending: list[threading.Thread] = []
         self._sequencer = itertools.count(int(time.time() * 1000) << 16)
+        self._inherited: dict[str, str] = {}
+        self._inherited_credentials: dict[str, str] = {}
+        self.closed = False
 
     # -- moto hook ------------------------------------------------------------------------------------------
 
@@ -158,6 +161,13 @@ class LambdaRuntime:
 
     def install(self) -> None:
         runtime = self
+        # The environment sandboxes inherit is the one the service started in (endpoint, region), not whatever
+        # this process's environment is when a late retry comes in.
+        self._inherited = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
+        self._inherited_credentials = {
+            k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ
+        }
+        self.closed = False
         self._original = lambda_models.LambdaFunction._invoke_lambda
 
         def invoke(fn, event=None):  # replaces moto's Docker-based LambdaFunction._invoke_lambda
@@ -175,7 +185,8 @@ class LambdaRuntime:
         self.close()
 
     def close(self) -> None:
-        """Every sandbox ends (the local Lambda service shuts down)."""
+        """Every sandbox ends (the local Lambda service shuts down); queued retries are dropped."""
+        self.closed = True
         with self._lock:
             sandboxes = [s for pool in self._pools.values() for s in pool.idle]
             for pool in self._pools.values():
@@ -203,7 +214,7 @@ class LambdaRuntime:
     def _invoke_async(self, fn: Any, event: Any, retries: int = 2) -> None:
         time.sleep(self.s3_delivery_delay_s)
         attempt = 0
-        while True:
+        while not self.closed:
             _payload, errored, _logs = self.invoke(fn, copy.deepcopy(event))
             last = self.invocations[-1] if self.invocations else None
             if not errored:
@@ -215,6 +226,8 @@ class LambdaRuntime:
                 break
             attempt += 1
             time.sleep(min(2**attempt, 4) * 0.1)  # Lambda waits 1 and 2 minutes; scaled down offline
+        if self.closed:
+            return
         with self._lock:
             self.async_failures.append(last)
 
@@ -249,6 +262,14 @@ class LambdaRuntime:
         if isinstance(event, str):
             event = json.loads(event or "{}")
         name = fn.function_name
+        if self.closed:
+            return (
+                json.dumps(
+                    {"errorMessage": "the local Lambda service has stopped", "errorType": "Lambda.ServiceException"}
+                ),
+                True,
+                "",
+            )
         started = time.monotonic()
         fault = self.faults.get(name)
         cold_ms = None
@@ -260,7 +281,7 @@ class LambdaRuntime:
             cold_ms = sandbox.init_ms if cold else None
             try:
                 outcome = self._run(sandbox, event, fault)
-            except (_Died, LambdaCrash):
+            except BaseException:  # died, crashed, or its channel broke: never handed out again
                 self._discard(sandbox)
                 raise
             self._release(sandbox)
@@ -401,10 +422,8 @@ class LambdaRuntime:
         for layer in fn.layers or []:
             root = Path(self._extract(backend.layers_versions_by_arn(layer["Arn"]).code_bytes))
             layer_paths.append(str(root / "python" if (root / "python").is_dir() else root))
-        environment = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
-        credentials = self.credentials.get(fn.function_name) or {
-            k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ
-        }
+        environment = dict(self._inherited)
+        credentials = self.credentials.get(fn.function_name) or self._inherited_credentials
         environment.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,

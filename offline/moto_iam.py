@@ -88,7 +88,7 @@ def _json_denial(self: Any, resource: str = "*") -> None:
             _LambdaIAMRequest if isinstance(self, LambdaResponse) else IAMRequest, resource
         )
     except HTTPException as denied:
-        if denied.code != 403:
+        if type(denied).__name__ != "AccessDeniedError":  # a bad signature or key stays what it is
             raise
         action = f"{self.service_name}:{self._get_action()}"
         raise JsonRESTError(

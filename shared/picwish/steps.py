@@ -102,9 +102,9 @@ class MissingUpload(LookupError):
 
 
 def submit_upload(svc: Services, upload: UploadRef) -> str:
-    """Validate one upload and start its execution. Whatever goes wrong while judging it ends in a failure
-    record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and the
-    exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
+    """Validate one upload and start its execution. Whatever goes wrong while judging or starting it ends in a
+    failure record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and
+    the exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
     path = parse_job_path(upload.key)
     if path is None:
         return "ignored"
@@ -119,9 +119,7 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
         _fail_input(svc, path, upload, error, reason="object missing")
         return "rejected"
     except Exception as exc:
-        # The type only: a message could carry anything (a URL, a header) into a record users read.
-        error = PicWishError(f"the upload could not be judged ({type(exc).__name__}); it will be tried again")
-        _fail_input(svc, path, upload, error, reason="internal error")
+        _fail_internally(svc, path, upload, "the upload could not be judged", exc)
         raise
     # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
     execution_input = json.dumps(
@@ -136,8 +134,20 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
             return "duplicate"
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
+        raise
+    except Exception as exc:
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
         raise
     return "started"
+
+
+def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str, exc: Exception) -> None:
+    """An "internal error" record before the exception goes on to Lambda's retries and the dead-letter queue; a
+    retry that gets through replaces it with the job's own record."""
+    # The type only: a message could carry anything (a URL, a header) into a record users read.
+    error = PicWishError(f"{what} ({type(exc).__name__}); it will be tried again")
+    _fail_input(svc, path, upload, error, reason="internal error")
 
 
 def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:

@@ -1,0 +1,84 @@
+"""Each function is granted exactly the AWS actions its code calls, on the prefixes it uses, and the local stack
+enforces it: a permission taken out of template.yaml fails the pipeline with AccessDenied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from offline.harness import build
+from offline.stack import load_template, package, translate
+from tests.support import images
+from tests.support.aws_calls import actions_of, handler_step
+
+# What Lambda itself does with a function's role, not the function's code: its dead-letter queue and logs.
+SERVICE_USE = {"DeadLetterQueuePolicy"}
+
+
+@pytest.fixture(scope="module")
+def translated():
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="picwish-offline-artifacts")
+        return translate(package(load_template(), s3), {"ApiBaseUrl": "https://api.example"})
+
+
+def granted_statements(translated, function_id):
+    role = translated["Resources"][f"{function_id}Role"]["Properties"]
+    for policy in role.get("Policies", []):
+        if policy["PolicyName"] not in SERVICE_USE:
+            yield from policy["PolicyDocument"]["Statement"]
+
+
+def test_each_function_is_granted_exactly_the_actions_its_code_calls(translated):
+    template = load_template()
+    checked = 0
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        code_dir = Path(resource["Properties"]["CodeUri"]).name
+        called = actions_of(handler_step(code_dir))
+        granted = {a for st in granted_statements(translated, logical_id) for a in _list(st["Action"])}
+        assert granted == called, f"{logical_id}: grants {sorted(granted - called)}, lacks {sorted(called - granted)}"
+        assert resource["Properties"].get("ManagedPolicyArns") is None
+        checked += 1
+    assert checked == 6
+
+
+def test_no_statement_grants_a_whole_bucket_or_every_resource(translated):
+    for logical_id, resource in load_template()["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for statement in granted_statements(translated, logical_id):
+            for target in _list(statement["Resource"]):
+                text = target["Fn::Sub"] if isinstance(target, dict) and "Fn::Sub" in target else str(target)
+                assert text != "*" and "/index/" not in text, (logical_id, text)
+                if "s3:::" in text and "s3:ListBucket" not in _list(statement["Action"]):
+                    prefix = text.split("-${AWS::AccountId}", 1)[-1]
+                    assert prefix in {"/incoming/*", "/masks/*", "/results/*", "/failed/*"}, (logical_id, text)
+
+
+def _list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_a_permission_taken_out_fails_the_pipeline_with_access_denied(tmp_path):
+    """Submit without states:StartExecution: the upload ends in a failure record, and the function's error is
+    the AccessDeniedException the enforced policy answered."""
+    text = (Path(__file__).resolve().parents[2] / "template.yaml").read_text()
+    weakened = tmp_path / "template.yaml"
+    weakened.write_text(text.replace("Action: [states:StartExecution]", "Action: [states:DescribeExecution]", 1))
+    assert weakened.read_text() != text
+    pipeline, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20"}, template=weakened)
+    with stack:
+        key = "incoming/idphoto/denied.jpg"
+        pipeline.upload(key, images.portrait())
+        kind, record = pipeline.record(key, timeout_s=30)
+        assert (kind, record["reason"]) == ("failed", "internal error")
+        assert record["message"] == "the job could not be started (ClientError); it will be tried again"
+        errors = [i.result for i in pipeline.runtime.invocations if i.error]
+        assert errors and "AccessDeniedException" in errors[0] and "StartExecution" in errors[0]
+        assert not pipeline.executions()

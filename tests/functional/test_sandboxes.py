@@ -1,0 +1,121 @@
+"""The local Lambda service runs functions as Lambda does: a process per sandbox, one invocation at a time,
+reused while warm, a timed cold start when all are busy, throttled past the concurrency, and killed past the
+timeout or the memory size. Driven with small functions of its own, so each behaviour is seen directly."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import zipfile
+from types import SimpleNamespace
+
+import pytest
+
+from offline.lambdas import LambdaRuntime
+
+HANDLER = """
+import os, time
+time.sleep(float(os.environ.get("INIT_SLEEP", "0")))
+calls = 0
+
+def handler(event, context):
+    global calls
+    calls += 1
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("allocate_mb"):
+        hog = bytearray(event["allocate_mb"] * 1024 * 1024)
+        hog[::4096] = b"x" * len(hog[::4096])
+    return {"pid": os.getpid(), "calls": calls, "mark": os.environ.get("MARK"),
+            "remaining_ms": context.get_remaining_time_in_millis()}
+"""
+
+
+def function(name, *, timeout=3, memory=128, concurrency=None, source=HANDLER, **environment):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", source)
+    return SimpleNamespace(
+        function_name=name,
+        function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        version="$LATEST",
+        handler="app.handler",
+        code_bytes=buffer.getvalue(),
+        account_id="123456789012",
+        region="us-east-1",
+        layers=[],
+        memory_size=memory,
+        timeout=timeout,
+        reserved_concurrency=concurrency,
+        environment_vars=environment,
+    )
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    with LambdaRuntime(tmp_path).installed() as running:
+        yield running
+
+
+def call(runtime, fn, event=None):
+    payload, errored, _ = runtime.invoke(fn, json.dumps(event or {}))
+    return json.loads(payload), errored
+
+
+def test_a_warm_sandbox_is_reused_and_keeps_its_module_state(runtime):
+    fn = function("warm")
+    first, second = call(runtime, fn)[0], call(runtime, fn)[0]
+    assert first["pid"] == second["pid"] and (first["calls"], second["calls"]) == (1, 2)
+    assert [i.cold_start_ms is not None for i in runtime.invocations] == [True, False]
+
+
+def test_a_busy_sandbox_means_a_cold_start_in_a_new_process(runtime):
+    fn = function("busy", INIT_SLEEP="0.3")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(call(runtime, fn, {"sleep": 0.5})[0])) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["pid"] for r in results}) == 2 and all(r["calls"] == 1 for r in results)
+    assert len(runtime.cold_starts) == 2 and all(ms >= 300 for _, ms in runtime.cold_starts)  # the init, timed
+
+
+def test_each_function_sees_only_its_own_environment(runtime):
+    mine, other = call(runtime, function("mine", MARK="a"))[0], call(runtime, function("other"))[0]
+    assert (mine["mark"], other["mark"]) == ("a", None) and mine["pid"] != other["pid"]
+    assert 0 < mine["remaining_ms"] <= 3000
+
+
+def test_past_its_concurrency_an_invocation_is_throttled(runtime):
+    fn = function("one-at-a-time", concurrency=1)
+    holder = threading.Thread(target=call, args=(runtime, fn, {"sleep": 1.0}))
+    holder.start()
+    time.sleep(0.5)  # the one sandbox is busy (its cold start is done well within this)
+    body, errored = call(runtime, fn)
+    holder.join()
+    assert errored and body["errorType"] == "Lambda.TooManyRequestsException"
+
+
+def test_a_function_past_its_timeout_is_killed(runtime):
+    fn = function("slow", timeout=1)
+    started = time.monotonic()
+    body, errored = call(runtime, fn, {"sleep": 5})
+    assert errored and body == {"errorMessage": "Task timed out after 1.00 seconds", "errorType": "Lambda.Unknown"}
+    assert time.monotonic() - started < 3
+    again, _ = call(runtime, fn)
+    assert again["calls"] == 1  # the killed sandbox is gone: a fresh one started
+
+
+def test_a_function_past_its_memory_is_killed(runtime):
+    body, errored = call(runtime, function("greedy", memory=128), {"allocate_mb": 400, "sleep": 2})
+    assert errored and body["errorType"] == "Lambda.Unknown"
+    assert body["errorMessage"].startswith("Runtime exited with error: signal: killed")
+
+
+def test_an_init_that_fails_is_a_service_error_and_no_sandbox_stays(runtime):
+    body, errored = call(runtime, function("broken", source="raise ImportError('no module named nowhere')"))
+    assert errored and body["errorType"] == "Lambda.ServiceException"
+    assert "Runtime.ImportModuleError: ImportError: no module named nowhere" in body["errorMessage"]
