@@ -10,10 +10,13 @@ import argparse
 import collections
 import json
 import math
+import os
 import random
 import sys
+import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -98,14 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class AwsCallCounter:
-    """Counts the AWS calls the functions make (botocore events of the default session)."""
+    """The AWS calls the functions made, as their sandboxes counted them ("<service>.<Operation>" → n)."""
 
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, event_name: str, **_kw) -> None:
-        _, service, operation = event_name.split(".", 2)
-        self.calls[f"{service}.{operation}"] += 1
+    def __init__(self, calls: collections.Counter[str]) -> None:
+        self.calls = calls
 
     def count(self, service: str, operations: set[str] | None = None, exclude: set[str] | None = None) -> int:
         total = 0
@@ -114,6 +113,33 @@ class AwsCallCounter:
             if svc == service and (operations is None or op in operations) and not (exclude and op in exclude):
                 total += n
         return total
+
+
+class MemoryPeak:
+    """The highest resident memory of the local stack (this process, every sandbox, the mock) while it runs."""
+
+    def __init__(self, measure) -> None:
+        self.measure, self.peak = measure, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, self.measure())
+
+
+def _rss(process) -> int:
+    try:
+        return int(Path(f"/proc/{process.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError, IndexError):
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"\r\x1b[2K{text}" if sys.stderr.isatty() else f"{text}\n")
             sys.stderr.flush()
 
-    counter = AwsCallCounter()
-    boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-call.*.*", counter)
     progress(f"starting the local stack (QPS {args.qps}, time scale {args.time_scale}) …")
     parameters = {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale)}
     if args.fault_slow:
@@ -137,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline, stack = build(("--qps", str(args.qps), "--time-scale", str(args.time_scale)), parameters, server=True)
     with stack:
         runtime = pipeline.runtime
+        counter = AwsCallCounter(runtime.aws_calls)
+        memory = MemoryPeak(lambda: runtime.memory_bytes() + _rss(pipeline.mock.process))
         mine = boto3.Session().client("s3", endpoint_url=pipeline.endpoint_url, region_name=pipeline.stack.region)
         uploads = plan(args, rng)
         crashes = configure_faults(args, pipeline, uploads, rng)
@@ -146,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(key, body, meta) for key, body, meta in uploads if key.startswith("incoming/")]
         counter.calls.clear()
         runtime.invocations.clear()
+        runtime.cold_starts.clear()
+        memory.start()
         started = time.time()
         for key, body, meta in jobs:
             mine.put_object(Bucket=pipeline.stack.input_bucket, Key=key, Body=body, Metadata=meta)
@@ -153,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         last_record = max((_written_at(r) for r in records.values()), default=time.time())
         runtime.wait_idle()
         wait_for_executions(pipeline)
+        memory.stop()
         report = measure(args, pipeline, counter, records, [k for k, _, _ in jobs], started, last_record)
         report["crashes_injected"] = dict(crashes)
+        cold = [ms for _, ms in runtime.cold_starts]
+        report["cold_starts"] = {"count": len(cold), "p50_ms": _percentile(cold, 0.5), "max_ms": max(cold, default=0)}
+        report["peak_memory_mib"] = round(memory.peak / 2**20)
     progress("")
     print(json.dumps(report, indent=2), file=console)
     missed = [name for name, count in report["crashes_injected"].items() if count == 0]
@@ -320,7 +351,8 @@ def measure(
                 executionArn=execution["executionArn"]
             ):
                 transitions += sum(1 for e in history["events"] if e["type"].endswith("StateEntered"))
-    invocations = list(pipeline.runtime.invocations)
+    # Lambda bills what ran: a throttled invocation never did.
+    invocations = [i for i in pipeline.runtime.invocations if i.error != "Lambda.TooManyRequestsException"]
     memory = {fn: pipeline.runtime_memory(fn) for fn in {i.function_name for i in invocations}}
     gb_s = sum(i.seconds * memory[i.function_name] / 1024 for i in invocations)
     wall = max(last - started, 1e-9)

@@ -97,12 +97,19 @@ class Pipeline:
 
 
 def build(
-    mock_args: tuple[str, ...], parameters: dict[str, str], *, server: bool = False, template: Path = TEMPLATE
+    mock_args: tuple[str, ...],
+    parameters: dict[str, str],
+    *,
+    server: bool = False,
+    template: Path = TEMPLATE,
+    concurrency: int = 4,
 ) -> tuple[Pipeline, ExitStack]:
     """The whole pipeline on a moto server on loopback, with IAM enforced once it is deployed.
 
     `server=False` (tests): images go to the API as bytes, functions start warm. `server=True` (the local stack,
-    benchmarks): images go as presigned URLs, as in production; any AWS client can inspect it at `endpoint_url`."""
+    benchmarks): images go as presigned URLs, as in production; any AWS client can inspect it at `endpoint_url`.
+    `concurrency`: sandboxes per function without reserved concurrency (Lambda's account limit is 1,000; on a
+    two-core machine more than a few cold starts at once only slow each other down)."""
     make_moto_atomic()
     enforce_s3_limits()
     speed_up_moto()
@@ -125,7 +132,7 @@ def build(
     stack.callback(_restore, saved)
     boto3.setup_default_session()  # credentials are cached per session: start from this environment's
     requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
-    runtime = stack.enter_context(LambdaRuntime().installed())
+    runtime = stack.enter_context(LambdaRuntime(default_concurrency=concurrency).installed())
     deployed = deploy(
         "picwish",
         {

@@ -11,6 +11,7 @@ Why not moto's own Lambda: it runs code in Docker, and no Docker engine is avail
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -122,16 +123,18 @@ class _Died(Exception):
 
 
 class LambdaRuntime:
-    def __init__(self, workdir: Path | None = None, *, default_concurrency: int = 16) -> None:
+    def __init__(self, workdir: Path | None = None, *, default_concurrency: int = 4) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="picwish-lambda-") if workdir is None else None
         self.workdir = Path(self._tmp.name if self._tmp else workdir)
         self.default_concurrency = default_concurrency
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._freed = threading.Condition(self._lock)  # a sandbox came free (or its slot did)
         self._pools: dict[FunctionSpec, _Pool] = {}
         self._busy: dict[int, Sandbox] = {}
         self._extracted: set[str] = set()
         self.invocations: list[Invocation] = []
         self.cold_starts: list[tuple[str, float]] = []  # (function name, init ms)
+        self.aws_calls: collections.Counter[str] = collections.Counter()  # "<service>.<Operation>" the code made
         # function name → hook(point, event, params) that may raise. Points: "before" and "after" the handler,
         # "before <Service>.<Operation>" / "after <Service>.<Operation>" around each AWS call it makes (params:
         # the call's parameters), so a crash can land between any two steps of a function.
@@ -215,12 +218,12 @@ class LambdaRuntime:
         time.sleep(self.s3_delivery_delay_s)
         attempt = 0
         while not self.closed:
-            _payload, errored, _logs = self.invoke(fn, copy.deepcopy(event))
-            last = self.invocations[-1] if self.invocations else None
+            payload, errored, _logs = self.invoke(fn, copy.deepcopy(event), queue=True)
             if not errored:
                 return
-            if last is not None and last.error == ERROR_TYPES[LambdaThrottled]:
-                time.sleep(0.2)  # Lambda's async queue keeps a throttled event and tries again; not an attempt
+            last = Invocation(fn.function_name, event, payload, json.loads(payload).get("errorType"), 0.0)
+            if last.error == ERROR_TYPES[LambdaThrottled]:
+                time.sleep(0.2)  # a throttle a fault hook injected: the queue keeps the event; not an attempt
                 continue
             if attempt >= retries:
                 break
@@ -258,7 +261,7 @@ class LambdaRuntime:
 
     # -- invocation -----------------------------------------------------------------------------------------
 
-    def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
+    def invoke(self, fn: Any, event: Any, *, queue: bool = False) -> tuple[str, bool, str]:
         if isinstance(event, str):
             event = json.loads(event or "{}")
         name = fn.function_name
@@ -277,7 +280,7 @@ class LambdaRuntime:
             spec = self._spec(fn)
             if fault is not None:
                 fault("before", event, None)
-            sandbox, cold = self._acquire(spec)
+            sandbox, cold = self._acquire(spec, queue=queue)
             cold_ms = sandbox.init_ms if cold else None
             try:
                 outcome = self._run(sandbox, event, fault)
@@ -327,6 +330,8 @@ class LambdaRuntime:
             while True:
                 message = self._next_message(sandbox, deadline)
                 if "fault" not in message:
+                    with self._lock:
+                        self.aws_calls.update(message.get("aws_calls", {}))
                     return message
                 try:
                     fault(message["fault"], event, message["params"])
@@ -357,29 +362,36 @@ class LambdaRuntime:
 
     # -- sandboxes ------------------------------------------------------------------------------------------
 
-    def _acquire(self, spec: FunctionSpec) -> tuple[Sandbox, bool]:
-        with self._lock:
+    def _acquire(self, spec: FunctionSpec, *, queue: bool = False) -> tuple[Sandbox, bool]:
+        """A warm sandbox, else a new one within the concurrency; past it a synchronous invocation is
+        throttled, and an asynchronous one waits in Lambda's event queue for a sandbox to come free."""
+        with self._freed:
             pool = self._pools.setdefault(spec, _Pool())
+            while not pool.idle and pool.running >= spec.concurrency:
+                if not queue or self.closed:
+                    raise LambdaThrottled(f"Rate Exceeded: {spec.name} is at its concurrency of {spec.concurrency}")
+                self._freed.wait(0.5)
             if pool.idle:
                 return pool.idle.pop(), False
-            if pool.running >= spec.concurrency:
-                raise LambdaThrottled(f"Rate Exceeded: {spec.name} is at its concurrency of {spec.concurrency}")
             pool.running += 1
         try:
             return self._start(spec), True
         except BaseException:
-            with self._lock:
+            with self._freed:
                 pool.running -= 1
+                self._freed.notify_all()
             raise
 
     def _release(self, sandbox: Sandbox) -> None:
-        with self._lock:
+        with self._freed:
             self._pools[sandbox.spec].idle.append(sandbox)
+            self._freed.notify_all()
 
     def _discard(self, sandbox: Sandbox) -> None:
         sandbox.kill()
-        with self._lock:
+        with self._freed:
             self._pools[sandbox.spec].running -= 1
+            self._freed.notify_all()
 
     def _start(self, spec: FunctionSpec) -> Sandbox:
         """A cold start: a new process imports the handler's module and runs its init."""

@@ -83,10 +83,16 @@ class FaultPoints:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.active = False
+        self.calls: dict[str, int] = {}  # "<service>.<Operation>" → count, this invocation's AWS calls
 
     def install(self, events: Any) -> None:
         events.register("before-parameter-build", self._before)
         events.register("after-call", self._after)
+        events.register("before-call.*.*", self._count)
+
+    def _count(self, event_name: str, **_kw: Any) -> None:
+        name = event_name.split(".", 1)[1]
+        self.calls[name] = self.calls.get(name, 0) + 1
 
     def _ask(self, point: str, params: Any) -> None:
         self.channel.send({"fault": point, "params": _plain(params)})
@@ -128,7 +134,7 @@ def main() -> None:
             request = channel.recv()
         except EOFError:
             return
-        faults.active = request["faults"]
+        faults.active, faults.calls = request["faults"], {}
         try:
             result = handler(request["event"], Context(request["context"]))
             answer = {"result": json.dumps(result, default=str)}
@@ -141,7 +147,7 @@ def main() -> None:
         finally:
             faults.active = False
         sys.stdout.flush()
-        channel.send(answer)
+        channel.send({**answer, "aws_calls": faults.calls})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def event(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def pipeline():
-    built, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20", "WaitScale": "0.01"})
+    # Eight submits of one event at once, as an account's concurrency (1,000 by default) runs them.
+    built, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20", "WaitScale": "0.01"}, concurrency=10)
     with stack:
         yield built
 

@@ -105,7 +105,9 @@ def test_invoke_is_authorized_as_lambda_invoke_function_on_the_function(world):
     functions = client(endpoint, "lambda", fn)
     # authorized, then not found (no such function): the policy let it through
     assert code(lambda: functions.invoke(FunctionName="allowed", Payload=b"{}")) == "ResourceNotFoundException"
+    assert code(lambda: functions.invoke(FunctionName="allowed")) == "ResourceNotFoundException"  # no body
     assert code(lambda: functions.invoke(FunctionName="other", Payload=b"{}")) == "AccessDeniedException"
+    assert code(lambda: functions.get_function(FunctionName="other")) == "AccessDeniedException"
 
 
 def test_a_presigned_url_is_authorized_as_its_signer_until_it_expires(world):
