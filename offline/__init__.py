@@ -1,1 +1,1 @@
-"""offline: the pipeline without AWS — template.yaml deployed into moto, Lambda code run in-process."""
+"""offline: the pipeline without AWS: template.yaml deployed into moto, each Lambda invocation in a sandbox."""

@@ -14,6 +14,7 @@ from moto import mock_aws
 from offline.stack import ARTIFACTS_BUCKET, ROOT, load_template, package, translate
 
 ASL = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+THROTTLED = "Lambda.TooManyRequestsException"
 LAMBDA_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -95,9 +96,16 @@ def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
     tasks = {name: s for name, s in ASL["States"].items() if s["Type"] == "Task"}
     assert set(tasks) == {"CreateTask", "PollTask", "Finalize", "RecordFailure"}
     for name, state in tasks.items():
-        retry = next(r for r in state["Retry"] if set(r["ErrorEquals"]) >= LAMBDA_ERRORS)
+        retry = next(r for r in state["Retry"] if set(r["ErrorEquals"]) >= LAMBDA_ERRORS - {THROTTLED})
         assert "States.Timeout" in retry["ErrorEquals"]  # a step that ran out of time is retried
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] > 0 and retry["BackoffRate"] > 1
+        # a throttle is transient: retried on its own, long enough to outlast a burst that fills the concurrency
+        throttled = next(r for r in state["Retry"] if r["ErrorEquals"] == [THROTTLED])
+        waits = [
+            min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** i, throttled["MaxDelaySeconds"])
+            for i in range(throttled["MaxAttempts"])
+        ]
+        assert sum(waits) >= 180 and throttled["JitterStrategy"] == "FULL"
         assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
         assert state["TimeoutSeconds"] > 0
     assert ASL["TimeoutSeconds"] > 0
