@@ -266,13 +266,8 @@ class LambdaRuntime:
             event = json.loads(event or "{}")
         name = fn.function_name
         if self.closed:
-            return (
-                json.dumps(
-                    {"errorMessage": "the local Lambda service has stopped", "errorType": "Lambda.ServiceException"}
-                ),
-                True,
-                "",
-            )
+            stopped = {"errorMessage": "the local Lambda service has stopped", "errorType": "Lambda.ServiceException"}
+            return json.dumps(stopped), True, ""
         started = time.monotonic()
         fault = self.faults.get(name)
         cold_ms = None
@@ -284,12 +279,12 @@ class LambdaRuntime:
             cold_ms = sandbox.init_ms if cold else None
             try:
                 outcome = self._run(sandbox, event, fault)
+                if fault is not None:
+                    fault("after", event, None)  # a crash here: the answer was lost with the process
             except BaseException:  # died, crashed, or its channel broke: never handed out again
                 self._discard(sandbox)
                 raise
             self._release(sandbox)
-            if fault is not None:
-                fault("after", event, None)
             if "error" in outcome:
                 error, message, trace = outcome["error"], outcome["message"], outcome["trace"]
                 payload = json.dumps({"errorMessage": message, "errorType": error, "stackTrace": trace})
