@@ -125,3 +125,20 @@ def test_definition_substitutions_cover_every_placeholder():
 
     assert set(re.findall(r"\$\{(\w+)\}", text)) == set(subs)
     assert Path(ROOT / template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionUri"]).exists()
+
+
+def test_every_way_an_execution_ends_badly_and_a_dead_letter_raise_an_alarm(translated):
+    alarms = resources(translated, "AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
+        assert ("AWS/States", metric) in watched, metric
+    dead_letters = [
+        a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "QueueName"]}
+    ]
+    assert dead_letters and dead_letters[0]["Namespace"] == "AWS/SQS" and dead_letters[0]["Threshold"] == 1
+    for alarm in alarms.values():  # each says what it watches, and pages whoever the stack was given
+        assert alarm["Properties"]["AlarmActions"]["Fn::If"][0] == "HasAlarmEmail"
+        assert alarm["Properties"]["AlarmDescription"]
