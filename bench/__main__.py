@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
     p.add_argument("--spread", type=float, default=0.3, help="sigma of the log-normal processing-time factor")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=4, help="Lambda sandboxes per function (local stack)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--faults", action="store_true", help="turn on every fault below at its preset rate")
     p.add_argument("--fault-500", type=float, default=0.0, help="rate of API calls answered 500")
@@ -157,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale)}
     if args.fault_slow:
         parameters["ApiReadTimeout"] = "2"
-    pipeline, stack = build(("--qps", str(args.qps), "--time-scale", str(args.time_scale)), parameters, server=True)
+    pipeline, stack = build(
+        ("--qps", str(args.qps), "--time-scale", str(args.time_scale)),
+        parameters,
+        server=True,
+        concurrency=args.concurrency,
+    )
     with stack:
         runtime = pipeline.runtime
         counter = AwsCallCounter(runtime.aws_calls)
@@ -396,6 +402,7 @@ def measure(
         "settings": {
             "qps": args.qps,
             "time_scale": args.time_scale,
+            "concurrency": args.concurrency,
             "mix": args.mix,
             "spread": args.spread,
             "faults": {k: getattr(args, k) for k in FAULT_PRESET if getattr(args, k)},
