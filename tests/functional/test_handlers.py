@@ -1,4 +1,4 @@
-"""Each handler invoked through Lambda (moto → the in-process runtime) on its sample event from events/."""
+"""Each handler invoked through Lambda (moto → a local sandbox) on its sample event from events/."""
 
 from __future__ import annotations
 
