@@ -51,3 +51,12 @@ def fast_pipeline():
     )
     with stack:
         yield built
+
+
+@pytest.fixture
+def pipeline(fast_pipeline):
+    """The shared fast pipeline, handed back as the test found it: no fault hooks, single deliveries, no rules."""
+    yield fast_pipeline
+    fast_pipeline.runtime.faults.clear()
+    fast_pipeline.runtime.s3_delivery_copies = 1
+    fast_pipeline.mock.clear_rules()

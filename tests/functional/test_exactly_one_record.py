@@ -18,18 +18,6 @@ from picwish.uploads import S3_KEY_MAX_BYTES
 from tests.support import images
 
 
-@pytest.fixture(scope="module")
-def pipeline(fast_pipeline):
-    return fast_pipeline
-
-
-@pytest.fixture(autouse=True)
-def clean_faults(pipeline):
-    yield
-    pipeline.runtime.faults.clear()
-    pipeline.mock.clear_rules()
-
-
 def posts_for(pipeline, filename: str) -> list[dict]:
     return [
         e

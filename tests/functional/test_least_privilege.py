@@ -79,6 +79,7 @@ def test_a_permission_taken_out_fails_the_pipeline_with_access_denied(tmp_path):
         kind, record = pipeline.record(key, timeout_s=30)
         assert (kind, record["reason"]) == ("failed", "internal error")
         assert record["message"] == "the job could not be started (ClientError); it will be tried again"
+        pipeline.runtime.wait_idle()  # the record is written before the function raises: let it finish
         errors = [i.result for i in pipeline.runtime.invocations if i.error]
         assert errors and "AccessDeniedException" in errors[0] and "StartExecution" in errors[0]
         assert not pipeline.executions()

@@ -16,19 +16,6 @@ from picwish.states import TASK_STATES
 from tests.support import images
 
 
-@pytest.fixture(scope="module")
-def pipeline(fast_pipeline):
-    return fast_pipeline
-
-
-@pytest.fixture(autouse=True)
-def clean_faults(pipeline):
-    yield
-    pipeline.runtime.faults.clear()
-    pipeline.runtime.s3_delivery_copies = 1
-    pipeline.mock.clear_rules()
-
-
 def posts_for(pipeline, filename):
     return [
         e
