@@ -16,6 +16,7 @@ from offline.stack import ARTIFACTS_BUCKET, ROOT, load_template, package, transl
 ASL = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
 THROTTLED = "Lambda.TooManyRequestsException"
 LAMBDA_ERRORS = {
+    "Lambda.ClientExecutionTimeoutException",  # AWS's list of transient Lambda service errors to retry
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
