@@ -14,7 +14,6 @@ from pathlib import Path
 
 import boto3
 import requests
-from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from mock_server.pytest_plugin import RunningMock, start_mock
@@ -22,7 +21,7 @@ from offline import moto_speed
 from offline.iam import mirror_role, operator
 from offline.lambdas import LambdaRuntime
 from offline.moto_atomic import make_moto_atomic
-from offline.moto_iam import enforce_iam
+from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
@@ -147,7 +146,7 @@ def build(
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
     _give_each_role_its_credentials(deployed, runtime)
     enforce_iam(endpoint)
-    stack.callback(_relax_iam)
+    stack.callback(_forget_credentials)
     if not server:
         runtime.preload(deployed.functions().values(), deployed.account, deployed.region)
     pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"), endpoint)
@@ -169,8 +168,8 @@ def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRunt
     boto3.setup_default_session()
 
 
-def _relax_iam() -> None:
-    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+def _forget_credentials() -> None:
+    relax_iam()
     moto_speed.STATE_MACHINE_CREDENTIALS.clear()
     boto3.setup_default_session()
 

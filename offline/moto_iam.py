@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from moto import settings as moto_settings
 from moto.awslambda.responses import LambdaResponse
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError
@@ -150,6 +151,11 @@ def patch_moto_iam() -> None:
             response_class._authenticate_and_authorize_normal_action = _json_denial
         ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = _s3_action
         _PATCHED.append(True)
+
+
+def relax_iam() -> None:
+    """Back to moto's default: no request is checked (enforcement is process-wide, every moto server shares it)."""
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
 
 
 def enforce_iam(endpoint_url: str) -> None:

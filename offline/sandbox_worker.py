@@ -76,9 +76,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 class FaultPoints:
-    """Around each AWS call, asks the runtime whether a fault lands there (only when it has a hook for this
-    function); the answer is to go on, or an exception to raise here. A crash never answers: the runtime kills
-    this process, as a dying sandbox would be."""
+    """Each AWS call of an invocation: counted (the runtime's bill of AWS requests), and, when the runtime has a
+    fault hook for this function, put to it before and after; the answer is to go on, or an exception to raise
+    here. A crash never answers: the runtime kills this process, as a dying sandbox would be."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel

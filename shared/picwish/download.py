@@ -124,17 +124,17 @@ def fetch_output(
     if not output.url:
         raise ResultDownloadError("the output has neither data nor a URL")
     address = check_url_allowed(output.url, settings, resolve)
-    started = time.monotonic()
     with requests.Session() as session:
         headers = {"Accept-Encoding": "identity"}
         if address is not None:
             parts = urlsplit(output.url)
             session.mount(f"{parts.scheme}://", _PinnedAdapter(address, parts.hostname or ""))
             headers["Host"] = parts.netloc.rpartition("@")[2]
-        return _transfer(session, output.url, headers, settings, started + deadline_s, deadline_s)
+        return _transfer(session, output.url, headers, settings, deadline_s)
 
 
-def _transfer(session, url, headers, settings: ClientSettings, deadline: float, deadline_s: float) -> Downloaded:
+def _transfer(session, url, headers, settings: ClientSettings, deadline_s: float) -> Downloaded:
+    deadline = time.monotonic() + deadline_s
     try:
         response = session.get(
             url,

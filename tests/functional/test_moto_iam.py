@@ -14,9 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from offline.harness import _relax_iam
 from offline.iam import operator
-from offline.moto_iam import enforce_iam
+from offline.moto_iam import enforce_iam, relax_iam
 
 ACCOUNT = "123456789012"
 
@@ -28,7 +27,7 @@ def server(monkeypatch):
     endpoint = f"http://127.0.0.1:{moto.get_host_and_port()[1]}"
     requests.post(f"{endpoint}/moto-api/reset", timeout=10)
     yield endpoint
-    _relax_iam()
+    relax_iam()
     requests.post(f"{endpoint}/moto-api/reset", timeout=10)
     moto.stop()
 
