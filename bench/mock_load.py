@@ -37,17 +37,22 @@ def main() -> None:
         url = f"{mock.url}/api/tasks/visual/idphoto/{created['data']['task_id']}"
         latencies: list[float] = []
         errors = [0]
+        crashed: list[BaseException] = []
         lock = threading.Lock()
         stop_at = time.monotonic() + args.seconds
 
         def worker() -> None:
             session = requests.Session()
             local, bad = [], 0
-            while time.monotonic() < stop_at and len(latencies) + len(local) < args.max_requests:
-                started = time.perf_counter()
-                response = session.get(url, headers=headers, timeout=10)
-                local.append(time.perf_counter() - started)
-                bad += response.status_code != 200
+            try:
+                while time.monotonic() < stop_at and len(latencies) + len(local) < args.max_requests:
+                    started = time.perf_counter()
+                    response = session.get(url, headers=headers, timeout=10)
+                    local.append(time.perf_counter() - started)
+                    bad += response.status_code != 200
+            except Exception as exc:  # a worker that died is reported, not a silently smaller sample
+                with lock:
+                    crashed.append(exc)
             with lock:
                 latencies.extend(local)
                 errors[0] += bad
@@ -59,6 +64,8 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - started
+        if crashed:
+            raise SystemExit(f"{len(crashed)} of {args.concurrency} workers died; the first: {crashed[0]!r}")
         latencies.sort()
         print(
             json.dumps(

@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-admin", action="store_false", dest="admin")
     parser.add_argument("--errors-in-body", action="store_true", default=None, help="errors as HTTP 200 + status")
     parser.add_argument("--public-url", help="base of result links (default: the URL a request came in on)")
+    parser.add_argument(
+        "--render-max-side", type=int, help="render results from inputs scaled to this longer side (default: full)"
+    )
     parser.add_argument("--threads", type=int, default=16)
     return parser.parse_args(argv)
 
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         admin=args.admin,
         errors_in_body=args.errors_in_body,
         public_url=args.public_url,
+        render_max_side=args.render_max_side,
     )
     server = create_server(create_app(config), host=args.host, port=args.port, threads=args.threads)
     url = f"http://{args.host}:{server.effective_port}"

@@ -39,6 +39,10 @@ class MockConfig:
     chaos: Mapping[str, float] = field(default_factory=dict)
     chaos_seed: int = 1
     slow_s: float = 3.0
+    # Results are rendered from inputs scaled down to this many pixels on their longer side (None: full size).
+    # Rendering is CPU the real API spends elsewhere; a load test of the pipeline sets it so the mock is not
+    # what it measures.
+    render_max_side: int | None = None
     processing_s: Mapping[str, float] = field(
         default_factory=lambda: {name: op.typical_processing_s for name, op in OPERATIONS.items()}
     )

@@ -3,6 +3,7 @@ validation (the client is tested against this), but from the same catalog of doc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -42,11 +43,15 @@ class CreateRequest:
         return ""
 
     def describe(self) -> dict[str, Any]:
-        """For the journal: every field, files reduced to name and size."""
+        """For the journal: every field, files reduced to name, size and digest."""
         described: dict[str, Any] = {"sync": int(self.sync), **self.options}
         for slot, source in self.sources.items():
             if isinstance(source, Upload):
-                described[f"{slot}_file"] = {"filename": source.filename, "bytes": len(source.data)}
+                described[f"{slot}_file"] = {
+                    "filename": source.filename,
+                    "bytes": len(source.data),
+                    "sha256": hashlib.sha256(source.data).hexdigest(),
+                }
             else:
                 described[f"{slot}_url"] = source
         return described

@@ -182,5 +182,17 @@ RENDERERS = {
 }
 
 
+def scaled(images: dict[str, Image.Image], max_side: int | None) -> dict[str, Image.Image]:
+    """Every input at one common smaller size (image and masks keep matching), when the longer side is larger."""
+    if not max_side or not images:
+        return images
+    width, height = images.get("image", next(iter(images.values()))).size
+    if max(width, height) <= max_side:
+        return images
+    factor = max_side / max(width, height)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return {name: image.resize(size, Image.Resampling.BILINEAR) for name, image in images.items()}
+
+
 def render(operation: str, images: dict[str, Image.Image], options: dict[str, Any]) -> list[OutputFile]:
     return RENDERERS[operation](images, options)

@@ -236,7 +236,8 @@ class MockBackend:
                 state, terminal = self._final_state(task), True
             else:
                 state, terminal = task.states[_index(step, steps, len(task.states))], False
-            progress = 100 if state == 1 else int(min(fraction, 0.99) * 100) if state != 0 else 0
+            curve = task.outcome.progress_curve or 1.0
+            progress = 100 if state == 1 else int(min(fraction**curve, 0.99) * 100) if state != 0 else 0
             if state == 1:
                 failure = self._inputs_failure(task)
                 if failure is not None:
@@ -280,7 +281,9 @@ class MockBackend:
         if task.outputs is not None:
             return
         prepared: Prepared = task.prepared.result()
-        files = imaging.render(task.operation.name, prepared.images, task.request.options)
+        files = imaging.render(
+            task.operation.name, imaging.scaled(prepared.images, self.config.render_max_side), task.request.options
+        )
         ttl = task.outcome.result_ttl if task.outcome.result_ttl is not None else self.config.result_ttl_s
         expires = self.clock() + ttl
         outputs = []

@@ -48,6 +48,7 @@ class Outcome:
     status_in_body: bool | None = None  # errors as HTTP 200 with the status in the body
     result_ttl: float | None = None  # seconds the result links live
     result: str | None = None  # "missing" / "empty": the done task's outputs are left out / sent as ""
+    progress_curve: float | None = None  # progress reported as (fraction of the time)^curve; 1 (linear) by default
 
     def merged(self, other: Outcome) -> Outcome:
         """`other`'s settings win where it has any."""
@@ -71,8 +72,10 @@ def outcome_from_mapping(data: dict[str, Any]) -> Outcome:
         try:
             if name == "script":
                 values[name] = parse_script(value)
-            elif name in ("processing", "result_ttl"):
+            elif name in ("processing", "result_ttl", "progress_curve"):
                 values[name] = float(value)
+                if name == "progress_curve" and not 0.1 <= values[name] <= 10:
+                    raise ValueError(value)
             elif name == "result":
                 if value not in RESULT_DEFECTS:
                     raise ValueError(value)

@@ -26,6 +26,7 @@ from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.records import wait_record
 from offline.stack import TEMPLATE, DeployedStack, deploy
+from picwish.ratelimit import SCHEDULE
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -93,6 +94,12 @@ class Pipeline:
 
     def executions(self) -> list[dict]:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
+
+    def forget_schedule(self) -> None:
+        """Drop the create lane and the learned durations, as on a new stack (slots already reserved stay)."""
+        boto3.client("dynamodb").delete_item(
+            TableName=self.stack.resources["RateLimitTable"], Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}}
+        )
 
 
 def build(

@@ -135,6 +135,7 @@ class LambdaRuntime:
         self.invocations: list[Invocation] = []
         self.cold_starts: list[tuple[str, float]] = []  # (function name, init ms)
         self.aws_calls: collections.Counter[str] = collections.Counter()  # "<service>.<Operation>" the code made
+        self.log_bytes: collections.Counter[str] = collections.Counter()  # function name → bytes it logged
         # function name → hook(point, event, params) that may raise. Points: "before" and "after" the handler,
         # "before <Service>.<Operation>" / "after <Service>.<Operation>" around each AWS call it makes (params:
         # the call's parameters), so a crash can land between any two steps of a function.
@@ -402,7 +403,7 @@ class LambdaRuntime:
         )
         child.close()
         for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
-            threading.Thread(target=_forward, args=(pipe, name), daemon=True).start()
+            threading.Thread(target=_forward, args=(pipe, name, spec.name, self.log_bytes), daemon=True).start()
         channel = Channel(parent)
         channel.send({"paths": list(spec.paths), "handler": spec.handler, "function_name": spec.name})
         sandbox = Sandbox(spec, process, channel, 0.0)
@@ -477,10 +478,12 @@ class _ServiceError(Exception):
     """The local Lambda service could not run the function (its init failed): Lambda.ServiceException."""
 
 
-def _forward(pipe: Any, name: str) -> None:
+def _forward(pipe: Any, name: str, function: str, counted: collections.Counter[str]) -> None:
     """A sandbox's log lines go to this process's stdout/stderr as they are at the time of writing (the local
-    stack points them at .local/lambda.log, as Lambda sends them to CloudWatch; pytest captures them)."""
+    stack points them at .local/lambda.log, as Lambda sends them to CloudWatch; pytest captures them), and are
+    counted, as CloudWatch bills what it ingests."""
     for line in iter(pipe.readline, b""):
+        counted[function] += len(line)
         stream = getattr(sys, name)
         with contextlib.suppress(ValueError, OSError):
             stream.write(line.decode("utf-8", "replace"))

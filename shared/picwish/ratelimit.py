@@ -8,10 +8,9 @@ Slots are the plan; send times are what the API counts. Shortly before its slot 
 before it really went out (`ready_at`) and announces its own (`mark_called`): a call that went out late moves
 the next ones a little later — the headroom absorbs that within a few slots — instead of making one a 429.
 
-Polls come first: a poll reserves its slot as soon as its create is done (where the task is likely finished),
-while a create may only take a slot within a short horizon. Creates that find none wait in a ticket queue for
-a time estimated from how many creates are ahead of them, so a burst of uploads neither starves the polls of
-tasks already paid for (latency) nor wakes up over and over (cost).
+Creates take their places in a lane, a fixed gap apart, and reserve the slot at their place at once: a burst of
+uploads waits once each, and the slots between creates are left to the polls of tasks already paid for, which
+reserve theirs where the task is predicted to be done (see `polling`).
 """
 
 from __future__ import annotations
@@ -23,8 +22,11 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from .polling import Durations
+
 PARTITION = "api-slots"
-QUEUE = "create-queue"  # sk 0: tickets handed out; sk 1: creates admitted to a slot
+SCHEDULE = "schedule"  # sk 0: the create lane and the learned durations
+BUSY_WINDOW_S = 2.0  # creates queued further ahead than this mean the budget is busy
 
 
 @dataclass
@@ -43,9 +45,9 @@ class SlotLimiter:
     def spacing(self) -> float:
         return 1.0 / (self.qps * self.headroom)
 
-    def reserve(self, not_before: float | None = None, horizon_s: float | None = None) -> float | None:
-        """Reserve one call slot; returns the Unix time at which the call may be made. With a horizon, only a
-        slot within `horizon_s` of the start is taken, and None means there was none."""
+    def reserve(self, not_before: float | None = None) -> float:
+        """Reserve one call slot, the first free one at or after `not_before` (default: now); returns the Unix
+        time at which the call may be made."""
         start = max(self.clock(), not_before or 0.0)
         index = math.ceil(start / self.spacing)
         # No attempt limit: every pass moves `index` forward (past a page of taken slots, or past a slot lost to
@@ -54,8 +56,6 @@ class SlotLimiter:
             taken = self._taken_from(index)
             while index in taken:
                 index += 1
-            if horizon_s is not None and index * self.spacing > start + horizon_s:
-                return None
             if len(taken) == self.page and index > max(taken):
                 continue  # the whole page was taken: look at the next one before trying a slot
             try:
@@ -121,53 +121,64 @@ class SlotLimiter:
             ExpressionAttributeValues={":t": {"N": repr(sent_at)}},
         )
 
-    # -- the create queue ---------------------------------------------------------------------------------
+    # -- the create lane and what recent tasks took --------------------------------------------------------
 
-    def take_ticket(self, owner: str | None = None) -> int:
-        """A place in the create queue; with an owner (the execution), the same place on every retry."""
-        if owner is None:
-            return self._add(0)
-        key = {"pk": {"S": f"ticket#{owner}"}, "sk": {"N": "0"}}
-        item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
-        if item:
-            return int(item["n"]["N"])
-        ticket = self._add(0)
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={**key, "n": {"N": str(ticket)}, "expires_at": {"N": str(int(self.clock()) + self.ttl_s)}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)["Item"]
-            return int(item["n"]["N"])
-        return ticket
-
-    def admitted(self) -> int:
+    def schedule(self) -> Schedule:
         item = self.client.get_item(
-            TableName=self.table_name, Key={"pk": {"S": QUEUE}, "sk": {"N": "1"}}, ConsistentRead=True
+            TableName=self.table_name, Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}}, ConsistentRead=True
         ).get("Item")
-        return int(item["n"]["N"]) if item else 0
+        return Schedule.from_item(item or {})
 
-    def admit(self) -> int:
-        return self._add(1)
+    def reserve_create(self, gap_s: float) -> float:
+        """A slot for a create at its place in the create lane: `gap_s` after the create before it, or now when
+        the lane is idle. Every create gets a definite slot at once, so one waits once however long the backlog,
+        and the slots between creates stay free for the polls of tasks already paid for."""
+        while True:
+            lane = self.schedule().lane_at
+            # On the slot grid; the tolerance keeps a place exactly on a slot from rounding up to the next one.
+            at = math.ceil(max(self.clock(), (lane or 0.0) + gap_s) / self.spacing - 1e-6) * self.spacing
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}},
+                    UpdateExpression="SET lane_at = :at",
+                    ConditionExpression="attribute_not_exists(lane_at)" if lane is None else "lane_at = :was",
+                    ExpressionAttributeValues={":at": {"N": repr(at)}}
+                    | ({} if lane is None else {":was": {"N": repr(lane)}}),
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue  # another create took this place: read the lane again
+            return self.reserve(not_before=at)
 
-    def _add(self, sk: int) -> int:
-        response = self.client.update_item(
+    def learn(self, operation: str, durations: Durations) -> None:
+        """Store an operation's updated durations. Two completions at once may both read the old value and one
+        update is lost: an estimate that learns a little slower, never a wrong one."""
+        self.client.update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": QUEUE}, "sk": {"N": str(sk)}},
-            UpdateExpression="ADD n :one",
-            ExpressionAttributeValues={":one": {"N": "1"}},
-            ReturnValues="UPDATED_NEW",
+            Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}},
+            UpdateExpression="SET #op = :d",
+            ExpressionAttributeNames={"#op": f"d:{operation}"},
+            ExpressionAttributeValues={":d": durations.to_item()},
         )
-        return int(response["Attributes"]["n"]["N"])
 
-    def queue_wait(self, ticket: int, admitted: int, window_s: float = 2.0) -> float:
-        """Seconds until about `ticket`'s turn: 0 when it is among the creates that fit in the next `window_s`,
-        else the creates ahead of those at the rate creates get slots (about half of them: every image needs
-        a create and at least one poll)."""
-        ahead = max(0, ticket - admitted - 1)
-        front = max(1, int(window_s / self.spacing))
-        return max(0, ahead - front + 1) * self.spacing * 2
+
+@dataclass(frozen=True)
+class Schedule:
+    """The shared scheduling item: where the create lane ends, and each operation's learned durations."""
+
+    lane_at: float | None
+    durations: dict[str, dict]
+
+    @classmethod
+    def from_item(cls, item: dict) -> Schedule:
+        lane = float(item["lane_at"]["N"]) if "lane_at" in item else None
+        return cls(lane, {k[2:]: v for k, v in item.items() if k.startswith("d:")})
+
+    def busy(self, now: float, window_s: float = BUSY_WINDOW_S) -> bool:
+        """Creates are queued beyond the next few seconds: the budget is the bottleneck."""
+        return self.lane_at is not None and self.lane_at > now + window_s
+
+    def durations_of(self, operation: str, typical_s: float) -> Durations:
+        return Durations.from_item(self.durations.get(operation), typical_s)

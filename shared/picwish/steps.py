@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from botocore.exceptions import ClientError
 
-from . import records
+from . import polling, records
 from .catalog import MAX_URL_LENGTH, OPERATIONS, Operation, get_operation
 from .client import PicWishClient
 from .config import PipelineSettings
@@ -48,8 +48,9 @@ from .validation import check_image_size, validate_request
 
 logger = logging.getLogger(__name__)
 
-CREATE_HORIZON_S = 1.0  # a create takes only a slot this close; further ones are left to polls
-MAX_QUEUE_WAIT_S = 60  # a create in the queue looks again at least this often
+IDLE_POLL_GAP = 0.5  # of the operation's poll interval: an idle budget can afford polls that close together
+IDLE_MAX_POLL_GAP = 2.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
+CREATE_LANE_GAP = 2  # slots from one create's place to the next: every other slot is left to polls
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
@@ -221,8 +222,8 @@ def create_step(svc: Services, payload: dict) -> dict:
     throttles = int(previous.get("throttles", 0))
     calls = int(previous.get("api_calls", 0))  # 429s before this attempt count too: they spent budget
     waiting = {"status": "wait", "throttles": throttles, "api_calls": calls}
-    slot = _create_slot(svc, previous, name)
-    if "slot_at" not in slot or slot["wait_s"] >= 1:
+    slot = _create_slot(svc, previous)
+    if slot["wait_s"] >= 1:
         return {**waiting, **slot}
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
     client = svc.client(refresh=bool(previous.get("refresh_key")))
@@ -236,7 +237,7 @@ def create_step(svc: Services, payload: dict) -> dict:
         svc,
         slot["slot_at"],
         lambda: _create_call(svc, op, job, name, previous, client, image, masks, throttles, calls),
-        otherwise={**waiting, "ticket": slot.get("ticket", previous.get("ticket"))},
+        otherwise=waiting,
         prepare=claim,
     )
 
@@ -288,27 +289,16 @@ def _create_call(
     return _created(svc, op, task.task_id, created_at, previous, api_calls=calls, throttles=throttles)
 
 
-def _create_slot(svc: Services, previous: dict, execution: str) -> dict:
-    """A slot for a create within the horizon, else the wait for this create's turn in the queue.
-
-    The queue only estimates: a ticket whose execution died is never admitted, so a create that saw no
-    admission at all while it waited tries for a slot anyway — the queue can slow down, never stall.
-    """
+def _create_slot(svc: Services, previous: dict) -> dict:
+    """The slot this create waits for: the one it already holds, a slot right away when it woke too late for
+    that one (it has waited its turn), else a place in the create lane."""
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
-    if slot_at is not None and not limiter.missed(float(slot_at)):
-        return _wait_for(svc, float(slot_at))
-    ticket = previous.get("ticket") or limiter.take_ticket(execution)  # a retry without it gets the same one
-    admitted = limiter.admitted()
-    queue_wait = limiter.queue_wait(ticket, admitted)
-    stalled = previous.get("admitted_seen") == admitted
-    if stalled or queue_wait == 0:
-        reserved = limiter.reserve(svc.clock(), horizon_s=CREATE_HORIZON_S)
-        if reserved is not None:
-            limiter.admit()
-            return {"ticket": ticket, **_wait_for(svc, reserved)}
-    wait = max(1, min(MAX_QUEUE_WAIT_S, math.ceil(queue_wait)))
-    return {"ticket": ticket, "admitted_seen": admitted, "wait_s": wait}
+    if slot_at is None:
+        return _wait_for(svc, limiter.reserve_create(limiter.spacing * CREATE_LANE_GAP))
+    if limiter.missed(float(slot_at)):
+        return _wait_for(svc, limiter.reserve(svc.clock()))
+    return _wait_for(svc, float(slot_at))
 
 
 def _create_failed(reason: str, error: PicWishError | dict, throttles: int, calls: int) -> dict:
@@ -322,8 +312,10 @@ def _create_failed(reason: str, error: PicWishError | dict, throttles: int, call
 
 
 def _created(svc: Services, op: Operation, task_id: str, created_at: float, previous: dict, **counts) -> dict:
-    # The first poll goes where the task is likely done: fewer polls for the same latency.
-    first_poll = svc.limiter().reserve(created_at + op.typical_processing_s * svc.settings.wait_scale)
+    limiter = svc.limiter()
+    schedule = limiter.schedule()
+    durations = schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
+    first_poll = limiter.reserve(polling.first_poll_at(created_at, durations, busy=schedule.busy(svc.clock())))
     return {
         "status": "created",
         "task_id": task_id,
@@ -504,6 +496,7 @@ def poll_step(svc: Services, payload: dict) -> dict:
         "api_calls": int(previous.get("api_calls", create.get("api_calls", 0))),
         "errors": int(previous.get("errors", 0)),
         **({"last_error": previous["last_error"]} if previous.get("last_error") else {}),
+        **({"polled_at": previous["polled_at"]} if previous.get("polled_at") else {}),
     }
     if svc.clock() > float(create["deadline_at"]):
         return {**base, "phase": "timeout"}
@@ -548,14 +541,23 @@ def _poll_call(
         return {**polled, "errors": errors, "last_error": exc.to_record(), **_wait_for(svc, later)}
     except PicWishError as exc:
         return _poll_failed(polled, "api error", exc)
-    polled.update(state=result.state, progress=result.progress, errors=0)
+    now = svc.clock()
+    polled.update(state=result.state, progress=result.progress, errors=0, polled_at=now)
     polled.pop("last_error", None)
+    limiter = svc.limiter()
+    schedule = limiter.schedule()
+    durations = schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
+    created_at = float(create["created_at"])
     if result.is_done:
         missing = [f"data.{name}" for name in op.results_for(job["options"]) if not result.carries(name)]
         if missing:
             asked = f"without {' and '.join(missing)}, which its options ask for"
             error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
             return _poll_failed(polled, "unexpected response", error)
+        seconds = polling.completion_sample(
+            created_at, base.get("polled_at"), now, result.created_at, result.completed_at
+        )
+        limiter.learn(op.name, durations.learn(seconds))
         return {
             **polled,
             "phase": "done",
@@ -563,8 +565,18 @@ def _poll_call(
             "completed_at": result.completed_at,
             "task_created_at": result.created_at,
         }
+    busy = schedule.busy(now)
     interval = op.poll_interval_s * svc.settings.wait_scale
-    return {**polled, **_wait_for(svc, svc.limiter().reserve(svc.clock() + interval))}
+    at = polling.next_poll_at(
+        created_at,
+        now,
+        result.progress,
+        durations,
+        busy=busy,
+        min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
+        max_gap_s=interval * IDLE_MAX_POLL_GAP,
+    )
+    return {**polled, **_wait_for(svc, limiter.reserve(at))}
 
 
 def _poll_failed(polled: dict, reason: str, error: PicWishError) -> dict:

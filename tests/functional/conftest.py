@@ -55,8 +55,10 @@ def fast_pipeline():
 
 @pytest.fixture
 def pipeline(fast_pipeline):
-    """The shared fast pipeline, handed back as the test found it: no fault hooks, single deliveries, no rules."""
+    """The shared fast pipeline, handed back as the test found it: no fault hooks, single deliveries, no rules,
+    nothing learned about processing times."""
     yield fast_pipeline
+    fast_pipeline.forget_schedule()
     fast_pipeline.runtime.faults.clear()
     fast_pipeline.runtime.s3_delivery_copies = 1
     fast_pipeline.mock.clear_rules()

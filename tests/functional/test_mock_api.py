@@ -1,6 +1,7 @@
 """The mock's endpoints in-process: envelope, statuses, lifecycle, scenarios, journal, credits and outputs."""
 
 import base64
+import hashlib
 import io
 import zipfile
 
@@ -77,6 +78,31 @@ def test_processing_states_and_rising_progress():
     assert states == [0, 2, 3, 4, 6, 5, 1]  # one state per second of the six, inpaint loops (6)
     assert [p for _, p in seen] == sorted(p for _, p in seen)
     assert seen[0] == (0, 0) and seen[-1] == (1, 100)
+
+
+@pytest.mark.parametrize(("curve", "expected"), [(None, [0, 30, 50, 70, 90]), (2.0, [0, 9, 25, 48, 81])])
+def test_progress_follows_its_curve(curve, expected):
+    clock = [1000.0]
+    app = create_app(MockConfig(api_keys=(KEY,), qps=0, processing_s={"correction": 10.0}), backend=None)
+    app.extensions["picwish_mock"].clock = lambda: clock[0]
+    web = app.test_client()
+    prefer = {"Prefer": f"progress_curve={curve}"} if curve else {}
+    task_id = create(web, "correction", headers=prefer, image_file=PHOTO).json["data"]["task_id"]
+    seen = []
+    for at in (1, 3, 5, 7, 9):
+        clock[0] = 1000.0 + at
+        seen.append(query(web, "correction", task_id).json["data"]["progress"])
+    assert seen == expected  # queued (state 0) for the first fifth, then the fraction of the time to the power
+
+
+def test_results_are_rendered_from_inputs_no_larger_than_the_render_size():
+    app = create_app(MockConfig(api_keys=(KEY,), qps=0, time_scale=0.001, render_max_side=64), backend=None)
+    web = app.test_client()
+    big = images.encode(Image.new("RGB", (400, 300), (200, 120, 40)), "JPEG")
+    task_id = create(web, "correction", image_file=big).json["data"]["task_id"]
+    data = run_to_end(web, "correction", task_id)["data"]
+    out = Image.open(io.BytesIO(fetch(web, data["image"]).data))
+    assert max(out.size) <= 64
 
 
 def test_progression_by_polls(web):
@@ -281,7 +307,11 @@ def test_journal_credits_and_reset(web):
     create(web, "correction", image_file=PHOTO, sync="1")
     journal = web.get("/__mock__/requests").json["requests"]
     assert [e["operation"] for e in journal] == ["idphoto", "correction"]
-    assert journal[0]["fields"]["image_file"] == {"filename": "image_file.bin", "bytes": len(PHOTO)}
+    assert journal[0]["fields"]["image_file"] == {
+        "filename": "image_file.bin",
+        "bytes": len(PHOTO),
+        "sha256": hashlib.sha256(PHOTO).hexdigest(),
+    }
     assert journal[0]["task_id"] == task_id and KEY not in str(journal)
     stats = web.get("/__mock__/credits").json
     assert stats["credits"] == {KEY: 1 + 3} and stats["tasks_created"] == {KEY: 2}

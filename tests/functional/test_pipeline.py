@@ -293,12 +293,12 @@ def test_poll_5xx_is_retried_by_the_state_machine(pipeline):
     assert statuses[0] == 500 and statuses[-1] == 200
 
 
-def test_tickets_of_dead_executions_never_stall_the_create_queue(pipeline):
+def test_places_held_by_dead_executions_only_delay_a_create(pipeline):
     from picwish.ratelimit import SlotLimiter
 
     limiter = SlotLimiter(pipeline.stack.resources["RateLimitTable"], 5, boto3.client("dynamodb"))
     for _ in range(15):
-        limiter.take_ticket()  # executions that took a place and died before a slot: never admitted
+        limiter.reserve_create(2 * limiter.spacing)  # executions that took a place and died before their call
     pipeline.upload("incoming/idphoto/after-ghosts.jpg", images.portrait())
     kind, record = pipeline.record("incoming/idphoto/after-ghosts.jpg", timeout_s=60)
     assert kind == "result", record

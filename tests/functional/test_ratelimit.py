@@ -74,31 +74,34 @@ def test_a_future_reservation_leaves_earlier_slots_free(table):
     assert now < 1001.0 < 1010.0 <= later
 
 
-def test_a_create_horizon_leaves_far_slots_alone(table):
+def test_creates_take_places_in_a_lane_and_an_idle_lane_gives_a_slot_now(table):
+    clock = [1000.0]
+    lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
+    gap = 2 * lim.spacing
+    burst = [lim.reserve_create(gap) for _ in range(5)]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(burst)] == [round(gap, 6)] * 4
+    assert lim.schedule().busy(1000.0)  # creates are queued further ahead than two seconds
+    clock[0] = 1100.0  # the lane has been idle
+    assert lim.reserve_create(gap) == pytest.approx(math.ceil(1100.0 / lim.spacing) * lim.spacing)
+    assert not lim.schedule().busy(1100.0)
+
+
+def test_concurrent_creates_never_share_a_place_in_the_lane(table):
     lim = limiter(table)
-    for _ in range(4):
-        lim.reserve()  # the next ~2 s are taken
-    assert lim.reserve(horizon_s=1.0) is None
-    assert lim.reserve(horizon_s=3.0) is not None
+    got, lock = [], threading.Lock()
 
+    def take():
+        slot = lim.reserve_create(2 * lim.spacing)
+        with lock:
+            got.append(slot)
 
-def test_queue_wait_counts_the_creates_ahead(table):
-    lim = limiter(table)
-    tickets = [lim.take_ticket() for _ in range(8)]
-    assert tickets == [1, 2, 3, 4, 5, 6, 7, 8]
-    front = int(2.0 / lim.spacing)  # the creates that fit in the next two seconds may try now
-    assert [lim.queue_wait(t, 0) for t in range(1, front + 1)] == [0] * front
-    assert lim.queue_wait(8, 0) == pytest.approx((7 - front + 1) * lim.spacing * 2)
-    lim.admit()
-    lim.admit()
-    assert lim.queue_wait(8, lim.admitted()) == pytest.approx((5 - front + 1) * lim.spacing * 2)
-
-
-def test_a_ticket_is_the_same_for_every_retry_of_an_execution(table):
-    lim = limiter(table)
-    first = lim.take_ticket("exec-a")
-    assert lim.take_ticket("exec-b") == first + 1
-    assert lim.take_ticket("exec-a") == first
+    threads = [threading.Thread(target=take) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    places = sorted(round(s / lim.spacing) for s in got)
+    assert [b - a for a, b in itertools.pairwise(places)] == [2] * 11
 
 
 def test_a_call_is_held_only_while_a_late_call_before_it_would_make_a_second_overflow(table):
@@ -182,7 +185,8 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
 
 def test_a_counter_is_never_seen_half_created(table, monkeypatch):
     # moto's UpdateItem stores a new item with its keys only, then applies the update; DynamoDB is atomic, and the
-    # create queue reads these counters. A slower update (as on the busy local stack) holds moto's window open.
+    # create lane is read and written this way. A slower update (as on the busy local stack) holds moto's window
+    # open.
     validate = dynamodb_models.UpdateExpressionValidator.validate
 
     def slow_validate(self):

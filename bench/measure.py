@@ -1,0 +1,99 @@
+"""Turning a run into figures: outcomes per upload, tasks paid per upload key (in either input mode), polls, 429s,
+latency and overhead, state transitions, and the cost per 1,000 images with every line that is billed."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from urllib.parse import unquote, urlsplit
+
+# Published us-east-1 prices (USD), keyed as the counts they price: Step Functions Standard per state transition;
+# Lambda per request and per GB-second on arm64 (INIT included: Lambda bills it since August 2025); DynamoDB
+# on-demand per write / read request unit; S3 per PUT-class / GET-class request; S3 data transfer out to the
+# internet per GB (the API fetching the inputs); CloudWatch Logs ingestion per GB; X-Ray per trace recorded.
+PRICES = {
+    "state_transitions": 0.025 / 1000,
+    "lambda_requests": 0.20 / 1_000_000,
+    "lambda_gb_s": 0.0000133334,
+    "dynamodb_write": 0.625 / 1_000_000,
+    "dynamodb_read": 0.125 / 1_000_000,
+    "s3_put": 0.005 / 1000,
+    "s3_get": 0.0004 / 1000,
+    "egress_gb": 0.09,
+    "log_gb": 0.50,
+    "xray_traces": 5.0 / 1_000_000,
+}
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+S3_PUTS = {"PutObject", "CopyObject", "ListObjectsV2", "DeleteObject"}
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def upload_key_of(entry: dict, by_digest: dict[str, str]) -> str | None:
+    """The upload a create was for: its presigned URL's path (url mode) or its file's digest (bytes mode)."""
+    fields = entry.get("fields") or {}
+    url = fields.get("image_url")
+    if url:
+        path = unquote(urlsplit(url).path)
+        return path.split("/", 2)[2] if path.count("/") >= 2 else None
+    part = fields.get("image_file") or {}
+    return by_digest.get(part.get("sha256", ""))
+
+
+def paid_per_upload(journal: list[dict], key_of: Callable[[dict], str | None]) -> collections.Counter:
+    """Tasks the API made (a create answered 200 with a task id), per upload key; None: creates of no known upload."""
+    return collections.Counter(
+        key_of(e) for e in journal if e["method"] == "POST" and e["status"] == 200 and e.get("task_id")
+    )
+
+
+def duplicate_tasks(paid: collections.Counter) -> int:
+    return sum(count - 1 for key, count in paid.items() if count > 1) + paid.get(None, 0)
+
+
+def written_at(record: dict) -> float:
+    stamp = (record.get("timestamps") or {}).get("result_written") or record.get("recorded_at")
+    return datetime.fromisoformat(stamp).timestamp() if stamp else record["_seen"]
+
+
+def outcomes(keys: list[str], records: dict[str, dict]) -> dict[str, int]:
+    succeeded = sum(1 for k in keys if records.get(k, {}).get("outcome") == "succeeded")
+    failed = sum(1 for k in keys if records.get(k, {}).get("outcome") == "failed")
+    return {"succeeded": succeeded, "failed": failed, "lost": len(keys) - succeeded - failed}
+
+
+def overheads(records: dict[str, dict], task_times: dict[str, dict]) -> list[float]:
+    """From the moment the API finished a task to the moment its result record was written."""
+    found = []
+    for record in records.values():
+        task = task_times.get(record.get("task_id") or "")
+        written = (record.get("timestamps") or {}).get("result_written")
+        if record.get("outcome") == "succeeded" and task and task.get("completed") and written:
+            found.append(datetime.fromisoformat(written).timestamp() - task["completed"])
+    return found
+
+
+def cost_per_1000(counts: dict[str, float], n: int, *, credits: int, credit_price: float) -> dict[str, float]:
+    lines = {k: round(counts[k] * PRICES[k] / n * 1000, 5) for k in PRICES}
+    aws = round(sum(lines.values()), 4)
+    api = round(credits * credit_price / n * 1000, 4)
+    return {**lines, "aws_total": aws, "api_credits": api, "total": round(aws + api, 4)}
+
+
+def verdict(report: dict) -> list[str]:
+    """What makes `--check` fail: any upload lost or paid twice, or a crash window the run never hit."""
+    problems = []
+    if report["lost"]:
+        problems.append(f"{report['lost']} uploads ended without a record")
+    if report["duplicate_tasks"]:
+        problems.append(f"{report['duplicate_tasks']} tasks paid twice")
+    missed = [name for name, count in report.get("crashes_injected", {}).items() if count == 0]
+    if missed:
+        problems.append(f"crash windows never hit: {', '.join(missed)}")
+    return problems

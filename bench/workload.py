@@ -1,0 +1,104 @@
+"""What the benchmark uploads and how the API will behave on it: the benchmark's own processing-time distributions
+(not the catalog's guesses the pipeline starts from), real images of realistic sizes, and arrival times."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from offline.samples import encode, mask, portrait
+from picwish.catalog import OPERATIONS
+
+# Processing time per operation: median seconds and the sigma of its log. Chosen apart from the catalog's
+# `typical_processing_s` (idphoto 8, correction 2, inpaint 4, retouching 3, clothing 2), so a pipeline that only
+# trusts the catalog polls at the wrong moment and the benchmark shows it.
+PROCESSING = {
+    "idphoto": (4.5, 0.45),
+    "correction": (3.5, 0.5),
+    "inpaint": (7.0, 0.55),
+    "retouching-collection": (5.5, 0.5),
+    "clothing-segmentation": (2.5, 0.4),
+}
+TAIL_SHARE = 0.03  # tasks the API is slow on: 20 s and up, a Pareto tail (some past 60 s)
+TAIL_MIN_S, TAIL_ALPHA, TAIL_MAX_S = 20.0, 1.2, 170.0  # under the API's 180 s limit
+PROGRESS_SIGMA = 0.35  # how far a task's progress curve is from linear (log of the exponent)
+SIZE_MEDIAN_MB, SIZE_SIGMA, SIZE_MIN_MB, SIZE_MAX_MB = 1.5, 0.6, 0.2, 6.0  # phone photos
+BYTES_PER_PIXEL = 0.4  # of the noisy JPEGs made below, measured
+
+
+@dataclass
+class Upload:
+    key: str
+    body: bytes
+    operation: str
+    processing_s: float  # before the time scale
+    progress_curve: float
+    at_s: float = 0.0  # when it is uploaded, from the start of the run
+    masks: dict[str, bytes] = field(default_factory=dict)  # key → bytes, uploaded before the clock starts
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def processing_time(rng: random.Random, operation: str) -> float:
+    if rng.random() < TAIL_SHARE:
+        return min(TAIL_MAX_S, TAIL_MIN_S * rng.paretovariate(TAIL_ALPHA))
+    median, sigma = PROCESSING[operation]
+    return median * math.exp(rng.gauss(0, sigma))
+
+
+def photo(rng: random.Random, target_bytes: int) -> Image.Image:
+    """A portrait with noise (so it compresses like a photo), about `target_bytes` as a JPEG, 4:3, ≤ 4000 px."""
+    pixels = target_bytes / BYTES_PER_PIXEL
+    width = min(4000, max(64, int(math.sqrt(pixels * 4 / 3))))
+    height = min(3000, max(48, int(width * 3 / 4)))
+    noise = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    return Image.blend(portrait(width, height), noise, 0.15)
+
+
+def plan(
+    n: int, mix: dict[str, float], rng: random.Random, *, scenario: str, interval_s: float, small: bool = False
+) -> list[Upload]:
+    """N uploads in the given mix. `burst`: all at once; `trickle`: one every `interval_s` on average (Poisson)."""
+    names = list(mix)
+    uploads, at = [], 0.0
+    for i in range(n):
+        op = rng.choices(names, [mix[name] for name in names])[0]
+        if small:
+            size_mb = 0.0
+            image = photo(rng, 4000)
+        else:
+            size_mb = min(SIZE_MAX_MB, max(SIZE_MIN_MB, SIZE_MEDIAN_MB * math.exp(rng.gauss(0, SIZE_SIGMA))))
+            image = photo(rng, int(size_mb * 1e6))
+        stem = f"b{i:04d}"
+        upload = Upload(
+            key=f"incoming/{op}/bench/{stem}.jpg",
+            body=encode(image, "JPEG"),
+            operation=op,
+            processing_s=round(processing_time(rng, op), 3),
+            progress_curve=round(math.exp(rng.gauss(0, PROGRESS_SIGMA)), 3),
+            at_s=round(at, 3),
+        )
+        if any(slot.name == "mask" for slot in OPERATIONS[op].slots):
+            w, h = image.size
+            box = (w // 3, h // 3, w // 2, h // 2)
+            upload.masks[f"masks/{op}/bench/{stem}.png"] = encode(mask((w, h), box), "PNG")
+        uploads.append(upload)
+        if scenario == "trickle":
+            at += rng.expovariate(1 / interval_s)
+    return uploads
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        if name not in OPERATIONS:
+            raise SystemExit(f"--mix: unknown operation {name!r}")
+        weights[name] = float(weight or 1)
+    return weights

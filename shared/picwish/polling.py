@@ -1,0 +1,114 @@
+"""When to poll a task: from what recent tasks of its operation took, the task's own progress, and how busy the
+QPS budget is. Pure functions of numbers, so every rule is testable without a clock or a table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+LEARNING_RATE = 0.2  # weight of the newest completion: about the last ten tasks of an operation count
+PRIOR_SIGMA = 0.6  # spread (of log seconds) assumed before any task of the operation has completed
+MIN_SIGMA = 0.05
+IDLE_QUANTILE = 0.5  # an idle budget polls where half the tasks are done, then follows the task's progress
+BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
+BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
+ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
+MAX_TAIL = 0.999  # conditional quantiles stop here: past it a lognormal says "never", a task still ends
+
+
+@dataclass(frozen=True)
+class Durations:
+    """A lognormal belief about an operation's processing time: mean and variance of log seconds."""
+
+    mu: float
+    var: float
+    samples: int = 0
+
+    @classmethod
+    def prior(cls, typical_s: float) -> Durations:
+        return cls(math.log(max(typical_s, 0.01)), PRIOR_SIGMA**2, 0)
+
+    @property
+    def sigma(self) -> float:
+        return max(MIN_SIGMA, math.sqrt(self.var))
+
+    def quantile(self, q: float) -> float:
+        return math.exp(self.mu + NormalDist().inv_cdf(min(max(q, 1e-6), MAX_TAIL)) * self.sigma)
+
+    def quantile_after(self, q: float, elapsed_s: float) -> float:
+        """The q-quantile of the processing time among tasks still running after `elapsed_s`."""
+        if elapsed_s <= 0:
+            return self.quantile(q)
+        done = NormalDist(self.mu, self.sigma).cdf(math.log(elapsed_s))
+        return max(elapsed_s, self.quantile(done + q * (1 - done)))
+
+    def learn(self, seconds: float) -> Durations:
+        """One more completed task, weighted as the newest (an exponentially weighted mean and variance)."""
+        x = math.log(max(seconds, 0.01))
+        delta = x - self.mu
+        mu = self.mu + LEARNING_RATE * delta
+        var = (1 - LEARNING_RATE) * (self.var + LEARNING_RATE * delta * delta)
+        return Durations(mu, var, self.samples + 1)
+
+    def to_item(self) -> dict:
+        return {"M": {"mu": {"N": repr(self.mu)}, "var": {"N": repr(self.var)}, "n": {"N": str(self.samples)}}}
+
+    @classmethod
+    def from_item(cls, item: dict | None, typical_s: float) -> Durations:
+        if not item or "M" not in item:
+            return cls.prior(typical_s)
+        m = item["M"]
+        return cls(float(m["mu"]["N"]), float(m["var"]["N"]), int(m["n"]["N"]))
+
+
+def first_poll_at(created_at: float, durations: Durations, *, busy: bool) -> float:
+    return created_at + durations.quantile(BUSY_QUANTILE if busy else IDLE_QUANTILE)
+
+
+def next_poll_at(
+    created_at: float,
+    now: float,
+    progress: int | None,
+    durations: Durations,
+    *,
+    busy: bool,
+    min_gap_s: float,
+    max_gap_s: float | None = None,
+) -> float:
+    """After a poll that found the task still processing. With progress reported (1–99 %), the rest is predicted
+    from the rate so far; without it, from the operation's durations among tasks that ran this long. Never
+    sooner than `min_gap_s` after this poll. An estimate without progress is a guess: with an idle budget it
+    waits at most `max_gap_s` or a quarter of the time the task has run (little latency lost to a wrong guess,
+    few polls for a long task)."""
+    elapsed = max(0.0, now - created_at)
+    guided = bool(progress and 0 < progress < 100 and elapsed > 0)
+    if guided:
+        # Progress is whole percents: (p + 1) % may already be reached, so the early end of that range is aimed at.
+        total = elapsed * 100 / min(99.5, progress + 0.5)
+        if busy:
+            total = max(total * (1 + BUSY_MARGIN), durations.quantile_after(0.5, elapsed))
+    else:
+        total = durations.quantile_after(BUSY_QUANTILE if busy else IDLE_QUANTILE, elapsed)
+    at = created_at + total + ARRIVAL_MARGIN_S
+    if not guided and not busy and max_gap_s is not None:
+        at = min(at, now + max(max_gap_s, elapsed / 4))
+    return max(now + min_gap_s, at)
+
+
+def completion_sample(
+    created_at: float,
+    last_seen_running: float | None,
+    seen_done: float,
+    api_created: float | None,
+    api_completed: float | None,
+) -> float:
+    """The processing time of a task just seen done, by our clock. It ended after the last poll that saw it
+    running (or its create) and before this one; the API's whole-second timestamps place it inside that window."""
+    low = last_seen_running if last_seen_running is not None else created_at
+    high = max(low, seen_done)
+    if api_created is not None and api_completed is not None and api_completed >= api_created:
+        guess = created_at + (api_completed - api_created)  # whole seconds both: the difference is unbiased
+    else:
+        guess = (low + high) / 2
+    return min(high, max(low, guess)) - created_at

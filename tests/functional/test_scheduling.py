@@ -1,0 +1,186 @@
+"""Where the create and poll steps put their calls: a burst of creates waits once each, never more calls than the
+QPS, polls that follow the task's progress, and first polls that learn what recent tasks took. Steps run against
+DynamoDB (moto, in process) on a simulated clock; the API answers through a fake client."""
+
+import heapq
+import itertools
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from offline.moto_atomic import make_moto_atomic
+from picwish import steps
+from picwish.config import PipelineSettings
+from picwish.results import TaskResult
+from picwish.steps import Services
+
+make_moto_atomic()
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture
+def tables():
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.create_table(
+            TableName="tasks",
+            KeySchema=[{"AttributeName": "execution", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "execution", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+class FakeApi:
+    """Answers creates with a new task id and polls from a script of `data` objects; remembers when each call
+    was made by the simulated clock."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[float, str, str]] = []
+        self.answers: dict[str, list[dict]] = {}
+        self.ids = itertools.count(1)
+
+    def create_task(self, operation, image, options, **masks):
+        task_id = f"t{next(self.ids):04d}"
+        self.calls.append((self.clock(), "create", task_id))
+        return TaskResult(operation=operation, task_id=task_id)
+
+    def get_task(self, operation, task_id):
+        self.calls.append((self.clock(), "poll", task_id))
+        data = self.answers[task_id].pop(0)
+        return TaskResult.from_data(operation, {"task_id": task_id, **data})
+
+
+class Sim:
+    """A simulated clock for steps: a step runs at the moment it wakes; its short sleeps before a slot are
+    taken as already over (the step's call then goes out at its slot)."""
+
+    def __init__(self, tables, now: float = 1_000_000.0) -> None:
+        self.now = now
+        self.api = FakeApi(lambda: self.now)
+        api = self.api
+        settings = PipelineSettings(rate_table="slots", tasks_table="tasks", qps=2)
+
+        class SimServices(Services):
+            def client(self, *, refresh: bool = False):
+                return api
+
+        self.svc = SimServices(settings=settings, s3=None, dynamodb=tables, clock=self.clock, sleep=lambda s: None)
+
+    def clock(self) -> float:
+        return self.now
+
+
+def job_payload(name: str, operation: str = "idphoto") -> dict:
+    state = json.loads((EVENTS / "state-create.json").read_text())
+    return {**state, "job": {**state["job"], "operation": operation}, "execution": name}
+
+
+@pytest.fixture
+def sim(tables, monkeypatch):
+    monkeypatch.setattr(steps, "_api_inputs", lambda svc, job: ("image-url", {}))
+    return Sim(tables)
+
+
+def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(sim):
+    n = 120
+    payloads = {f"exec-{i:03d}": job_payload(f"exec-{i:03d}") for i in range(n)}
+    waits = dict.fromkeys(payloads, 0)
+    queue = [(sim.now, name) for name in payloads]  # all uploaded at once
+    heapq.heapify(queue)
+    while queue:
+        sim.now, name = heapq.heappop(queue)
+        out = steps.create_step(sim.svc, payloads[name])
+        payloads[name]["create"] = out
+        if out["status"] == "wait":
+            waits[name] += 1
+            heapq.heappush(queue, (sim.now + max(out["wait_s"], 0.01), name))
+        else:
+            assert out["status"] == "created", out
+    assert max(waits.values()) == 1  # the last of 120 waited about two minutes, in one Wait
+    times = sorted(t for t, kind, _ in sim.api.calls if kind == "create")
+    assert len(times) == n
+    assert all(b - a > 0.999 for a, b in zip(times, times[2:], strict=False))  # never 3 calls in a second
+    # Every other slot is left for the polls of the tasks already created.
+    assert times[-1] - times[0] == pytest.approx((n - 1) * 2 * sim.svc.limiter().spacing, rel=0.02)
+
+
+def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim):
+    payload = job_payload("exec-p")
+    created_at = sim.now
+    payload["create"] = {
+        "status": "created",
+        "task_id": "t1",
+        "created_at": created_at,
+        "deadline_at": created_at + 240,
+    }
+    sim.now = created_at + 2.0
+    sim.api.answers["t1"] = [{"state": 4, "progress": 40}]
+    out = steps.poll_step(sim.svc, payload)
+    assert out["phase"] == "processing" and out["progress"] == 40
+    # 40 % after 2 s: done at about 5 s, not one poll interval (1 s) later.
+    assert out["slot_at"] - created_at == pytest.approx(2.0 / 0.405, abs=0.6)
+
+
+def test_a_poll_without_progress_waits_for_where_most_tasks_that_ran_this_long_are_done(sim):
+    payload = job_payload("exec-q")
+    created_at = sim.now
+    payload["create"] = {
+        "status": "created",
+        "task_id": "t1",
+        "created_at": created_at,
+        "deadline_at": created_at + 240,
+    }
+    sim.now = created_at + 9.0  # idphoto typically takes 3 s; this one is queued still
+    sim.api.answers["t1"] = [{"state": 0, "progress": 0}]
+    out = steps.poll_step(sim.svc, payload)
+    assert 9.5 <= out["slot_at"] - created_at <= 15
+
+
+def complete(sim, name: str, task_seconds: float) -> None:
+    """Create a task and poll it until done; the API's whole-second stamps say it took `task_seconds`."""
+    payload = job_payload(name)
+    payload["create"] = steps.create_step(sim.svc, payload)
+    while payload["create"]["status"] == "wait":
+        sim.now += payload["create"]["wait_s"] + 0.1
+        payload["create"] = steps.create_step(sim.svc, payload)
+    create = payload["create"]
+    sim.now = max(sim.now, create["slot_at"], create["created_at"] + task_seconds + 0.3)
+    stamp = int(create["created_at"])
+    sim.api.answers[create["task_id"]] = [
+        {
+            "state": 1,
+            "progress": 100,
+            "created_at": stamp,
+            "completed_at": stamp + round(task_seconds),
+            "image": "https://r.test/x.png",
+        }
+    ]
+    out = steps.poll_step(sim.svc, payload)
+    assert out["phase"] == "done", out
+
+
+def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypatch):
+    monkeypatch.setattr(steps, "_stash_outputs", lambda svc, job, outputs: {})
+    first = steps.create_step(sim.svc, job_payload("exec-a"))
+    guessed = first["slot_at"] - first["created_at"]  # before any task: the catalog's guess (3 s for idphoto)
+    for i in range(12):  # idphoto tasks have been taking 9 s
+        sim.now += 20
+        complete(sim, f"exec-l{i}", 9.0)
+    sim.now += 20
+    learned = steps.create_step(sim.svc, job_payload("exec-b"))
+    assert guessed < 4 and learned["slot_at"] - learned["created_at"] == pytest.approx(9.0, abs=1.0)

@@ -1,0 +1,55 @@
+"""The benchmark's judgement: tasks paid per upload key in both input modes, and `--check` saying no."""
+
+import hashlib
+
+from bench import measure
+
+
+def create(status=200, task_id="t1", **fields):
+    return {"method": "POST", "status": status, "task_id": task_id if status == 200 else None, "fields": fields}
+
+
+def test_a_second_paid_create_for_one_upload_is_a_duplicate_in_url_mode():
+    url = "http://127.0.0.1:5000/bucket-in/incoming/idphoto/bench/b0001.jpg?X-Amz-Signature=abc"
+    other = "http://127.0.0.1:5000/bucket-in/incoming/idphoto/bench/b0002.jpg?X-Amz-Signature=def"
+    journal = [create(image_url=url), create(429, image_url=url), create(image_url=url), create(image_url=other)]
+    paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, {}))
+    assert paid == {"incoming/idphoto/bench/b0001.jpg": 2, "incoming/idphoto/bench/b0002.jpg": 1}
+    assert measure.duplicate_tasks(paid) == 1
+
+
+def test_a_second_paid_create_for_one_upload_is_a_duplicate_in_bytes_mode():
+    body = b"\xff\xd8 one photo"
+    digest = hashlib.sha256(body).hexdigest()
+    by_digest = {digest: "incoming/correction/x/a.jpg"}
+    same_name_other_bytes = {"filename": "a.jpg", "bytes": 3, "sha256": "0" * 64}
+    journal = [
+        create(image_file={"filename": "a.jpg", "bytes": len(body), "sha256": digest}),
+        create(image_file={"filename": "renamed.jpg", "bytes": len(body), "sha256": digest}),
+        create(image_file=same_name_other_bytes),  # paid for no upload of this run: counted too
+    ]
+    paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, by_digest))
+    assert paid == {"incoming/correction/x/a.jpg": 2, None: 1}
+    assert measure.duplicate_tasks(paid) == 2
+
+
+def test_the_check_says_no_to_a_lost_upload_a_double_payment_or_a_missed_crash_window():
+    clean = {"lost": 0, "duplicate_tasks": 0, "crashes_injected": {"crash_before_post": 2}}
+    assert measure.verdict(clean) == []
+    assert measure.verdict({**clean, "lost": 1}) == ["1 uploads ended without a record"]
+    assert measure.verdict({**clean, "duplicate_tasks": 2}) == ["2 tasks paid twice"]
+    missed = {**clean, "crashes_injected": {"crash_before_post": 2, "crash_mid_finalize": 0}}
+    assert measure.verdict(missed) == ["crash windows never hit: crash_mid_finalize"]
+
+
+def test_outcomes_count_an_upload_without_a_record_as_lost():
+    records = {"a": {"outcome": "succeeded"}, "b": {"outcome": "failed"}}
+    assert measure.outcomes(["a", "b", "c"], records) == {"succeeded": 1, "failed": 1, "lost": 1}
+
+
+def test_api_credits_are_their_own_line_of_the_cost():
+    counts = dict.fromkeys(measure.PRICES, 0)
+    counts["state_transitions"] = 2000
+    cost = measure.cost_per_1000(counts, 200, credits=300, credit_price=0.05)
+    assert cost["state_transitions"] == 0.25 and cost["aws_total"] == 0.25
+    assert cost["api_credits"] == 75.0 and cost["total"] == 75.25
