@@ -76,10 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class MemoryPeak:
-    """The highest resident memory of the local stack (this process, every sandbox, the mock) while it runs."""
+    """The highest resident memory of the local stack while it runs: in all, and of each part (this process with
+    moto and Step Functions, the Lambda sandboxes, the mock)."""
 
-    def __init__(self, measure_bytes) -> None:
-        self.measure, self.peak = measure_bytes, 0
+    def __init__(self, parts: dict) -> None:
+        self.parts, self.peak = parts, 0
+        self.part_peaks = dict.fromkeys(parts, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -93,12 +95,16 @@ class MemoryPeak:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.25):
-            self.peak = max(self.peak, self.measure())
+            sizes = {name: measure_bytes() for name, measure_bytes in self.parts.items()}
+            self.peak = max(self.peak, sum(sizes.values()))
+            self.part_peaks = {name: max(self.part_peaks[name], size) for name, size in sizes.items()}
 
 
 def _rss(process) -> int:
+    """Resident bytes of a process (`os` for this one)."""
+    pid = os.getpid() if process is os else process.pid
     try:
-        return int(Path(f"/proc/{process.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError, IndexError):
         return 0
 
@@ -161,7 +167,12 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
             for key, body in upload.masks.items():
                 mine.put_object(Bucket=pipeline.stack.input_bucket, Key=key, Body=body)
         # Nothing is warmed up or cleared: the cold starts and calls of the run are the run's.
-        with MemoryPeak(lambda: runtime.memory_bytes() + _rss(pipeline.mock.process)) as memory:
+        parts = {
+            "stack": lambda: _rss(os),
+            "sandboxes": lambda: runtime.memory_bytes() - _rss(os),
+            "mock": lambda: _rss(pipeline.mock.process),
+        }
+        with MemoryPeak(parts) as memory:
             started = time.time()
             feeder = threading.Thread(target=_upload_all, args=(mine, pipeline, uploads, started), daemon=True)
             feeder.start()
@@ -179,6 +190,7 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
             "max_ms": max(cold, default=0),
         }
         report["peak_memory_mib"] = round(memory.peak / 2**20)
+        report["peak_memory_mib_by_part"] = {k: round(v / 2**20) for k, v in memory.part_peaks.items()}
     progress("")
     return report
 

@@ -33,9 +33,10 @@ CHAOS_KINDS = frozenset({"500", "429", "429-body", "truncate", "slow"})  # fault
 
 @dataclass
 class Prepared:
-    """The task's inputs once fetched and decoded, or the failure state that fetching or decoding ended in."""
+    """The task's results, rendered in the background from its inputs once fetched and decoded (as the API
+    works while the task is processing), or the failure state that fetching or decoding ended in."""
 
-    images: dict[str, Image.Image] = field(default_factory=dict)
+    files: list[imaging.OutputFile] = field(default_factory=list)
     failure: int | None = None
 
 
@@ -280,10 +281,7 @@ class MockBackend:
     def _render(self, task: Task) -> None:
         if task.outputs is not None:
             return
-        prepared: Prepared = task.prepared.result()
-        files = imaging.render(
-            task.operation.name, imaging.scaled(prepared.images, self.config.render_max_side), task.request.options
-        )
+        files = task.prepared.result().files
         ttl = task.outcome.result_ttl if task.outcome.result_ttl is not None else self.config.result_ttl_s
         expires = self.clock() + ttl
         outputs = []
@@ -338,7 +336,8 @@ class MockBackend:
             w, h = images["mask"].size
             if sum(histogram[128:]) / (w * h) > op.max_mask_area:
                 return Prepared(failure=-14)
-        return Prepared(images=images)
+        scaled = imaging.scaled(images, self.config.render_max_side)
+        return Prepared(files=imaging.render(op.name, scaled, request.options))
 
     def _download(self, url: str, max_bytes: int) -> bytes | int:
         """The bytes at `url`, or -5 when over the size limit, -3 when it cannot be fetched."""

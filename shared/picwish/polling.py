@@ -10,10 +10,11 @@ from statistics import NormalDist
 LEARNING_RATE = 0.2  # weight of the newest completion: about the last ten tasks of an operation count
 PRIOR_SIGMA = 0.6  # spread (of log seconds) assumed before any task of the operation has completed
 MIN_SIGMA = 0.05
-IDLE_QUANTILE = 0.5  # an idle budget polls where half the tasks are done, then follows the task's progress
+IDLE_QUANTILE = 0.15  # an idle budget polls early, to read the task's progress, and follows it to the end
 BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
 ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
+MAX_EXPONENT = 3.0  # the steepest progress curve (progress ∝ time^k) two readings may suggest, either way
 MAX_TAIL = 0.999  # conditional quantiles stop here: past it a lognormal says "never", a task still ends
 
 
@@ -75,17 +76,20 @@ def next_poll_at(
     busy: bool,
     min_gap_s: float,
     max_gap_s: float | None = None,
+    earlier: tuple[float, int] | None = None,
 ) -> float:
-    """After a poll that found the task still processing. With progress reported (1–99 %), the rest is predicted
-    from the rate so far; without it, from the operation's durations among tasks that ran this long. Never
-    sooner than `min_gap_s` after this poll. An estimate without progress is a guess: with an idle budget it
-    waits at most `max_gap_s` or a quarter of the time the task has run (little latency lost to a wrong guess,
-    few polls for a long task)."""
+    """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
+    from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
+    it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
+    poll. An estimate without progress is a guess: with an idle budget it waits at most `max_gap_s` or a quarter
+    of the time the task has run (little latency lost to a wrong guess, few polls for a long task)."""
     elapsed = max(0.0, now - created_at)
     guided = bool(progress and 0 < progress < 100 and elapsed > 0)
     if guided:
-        # Progress is whole percents: (p + 1) % may already be reached, so the early end of that range is aimed at.
-        total = elapsed * 100 / min(99.5, progress + 0.5)
+        total = predicted_total(elapsed, progress, earlier)
+        if not busy and earlier is None:
+            # One reading cannot tell a curve from a line: a second one, half-way to the predicted end, can.
+            total = max(elapsed + min_gap_s, elapsed + (total - elapsed) / 2)
         if busy:
             total = max(total * (1 + BUSY_MARGIN), durations.quantile_after(0.5, elapsed))
     else:
@@ -94,6 +98,20 @@ def next_poll_at(
     if not guided and not busy and max_gap_s is not None:
         at = min(at, now + max(max_gap_s, elapsed / 4))
     return max(now + min_gap_s, at)
+
+
+def predicted_total(elapsed: float, progress: int, earlier: tuple[float, int] | None = None) -> float:
+    """When a task reporting `progress` % after `elapsed` s will be done. One reading: progress proportional to
+    time. Two readings of different progress: a curve progress ∝ time^k through both (k = 1 is proportional),
+    so a task whose progress speeds up or slows down is not taken for a proportional one."""
+    # Progress is whole percents: (p + 1) % may already be reached, so the early end of that range is aimed at.
+    reached = min(99.5, progress + 0.5) / 100
+    exponent = 1.0
+    if earlier is not None:
+        e1, p1 = earlier
+        if 0 < e1 < elapsed and 0 < p1 < progress:
+            exponent = min(MAX_EXPONENT, max(1 / MAX_EXPONENT, math.log(progress / p1) / math.log(elapsed / e1)))
+    return elapsed / reached ** (1 / exponent)
 
 
 def completion_sample(

@@ -129,28 +129,34 @@ class SlotLimiter:
         ).get("Item")
         return Schedule.from_item(item or {})
 
-    def reserve_create(self, gap_s: float) -> float:
-        """A slot for a create at its place in the create lane: `gap_s` after the create before it, or now when
-        the lane is idle. Every create gets a definite slot at once, so one waits once however long the backlog,
-        and the slots between creates stay free for the polls of tasks already paid for."""
+    def reserve_create(self, gap_slots: float, dense_s: float = 0.0) -> float:
+        """A slot for a create at its place in the create lane: `gap_slots` slots after the place before it, or
+        now when the lane is idle; while the lane ends within `dense_s` of now, places are one slot apart (no
+        poll can be due yet: the tasks ahead were only just created). Every create gets a definite slot at
+        once, so one waits once however long the backlog, and the slots between creates stay free for the polls
+        of tasks already paid for."""
         while True:
+            now = self.clock()
             lane = self.schedule().lane_at
-            # On the slot grid; the tolerance keeps a place exactly on a slot from rounding up to the next one.
-            at = math.ceil(max(self.clock(), (lane or 0.0) + gap_s) / self.spacing - 1e-6) * self.spacing
+            if lane is None or lane < now:
+                place = now
+            else:
+                place = lane + self.spacing * (1.0 if lane < now + dense_s else gap_slots)
             try:
                 self.client.update_item(
                     TableName=self.table_name,
                     Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}},
                     UpdateExpression="SET lane_at = :at",
                     ConditionExpression="attribute_not_exists(lane_at)" if lane is None else "lane_at = :was",
-                    ExpressionAttributeValues={":at": {"N": repr(at)}}
+                    ExpressionAttributeValues={":at": {"N": repr(place)}}
                     | ({} if lane is None else {":was": {"N": repr(lane)}}),
                 )
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
                 continue  # another create took this place: read the lane again
-            return self.reserve(not_before=at)
+            # Places may fall between slots (a fractional gap); the slot is the first one at or after the place.
+            return self.reserve(not_before=place - 1e-6 * self.spacing)
 
     def learn(self, operation: str, durations: Durations) -> None:
         """Store an operation's updated durations. Two completions at once may both read the old value and one

@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_GAP = 0.5  # of the operation's poll interval: an idle budget can afford polls that close together
 IDLE_MAX_POLL_GAP = 2.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
-CREATE_LANE_GAP = 2  # slots from one create's place to the next: every other slot is left to polls
+CREATE_LANE_GAP = 2.1  # slots from one create's place to the next: the rest are left to polls (~1.1 per task)
+CREATE_LANE_DENSE_S = 3.0  # a lane that ends sooner than this packs creates: no poll of theirs is due yet
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
@@ -295,7 +296,7 @@ def _create_slot(svc: Services, previous: dict) -> dict:
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
     if slot_at is None:
-        return _wait_for(svc, limiter.reserve_create(limiter.spacing * CREATE_LANE_GAP))
+        return _wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP, dense_s=CREATE_LANE_DENSE_S))
     if limiter.missed(float(slot_at)):
         return _wait_for(svc, limiter.reserve(svc.clock()))
     return _wait_for(svc, float(slot_at))
@@ -497,6 +498,7 @@ def poll_step(svc: Services, payload: dict) -> dict:
         "errors": int(previous.get("errors", 0)),
         **({"last_error": previous["last_error"]} if previous.get("last_error") else {}),
         **({"polled_at": previous["polled_at"]} if previous.get("polled_at") else {}),
+        **({"progress": previous["progress"]} if previous.get("progress") is not None else {}),
     }
     if svc.clock() > float(create["deadline_at"]):
         return {**base, "phase": "timeout"}
@@ -575,8 +577,16 @@ def _poll_call(
         busy=busy,
         min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
         max_gap_s=interval * IDLE_MAX_POLL_GAP,
+        earlier=_reading(created_at, base),
     )
     return {**polled, **_wait_for(svc, limiter.reserve(at))}
+
+
+def _reading(created_at: float, previous: dict) -> tuple[float, int] | None:
+    """The (elapsed, progress) the poll before this one saw, when it saw progress."""
+    if previous.get("polled_at") is None or not previous.get("progress"):
+        return None
+    return float(previous["polled_at"]) - created_at, int(previous["progress"])
 
 
 def _poll_failed(polled: dict, reason: str, error: PicWishError) -> dict:

@@ -298,7 +298,7 @@ def test_places_held_by_dead_executions_only_delay_a_create(pipeline):
 
     limiter = SlotLimiter(pipeline.stack.resources["RateLimitTable"], 5, boto3.client("dynamodb"))
     for _ in range(15):
-        limiter.reserve_create(2 * limiter.spacing)  # executions that took a place and died before their call
+        limiter.reserve_create(2)  # executions that took a place and died before their call
     pipeline.upload("incoming/idphoto/after-ghosts.jpg", images.portrait())
     kind, record = pipeline.record("incoming/idphoto/after-ghosts.jpg", timeout_s=60)
     assert kind == "result", record

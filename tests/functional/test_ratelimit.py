@@ -77,13 +77,20 @@ def test_a_future_reservation_leaves_earlier_slots_free(table):
 def test_creates_take_places_in_a_lane_and_an_idle_lane_gives_a_slot_now(table):
     clock = [1000.0]
     lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
-    gap = 2 * lim.spacing
-    burst = [lim.reserve_create(gap) for _ in range(5)]
-    assert [round(b - a, 6) for a, b in itertools.pairwise(burst)] == [round(gap, 6)] * 4
+    burst = [round(lim.reserve_create(2) / lim.spacing) for _ in range(5)]
+    assert [b - a for a, b in itertools.pairwise(burst)] == [2] * 4
     assert lim.schedule().busy(1000.0)  # creates are queued further ahead than two seconds
     clock[0] = 1100.0  # the lane has been idle
-    assert lim.reserve_create(gap) == pytest.approx(math.ceil(1100.0 / lim.spacing) * lim.spacing)
+    assert lim.reserve_create(2) == pytest.approx(math.ceil(1100.0 / lim.spacing) * lim.spacing)
     assert not lim.schedule().busy(1100.0)
+
+
+def test_a_lane_packs_its_first_creates_and_spreads_fractional_gaps_over_the_slots(table):
+    lim = limiter(table)
+    dense = [round(lim.reserve_create(2.5, dense_s=2.0) / lim.spacing) for _ in range(12)]
+    gaps = [b - a for a, b in itertools.pairwise(dense)]
+    assert gaps[:4] == [1, 1, 1, 1]  # no poll can be due in the first two seconds
+    assert sorted(set(gaps[5:])) == [2, 3] and sum(gaps[5:]) == pytest.approx(2.5 * len(gaps[5:]), abs=1)
 
 
 def test_concurrent_creates_never_share_a_place_in_the_lane(table):
@@ -91,7 +98,7 @@ def test_concurrent_creates_never_share_a_place_in_the_lane(table):
     got, lock = [], threading.Lock()
 
     def take():
-        slot = lim.reserve_create(2 * lim.spacing)
+        slot = lim.reserve_create(2)
         with lock:
             got.append(slot)
 

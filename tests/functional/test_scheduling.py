@@ -66,8 +66,8 @@ class FakeApi:
 
 
 class Sim:
-    """A simulated clock for steps: a step runs at the moment it wakes; its short sleeps before a slot are
-    taken as already over (the step's call then goes out at its slot)."""
+    """A simulated clock for steps: a step runs at the moment it wakes, and its short sleeps before its slot move
+    the clock on (steps run one at a time, each from its own wake-up time)."""
 
     def __init__(self, tables, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -79,10 +79,13 @@ class Sim:
             def client(self, *, refresh: bool = False):
                 return api
 
-        self.svc = SimServices(settings=settings, s3=None, dynamodb=tables, clock=self.clock, sleep=lambda s: None)
+        self.svc = SimServices(settings=settings, s3=None, dynamodb=tables, clock=self.clock, sleep=self.sleep)
 
     def clock(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def job_payload(name: str, operation: str = "idphoto") -> dict:
@@ -115,11 +118,16 @@ def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(s
     times = sorted(t for t, kind, _ in sim.api.calls if kind == "create")
     assert len(times) == n
     assert all(b - a > 0.999 for a, b in zip(times, times[2:], strict=False))  # never 3 calls in a second
-    # Every other slot is left for the polls of the tasks already created.
-    assert times[-1] - times[0] == pytest.approx((n - 1) * 2 * sim.svc.limiter().spacing, rel=0.02)
+    # After the first few (no poll can be due yet), about 1.1 slots of every 2.1 are left for polls.
+    spacing = sim.svc.limiter().spacing
+    assert times[-1] - times[0] == pytest.approx((n - 1) * steps.CREATE_LANE_GAP * spacing, rel=0.03)
 
 
-def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim):
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim, busy):
+    if busy:
+        for _ in range(20):  # creates queued for the next 20 s
+            sim.svc.limiter().reserve_create(2)
     payload = job_payload("exec-p")
     created_at = sim.now
     payload["create"] = {
@@ -132,8 +140,12 @@ def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim):
     sim.api.answers["t1"] = [{"state": 4, "progress": 40}]
     out = steps.poll_step(sim.svc, payload)
     assert out["phase"] == "processing" and out["progress"] == 40
-    # 40 % after 2 s: done at about 5 s, not one poll interval (1 s) later.
-    assert out["slot_at"] - created_at == pytest.approx(2.0 / 0.405, abs=0.6)
+    # 40 % after t: done at about 2.5 t, not one poll interval (1 s) later. An idle budget reads the progress
+    # again half-way; a busy one goes to the end, padded.
+    polled = sim.api.calls[-1][0] - created_at  # the poll went out at its slot, a little after 2 s
+    end = polled / 0.405
+    expected = end * 1.15 if busy else polled + (end - polled) / 2
+    assert out["slot_at"] - created_at == pytest.approx(expected, abs=0.6)
 
 
 def test_a_poll_without_progress_waits_for_where_most_tasks_that_ran_this_long_are_done(sim):
@@ -183,4 +195,7 @@ def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypat
         complete(sim, f"exec-l{i}", 9.0)
     sim.now += 20
     learned = steps.create_step(sim.svc, job_payload("exec-b"))
-    assert guessed < 4 and learned["slot_at"] - learned["created_at"] == pytest.approx(9.0, abs=1.0)
+    belief = sim.svc.limiter().schedule().durations_of("idphoto", 3.0)
+    assert belief.quantile(0.5) == pytest.approx(9.0, abs=1.0)
+    # The first poll is early when the budget is idle (to read the progress): early for a 9 s task, not a 3 s one.
+    assert guessed < 3 and learned["slot_at"] - learned["created_at"] == pytest.approx(belief.quantile(0.15), abs=0.6)

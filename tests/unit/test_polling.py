@@ -24,21 +24,25 @@ def test_a_busy_budget_polls_later_than_an_idle_one():
     d = Durations(math.log(4.0), 0.5**2)
     idle = polling.first_poll_at(100.0, d, busy=False)
     busy = polling.first_poll_at(100.0, d, busy=True)
-    assert idle - 100 == pytest.approx(4.0)
-    assert busy - 100 == pytest.approx(4.0 * math.exp(0.5 * 1.0364), rel=0.01)  # the 85th percentile
+    assert idle - 100 == pytest.approx(4.0 * math.exp(-0.5 * 1.0364), rel=0.01)  # early: to read the progress
+    assert busy - 100 == pytest.approx(4.0 * math.exp(0.5 * 1.0364), rel=0.01)  # where 85 % are done
 
 
 def test_progress_predicts_the_end_and_a_busy_budget_pads_it():
     d = Durations(math.log(4.0), 0.5**2)
+    end = 3.0 * 100 / 50.5
     idle = polling.next_poll_at(0.0, 3.0, 50, d, busy=False, min_gap_s=0.5)
+    idle_again = polling.next_poll_at(0.0, 3.0, 50, d, busy=False, min_gap_s=0.5, earlier=(1.5, 25))
     busy = polling.next_poll_at(0.0, 3.0, 50, d, busy=True, min_gap_s=1.0)
-    assert idle == pytest.approx(3.0 * 100 / 50.5 + polling.ARRIVAL_MARGIN_S)
-    assert busy == pytest.approx(3.0 * 100 / 50.5 * 1.15 + polling.ARRIVAL_MARGIN_S)
+    assert idle == pytest.approx(3.0 + (end - 3.0) / 2 + polling.ARRIVAL_MARGIN_S)  # a second reading half-way
+    assert idle_again == pytest.approx(end + polling.ARRIVAL_MARGIN_S)  # then the end itself
+    assert busy == pytest.approx(end * 1.15 + polling.ARRIVAL_MARGIN_S)
 
 
 def test_a_poll_never_comes_sooner_than_the_minimum_gap():
     d = Durations(math.log(4.0), 0.5**2)
-    assert polling.next_poll_at(0.0, 3.9, 99, d, busy=False, min_gap_s=0.5) == pytest.approx(4.4)
+    at = polling.next_poll_at(0.0, 3.9, 99, d, busy=False, min_gap_s=0.5)
+    assert at == pytest.approx(3.9 + 0.5 + polling.ARRIVAL_MARGIN_S)
 
 
 def test_a_task_past_every_estimate_is_polled_where_the_tail_says():
@@ -72,5 +76,19 @@ def test_durations_survive_the_table_round_trip():
 def test_an_idle_budget_never_leaves_a_task_alone_longer_than_the_max_gap_or_a_quarter_of_its_age():
     d = Durations(math.log(60.0), 0.3**2)  # the belief says a minute
     assert polling.next_poll_at(0.0, 2.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) == pytest.approx(4.0)
-    assert polling.next_poll_at(0.0, 40.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) == pytest.approx(50.0)
+    assert 40.5 <= polling.next_poll_at(0.0, 40.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) <= 50.0
     assert polling.next_poll_at(0.0, 2.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) > 30
+
+
+@pytest.mark.parametrize("k", [0.6, 1.0, 1.7])
+def test_two_readings_find_the_end_of_a_task_whose_progress_speeds_up_or_slows_down(k):
+    total = 10.0
+
+    def progress(t):
+        return int(100 * (t / total) ** k)
+
+    one = polling.predicted_total(6.0, progress(6.0))
+    two = polling.predicted_total(6.0, progress(6.0), earlier=(3.0, progress(3.0)))
+    assert two == pytest.approx(total, rel=0.06)
+    if k != 1.0:
+        assert abs(one - total) > 2 * abs(two - total)  # one reading takes it for proportional

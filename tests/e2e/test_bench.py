@@ -1,0 +1,48 @@
+"""The benchmark as a user runs it (`python -m bench … --check`): a small run with every fault on ends with every
+upload recorded once, each crash window hit, and the figures it promises; a run whose uploads are not all recorded
+in time is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL_RUN = ["--n", "8", "--time-scale", "0.05", "--qps", "4", "--small-images", "--json-only", "--check"]
+
+
+def run_bench(*args: str, env: dict | None = None) -> tuple[int, dict, str]:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)]), **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *SMALL_RUN, *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+@pytest.mark.parametrize("mode", ["url", "bytes"])
+def test_a_faulty_run_loses_nothing_pays_once_and_hits_every_crash_window(mode):
+    code, report, err = run_bench("--faults", "--input-mode", mode)
+    assert code == 0, err[-3000:]
+    assert (report["lost"], report["duplicate_tasks"]) == (0, 0)
+    assert report["succeeded"] + report["failed"] == 8
+    assert report["crashes_injected"] and all(report["crashes_injected"].values())
+    assert report["cold_starts"]["count"] >= 5  # one per function at least: nothing was warmed up
+    cost = report["cost_per_1000_images_usd"]
+    assert cost["api_credits"] > cost["aws_total"] > 0
+    assert report["settings"]["input_mode"] == mode
+
+
+def test_the_check_refuses_a_run_with_uploads_left_without_a_record():
+    code, report, err = run_bench("--timeout", "1")  # the run stops looking before the records are written
+    assert report["lost"] > 0
+    assert code == 1 and "uploads ended without a record" in err
