@@ -9,7 +9,8 @@ from statistics import NormalDist
 
 LEARNING_RATE = 0.2  # weight of the newest completion: about the last ten tasks of an operation count
 PRIOR_SIGMA = 0.6  # spread (of log seconds) assumed before any task of the operation has completed
-MIN_SIGMA = 0.05
+MIN_SIGMA = 0.1
+OUTLIER_SIGMAS = 2.5  # a sample's pull on the belief is capped at this many of its sigmas
 IDLE_QUANTILE = 0.15  # an idle budget polls early, to read the task's progress, and follows it to the end
 BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
@@ -45,9 +46,12 @@ class Durations:
         return max(elapsed_s, self.quantile(done + q * (1 - done)))
 
     def learn(self, seconds: float) -> Durations:
-        """One more completed task, weighted as the newest (an exponentially weighted mean and variance)."""
+        """One more completed task, weighted as the newest (an exponentially weighted mean and variance). A task
+        far outside the belief counts as if it were OUTLIER_SIGMAS away: one 170 s task among 5 s ones must not
+        move every later first poll out to half a minute."""
         x = math.log(max(seconds, 0.01))
-        delta = x - self.mu
+        limit = OUTLIER_SIGMAS * self.sigma
+        delta = min(limit, max(-limit, x - self.mu))
         mu = self.mu + LEARNING_RATE * delta
         var = (1 - LEARNING_RATE) * (self.var + LEARNING_RATE * delta * delta)
         return Durations(mu, var, self.samples + 1)

@@ -92,3 +92,14 @@ def test_two_readings_find_the_end_of_a_task_whose_progress_speeds_up_or_slows_d
     assert two == pytest.approx(total, rel=0.06)
     if k != 1.0:
         assert abs(one - total) > 2 * abs(two - total)  # one reading takes it for proportional
+
+
+def test_one_very_slow_task_does_not_push_every_first_poll_out():
+    d = Durations.prior(4.0)
+    rng = random.Random(5)
+    for _ in range(30):
+        d = d.learn(math.exp(rng.gauss(math.log(4.5), 0.45)))
+    before = d.quantile(0.85)
+    after = d.learn(170.0)
+    assert after.quantile(0.85) < 1.6 * before  # without the cap: about 5 times
+    assert after.sigma < 1.5 * d.sigma
