@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo stack mock bench bench-faults bench-mock bench-costs build checkov clean
+.PHONY: install test lint format demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -38,10 +38,13 @@ mock: install
 	$(BIN)/python -m mock_server --admin
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --scenario burst --runs 3 --check
+
+bench-trickle: install
+	$(BIN)/python -m bench --scenario trickle --runs 3 --check
 
 bench-faults: install
-	$(BIN)/python -m bench --faults
+	$(BIN)/python -m bench --faults --check
 
 bench-mock: install
 	$(BIN)/python -m bench.mock_load

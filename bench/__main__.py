@@ -26,7 +26,7 @@ from bench.workload import Upload, parse_mix, plan
 from offline.harness import build
 from picwish.uploads import parse_job_path
 
-RENDER_MAX_SIDE = 1024  # the mock renders results from inputs this size: its CPU is not what is measured
+RENDER_MAX_SIDE = 512  # the mock renders results from inputs this size: its CPU is not what is measured
 SUMMARY_FIELDS = (
     "lost",
     "duplicate_tasks",
@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="exit 1 when an upload is lost or paid twice, or a crash window was never hit",
     )
     p.add_argument("--json-only", action="store_true", help="only the JSON on stdout")
+    p.add_argument("--save-journal", metavar="PATH", help="write the mock's journal and task times here (JSON)")
     add_fault_arguments(p)
     args = p.parse_args(argv)
     if args.n is None:
@@ -182,6 +183,9 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
             runtime.wait_idle()
             wait_for_executions(pipeline)
         report = report_of(args, seed, pipeline, uploads, records, started, last)
+        if args.save_journal:
+            saved = {"started": started, "journal": pipeline.mock.requests(), "tasks": pipeline.mock.task_times()}
+            Path(args.save_journal).write_text(json.dumps(saved))
         report["crashes_injected"] = dict(crashes)
         cold = [ms for _, ms in runtime.cold_starts]
         report["cold_starts"] = {

@@ -318,18 +318,22 @@ class MockBackend:
                 return Prepared(failure=fetched)
             raw[slot] = fetched
         images: dict[str, Image.Image] = {}
+        sizes: dict[str, tuple[int, int]] = {}
         for slot, data in raw.items():
             if sniff_format(data) not in op.formats:
                 return Prepared(failure=-7)
             try:
                 with Image.open(io.BytesIO(data)) as opened:
+                    sizes[slot] = opened.size
                     if max(opened.size) > MAX_SIDE:
                         return Prepared(failure=-14)
+                    if self.config.render_max_side:  # a JPEG decodes straight to a smaller scale
+                        opened.draft(opened.mode, (self.config.render_max_side, self.config.render_max_side))
                     opened.load()
                     images[slot] = opened.copy()
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
                 return Prepared(failure=-7)
-        if any(img.size != images["image"].size for img in images.values()):
+        if any(size != sizes["image"] for size in sizes.values()):
             return Prepared(failure=-14)  # image and masks must have the same dimensions
         if op.max_mask_area is not None and "mask" in images:
             histogram = images["mask"].convert("L").histogram()
