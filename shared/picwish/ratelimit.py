@@ -129,19 +129,14 @@ class SlotLimiter:
         ).get("Item")
         return Schedule.from_item(item or {})
 
-    def reserve_create(self, gap_slots: float, dense_s: float = 0.0) -> float:
-        """A slot for a create at its place in the create lane: `gap_slots` slots after the place before it, or
-        now when the lane is idle; while the lane ends within `dense_s` of now, places are one slot apart (no
-        poll can be due yet: the tasks ahead were only just created). Every create gets a definite slot at
-        once, so one waits once however long the backlog, and the slots between creates stay free for the polls
-        of tasks already paid for."""
+    def reserve_create(self, gap_slots: float) -> float:
+        """A slot for a create at its place in the create lane: `gap_slots` slots after the place of the create
+        before it, or now when that is past. Every create gets a definite slot at once, so one waits once
+        however long the backlog, and creates never take more than 1 / `gap_slots` of the budget: the other
+        slots stay free for the polls of tasks already paid for, however fast uploads arrive."""
         while True:
-            now = self.clock()
             lane = self.schedule().lane_at
-            if lane is None or lane < now:
-                place = now
-            else:
-                place = lane + self.spacing * (1.0 if lane < now + dense_s else gap_slots)
+            place = max(self.clock(), (lane or 0.0) + self.spacing * gap_slots)
             try:
                 self.client.update_item(
                     TableName=self.table_name,

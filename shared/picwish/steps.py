@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_GAP = 0.5  # of the operation's poll interval: an idle budget can afford polls that close together
 IDLE_MAX_POLL_GAP = 2.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
 CREATE_LANE_GAP = 2.1  # slots from one create's place to the next: the rest are left to polls (~1.1 per task)
-CREATE_LANE_DENSE_S = 3.0  # a lane that ends sooner than this packs creates: no poll of theirs is due yet
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
@@ -296,7 +295,7 @@ def _create_slot(svc: Services, previous: dict) -> dict:
     limiter = svc.limiter()
     slot_at = previous.get("slot_at")
     if slot_at is None:
-        return _wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP, dense_s=CREATE_LANE_DENSE_S))
+        return _wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP))
     if limiter.missed(float(slot_at)):
         return _wait_for(svc, limiter.reserve(svc.clock()))
     return _wait_for(svc, float(slot_at))

@@ -85,12 +85,19 @@ def test_creates_take_places_in_a_lane_and_an_idle_lane_gives_a_slot_now(table):
     assert not lim.schedule().busy(1100.0)
 
 
-def test_a_lane_packs_its_first_creates_and_spreads_fractional_gaps_over_the_slots(table):
-    lim = limiter(table)
-    dense = [round(lim.reserve_create(2.5, dense_s=2.0) / lim.spacing) for _ in range(12)]
-    gaps = [b - a for a, b in itertools.pairwise(dense)]
-    assert gaps[:4] == [1, 1, 1, 1]  # no poll can be due in the first two seconds
-    assert sorted(set(gaps[5:])) == [2, 3] and sum(gaps[5:]) == pytest.approx(2.5 * len(gaps[5:]), abs=1)
+def test_a_lane_spreads_fractional_gaps_over_the_slots_and_keeps_them_when_creates_arrive_one_by_one(table):
+    clock = [1000.0]
+    lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
+    places = [round(lim.reserve_create(2.5) / lim.spacing) for _ in range(11)]
+    gaps = [b - a for a, b in itertools.pairwise(places)]
+    assert sorted(set(gaps)) == [2, 3] and sum(gaps) == pytest.approx(2.5 * len(gaps), abs=1)
+    clock[0] = 1100.0
+    arriving = []
+    for _ in range(10):  # one create every 0.8 s: faster than the lane lets creates go
+        arriving.append(lim.reserve_create(2.5))
+        clock[0] += 0.8
+    assert all(b - a >= 2 * lim.spacing - 1e-6 for a, b in itertools.pairwise(arriving))
+    assert len(arriving) / (arriving[-1] - arriving[0] + 2.5 * lim.spacing) <= 1 / (2.5 * lim.spacing) + 1e-6
 
 
 def test_concurrent_creates_never_share_a_place_in_the_lane(table):

@@ -118,7 +118,7 @@ def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(s
     times = sorted(t for t, kind, _ in sim.api.calls if kind == "create")
     assert len(times) == n
     assert all(b - a > 0.999 for a, b in zip(times, times[2:], strict=False))  # never 3 calls in a second
-    # After the first few (no poll can be due yet), about 1.1 slots of every 2.1 are left for polls.
+    # About 1.1 slots of every 2.1 are left for polls.
     spacing = sim.svc.limiter().spacing
     assert times[-1] - times[0] == pytest.approx((n - 1) * steps.CREATE_LANE_GAP * spacing, rel=0.03)
 
