@@ -80,6 +80,7 @@ def _journal(status: int) -> None:
         "prefer": request.headers.get("Prefer"),
         "rule": g.get("rule"),
         "chaos": g.get("chaos"),
+        "counted_at": g.get("counted_at"),
     }
     if request.method == "POST" and g.get("fields") is not None:
         entry["fields"] = g.fields
@@ -126,6 +127,7 @@ def _gate(operation: str) -> tuple[Operation, str]:
     key = request.headers.get("X-API-KEY", "")
     if key not in backend().config.api_keys:
         raise Unauthorized()
+    g.counted_at = backend().clock()  # when the QPS limit judged the call: its time in the rolling window
     wait = backend().limiter.acquire(key)
     if wait is not None:
         raise TooManyRequests(headers={"Retry-After": str(max(1, int(wait + 0.999)))})

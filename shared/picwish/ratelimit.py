@@ -26,7 +26,7 @@ from .polling import Durations
 
 PARTITION = "api-slots"
 SCHEDULE = "schedule"  # sk 0: the create lane and the learned durations
-BUSY_WINDOW_S = 2.0  # creates queued further ahead than this mean the budget is busy
+BUSY_WINDOW_S = 10.0  # creates queued further ahead than this (about ten) mean the budget is busy
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SlotLimiter:
     table_name: str
     qps: float
     client: object  # a boto3 DynamoDB client
-    headroom: float = 0.95  # calls are spread over 95 % of the budget: a late call's successors catch up
+    headroom: float = 0.97  # calls spread over 97 % of the budget: qps calls span at least 1 s + margin_s
     max_slip_s: float = 0.5  # how late a call may still go in its slot; later, it takes a new one
     margin_s: float = 0.03  # the spread of the time from send to arrival at the API (p99 on the local stack: 30 ms)
     clock: Callable[[], float] = time.time

@@ -44,7 +44,7 @@ def test_slots_are_spaced_by_the_qps_with_headroom(table):
     lim = limiter(table)
     slots = [lim.reserve() for _ in range(6)]
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
-    assert all(g == round(1 / (2 * 0.95), 6) for g in gaps)
+    assert all(g == round(1 / (2 * lim.headroom), 6) for g in gaps) and lim.headroom < 1
     assert slots[0] >= 1000.0
     # No one-second window holds more than two calls.
     assert all(sum(1 for s in slots if t <= s < t + 1) <= 2 for t in slots)
@@ -77,9 +77,10 @@ def test_a_future_reservation_leaves_earlier_slots_free(table):
 def test_creates_take_places_in_a_lane_and_an_idle_lane_gives_a_slot_now(table):
     clock = [1000.0]
     lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
-    burst = [round(lim.reserve_create(2) / lim.spacing) for _ in range(5)]
-    assert [b - a for a, b in itertools.pairwise(burst)] == [2] * 4
-    assert lim.schedule().busy(1000.0)  # creates are queued further ahead than two seconds
+    burst = [round(lim.reserve_create(2) / lim.spacing) for _ in range(12)]
+    assert [b - a for a, b in itertools.pairwise(burst)] == [2] * 11
+    assert lim.schedule().busy(1000.0)  # creates are queued further ahead than ten seconds
+    assert not lim.schedule().busy(1003.0, window_s=10.0 + 11 * 2 * lim.spacing)
     clock[0] = 1100.0  # the lane has been idle
     assert lim.reserve_create(2) == pytest.approx(math.ceil(1100.0 / lim.spacing) * lim.spacing)
     assert not lim.schedule().busy(1100.0)
@@ -260,3 +261,11 @@ def test_lost_races_never_fail_a_reservation(table):
     lim.client = type("Racing", (), {"put_item": staticmethod(losing_put), "query": table.query})()
     slot = lim.reserve()
     assert len(losses) == 40 and round(slot / lim.spacing) > int(losses[-1])
+
+
+@pytest.mark.parametrize("qps", [1, 2, 4, 5])
+def test_calls_on_consecutive_slots_are_never_held_for_each_other(qps):
+    # Were qps + 1 consecutive slots closer than a second plus the send margin, every call on time would be held
+    # behind the one qps slots before it, and the lateness would add up until slots are missed.
+    lim = SlotLimiter("slots", qps=qps, client=None)
+    assert qps * lim.spacing >= 1 + lim.margin_s
