@@ -85,8 +85,8 @@ def next_poll_at(
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
-    poll. An estimate without progress is a guess: with an idle budget it waits at most `max_gap_s` or a quarter
-    of the time the task has run (little latency lost to a wrong guess, few polls for a long task)."""
+    poll. With an idle budget, never later than `max_gap_s` or a quarter of the time the task has run after it
+    (little latency lost to a wrong estimate, few polls for a long task)."""
     elapsed = max(0.0, now - created_at)
     guided = bool(progress and 0 < progress < 100 and elapsed > 0)
     if guided:
@@ -99,7 +99,7 @@ def next_poll_at(
     else:
         total = durations.quantile_after(BUSY_QUANTILE if busy else IDLE_QUANTILE, elapsed)
     at = created_at + total + ARRIVAL_MARGIN_S
-    if not guided and not busy and max_gap_s is not None:
+    if not busy and max_gap_s is not None:
         at = min(at, now + max(max_gap_s, elapsed / 4))
     return max(now + min_gap_s, at)
 
