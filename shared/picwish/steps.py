@@ -558,7 +558,10 @@ def _poll_call(
         seconds = polling.completion_sample(
             created_at, base.get("polled_at"), now, result.created_at, result.completed_at
         )
-        limiter.learn(op.name, durations.learn(seconds))
+        try:
+            limiter.learn(op.name, durations.learn(seconds))
+        except ClientError as exc:  # a lost sample only slows the learning; the task is done and paid for
+            logger.warning("durations not learned", extra={"error": exc.response["Error"]["Code"]})
         return {
             **polled,
             "phase": "done",

@@ -199,3 +199,17 @@ def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypat
     assert belief.quantile(0.5) == pytest.approx(9.0, abs=1.0)
     # The first poll is early when the budget is idle (to read the progress): early for a 9 s task, not a 3 s one.
     assert guessed < 3 and learned["slot_at"] - learned["created_at"] == pytest.approx(belief.quantile(0.15), abs=0.6)
+
+
+def test_a_sample_that_cannot_be_stored_does_not_cost_the_done_task_a_poll(sim, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from picwish.ratelimit import SlotLimiter
+
+    def refuse(self, operation, durations):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
+
+    monkeypatch.setattr(SlotLimiter, "learn", refuse)
+    monkeypatch.setattr(steps, "_stash_outputs", lambda svc, job, outputs: {})
+    complete(sim, "exec-x", 4.0)  # asserts the poll came back done
+    assert [kind for _, kind, _ in sim.api.calls] == ["create", "poll"]
