@@ -16,6 +16,7 @@ BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: e
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
 ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
 MAX_EXPONENT = 3.0  # the steepest progress curve (progress ∝ time^k) two readings may suggest, either way
+DEADLINE_LEAD_S = 2.0  # the last poll before a job's deadline comes this long before it
 MAX_TAIL = 0.999  # conditional quantiles stop here: past it a lognormal says "never", a task still ends
 
 
@@ -81,12 +82,13 @@ def next_poll_at(
     min_gap_s: float,
     max_gap_s: float | None = None,
     earlier: tuple[float, int] | None = None,
+    deadline: float | None = None,
 ) -> float:
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
-    poll. With an idle budget, never later than `max_gap_s` or a quarter of the time the task has run after it
-    (little latency lost to a wrong estimate, few polls for a long task)."""
+    poll; never later than the task's age after it, nor past `deadline` less DEADLINE_LEAD_S; with an idle budget,
+    never later than `max_gap_s` or a quarter of the task's age (little latency lost to a wrong estimate)."""
     elapsed = max(0.0, now - created_at)
     guided = bool(progress and 0 < progress < 100 and elapsed > 0)
     if guided:
@@ -101,6 +103,11 @@ def next_poll_at(
     at = created_at + total + ARRIVAL_MARGIN_S
     if not busy and max_gap_s is not None:
         at = min(at, now + max(max_gap_s, elapsed / 4))
+    # An early reading can put the end far out; the task is looked at again before it has run twice as long,
+    # and once more before the job's deadline.
+    at = min(at, now + max(min_gap_s, elapsed))
+    if deadline is not None and deadline - DEADLINE_LEAD_S > now + min_gap_s:
+        at = min(at, deadline - DEADLINE_LEAD_S)
     return max(now + min_gap_s, at)
 
 

@@ -580,6 +580,7 @@ def _poll_call(
         min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
         max_gap_s=interval * IDLE_MAX_POLL_GAP,
         earlier=_reading(created_at, base),
+        deadline=float(create["deadline_at"]),
     )
     return {**polled, **_wait_for(svc, limiter.reserve(at))}
 

@@ -30,10 +30,10 @@ def test_a_busy_budget_polls_later_than_an_idle_one():
 
 def test_progress_predicts_the_end_and_a_busy_budget_pads_it():
     d = Durations(math.log(4.0), 0.5**2)
-    end = 3.0 * 100 / 50.5
-    idle = polling.next_poll_at(0.0, 3.0, 50, d, busy=False, min_gap_s=0.5)
-    idle_again = polling.next_poll_at(0.0, 3.0, 50, d, busy=False, min_gap_s=0.5, earlier=(1.5, 25))
-    busy = polling.next_poll_at(0.0, 3.0, 50, d, busy=True, min_gap_s=1.0)
+    end = 3.0 * 100 / 60.5
+    idle = polling.next_poll_at(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
+    idle_again = polling.next_poll_at(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=3.0, earlier=(1.5, 30))
+    busy = polling.next_poll_at(0.0, 3.0, 60, d, busy=True, min_gap_s=1.0)
     assert idle == pytest.approx(3.0 + (end - 3.0) / 2 + polling.ARRIVAL_MARGIN_S)  # a second reading half-way
     assert idle_again == pytest.approx(end + polling.ARRIVAL_MARGIN_S)  # then the end itself
     assert busy == pytest.approx(end * 1.15 + polling.ARRIVAL_MARGIN_S)
@@ -77,7 +77,8 @@ def test_an_idle_budget_never_leaves_a_task_alone_longer_than_the_max_gap_or_a_q
     d = Durations(math.log(60.0), 0.3**2)  # the belief says a minute
     assert polling.next_poll_at(0.0, 2.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) == pytest.approx(4.0)
     assert 40.5 <= polling.next_poll_at(0.0, 40.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) <= 50.0
-    assert polling.next_poll_at(0.0, 2.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) > 30
+    assert polling.next_poll_at(0.0, 2.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) == pytest.approx(4.0)
+    assert polling.next_poll_at(0.0, 20.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) > 30  # busy: no 2 s cap
 
 
 @pytest.mark.parametrize("k", [0.6, 1.0, 1.7])
@@ -103,3 +104,12 @@ def test_one_very_slow_task_does_not_push_every_first_poll_out():
     after = d.learn(170.0)
     assert after.quantile(0.85) < 1.6 * before  # without the cap: about 5 times
     assert after.sigma < 1.5 * d.sigma
+
+
+def test_an_early_reading_never_sends_the_next_poll_past_twice_the_age_or_the_deadline():
+    d = Durations(math.log(5.0), 0.5**2)
+    # 170 s task whose progress starts slowly: 13 % after 40 s says about 300 s
+    far = polling.next_poll_at(0.0, 40.0, 13, d, busy=True, min_gap_s=1.0)
+    assert far == pytest.approx(80.0)
+    near_deadline = polling.next_poll_at(0.0, 160.0, 60, d, busy=True, min_gap_s=1.0, deadline=240.0)
+    assert near_deadline == pytest.approx(240.0 - polling.DEADLINE_LEAD_S)
