@@ -2,7 +2,9 @@
 
 import json
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from mock_server import MockConfig, create_app
 from offline.harness import AWS_ENV, build
@@ -29,6 +31,23 @@ def backend(app):
 @pytest.fixture
 def web(app):
     return app.test_client()
+
+
+@pytest.fixture
+def rate_table():
+    """In-process DynamoDB (moto) with the QPS table "slots", keyed as template.yaml's RateLimitTable."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
 
 
 @pytest.fixture(scope="session", autouse=True)

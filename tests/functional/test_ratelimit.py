@@ -6,9 +6,7 @@ import math
 import threading
 import time
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.dynamodb import models as dynamodb_models
 
 from offline.moto_atomic import make_moto_atomic
@@ -21,19 +19,25 @@ make_moto_atomic()  # as DynamoDB itself guarantees; see the module's docstring
 
 
 @pytest.fixture
-def table():
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+def table(rate_table):
+    return rate_table
+
+
+def at_once(n: int, call) -> list:
+    """`call()` from n threads at the same time; what each returned."""
+    got, lock = [], threading.Lock()
+
+    def run():
+        value = call()
+        with lock:
+            got.append(value)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
 
 
 def limiter(client, now=1000.0):
@@ -52,19 +56,7 @@ def test_slots_are_spaced_by_the_qps_with_headroom(table):
 
 def test_concurrent_reservations_never_share_a_slot(table):
     lim = limiter(table)
-    got, lock = [], threading.Lock()
-
-    def take():
-        slot = lim.reserve()
-        with lock:
-            got.append(slot)
-
-    threads = [threading.Thread(target=take) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(got)) == 20
+    assert len(set(at_once(20, lim.reserve))) == 20
 
 
 def test_a_future_reservation_leaves_earlier_slots_free(table):
@@ -103,19 +95,7 @@ def test_a_lane_spreads_fractional_gaps_over_the_slots_and_keeps_them_when_creat
 
 def test_concurrent_creates_never_share_a_place_in_the_lane(table):
     lim = limiter(table)
-    got, lock = [], threading.Lock()
-
-    def take():
-        slot = lim.reserve_create(2)
-        with lock:
-            got.append(slot)
-
-    threads = [threading.Thread(target=take) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    places = sorted(round(s / lim.spacing) for s in got)
+    places = sorted(round(s / lim.spacing) for s in at_once(12, lambda: lim.reserve_create(2)))
     assert [b - a for a, b in itertools.pairwise(places)] == [2] * 11
 
 

@@ -7,9 +7,7 @@ import itertools
 import json
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from offline.moto_atomic import make_moto_atomic
 from picwish import steps
@@ -23,25 +21,14 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 @pytest.fixture
-def tables():
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.create_table(
-            TableName="tasks",
-            KeySchema=[{"AttributeName": "execution", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "execution", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+def tables(rate_table):
+    rate_table.create_table(
+        TableName="tasks",
+        KeySchema=[{"AttributeName": "execution", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "execution", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return rate_table
 
 
 class FakeApi:
@@ -93,6 +80,13 @@ def job_payload(name: str, operation: str = "idphoto") -> dict:
     return {**state, "job": {**state["job"], "operation": operation}, "execution": name}
 
 
+def running_task(sim, name: str) -> tuple[dict, float]:
+    """A poll step's payload for task "t1", created now."""
+    payload = job_payload(name)
+    payload["create"] = {"status": "created", "task_id": "t1", "created_at": sim.now, "deadline_at": sim.now + 240}
+    return payload, sim.now
+
+
 @pytest.fixture
 def sim(tables, monkeypatch):
     monkeypatch.setattr(steps, "_api_inputs", lambda svc, job: ("image-url", {}))
@@ -128,14 +122,7 @@ def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim, 
     if busy:
         for _ in range(20):  # creates queued for the next 20 s
             sim.svc.limiter().reserve_create(2)
-    payload = job_payload("exec-p")
-    created_at = sim.now
-    payload["create"] = {
-        "status": "created",
-        "task_id": "t1",
-        "created_at": created_at,
-        "deadline_at": created_at + 240,
-    }
+    payload, created_at = running_task(sim, "exec-p")
     sim.now = created_at + 2.0
     sim.api.answers["t1"] = [{"state": 4, "progress": 40}]
     out = steps.poll_step(sim.svc, payload)
@@ -149,14 +136,7 @@ def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim, 
 
 
 def test_a_poll_without_progress_waits_for_where_most_tasks_that_ran_this_long_are_done(sim):
-    payload = job_payload("exec-q")
-    created_at = sim.now
-    payload["create"] = {
-        "status": "created",
-        "task_id": "t1",
-        "created_at": created_at,
-        "deadline_at": created_at + 240,
-    }
+    payload, created_at = running_task(sim, "exec-q")
     sim.now = created_at + 9.0  # idphoto typically takes 3 s; this one is queued still
     sim.api.answers["t1"] = [{"state": 0, "progress": 0}]
     out = steps.poll_step(sim.svc, payload)
