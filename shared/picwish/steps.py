@@ -38,7 +38,7 @@ from .errors import (
 )
 from .images import EXTENSIONS, sniff_format
 from .options import options_from_metadata, parse_defaults
-from .ratelimit import SlotLimiter
+from .ratelimit import Schedule, SlotLimiter
 from .records import iso
 from .results import Output
 from .retry import Backoff
@@ -314,7 +314,7 @@ def _create_failed(reason: str, error: PicWishError | dict, throttles: int, call
 def _created(svc: Services, op: Operation, task_id: str, created_at: float, previous: dict, **counts) -> dict:
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
+    durations = _durations(svc, schedule, op)
     first_poll = limiter.reserve(polling.first_poll_at(created_at, durations, busy=schedule.busy(svc.clock())))
     return {
         "status": "created",
@@ -547,7 +547,7 @@ def _poll_call(
     polled.pop("last_error", None)
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
+    durations = _durations(svc, schedule, op)
     created_at = float(create["created_at"])
     if result.is_done:
         missing = [f"data.{name}" for name in op.results_for(job["options"]) if not result.carries(name)]
@@ -583,6 +583,11 @@ def _poll_call(
         deadline=float(create["deadline_at"]),
     )
     return {**polled, **_wait_for(svc, limiter.reserve(at))}
+
+
+def _durations(svc: Services, schedule: Schedule, op: Operation) -> polling.Durations:
+    """What the operation's tasks have been taking; before any completed, the catalog's guess (scaled)."""
+    return schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
 
 
 def _reading(created_at: float, previous: dict) -> tuple[float, int] | None:
