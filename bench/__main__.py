@@ -196,6 +196,7 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
                 "journal": pipeline.mock.requests(),
                 "tasks": pipeline.mock.task_times(),
                 "slots": slots,
+                "records": records,
             }
             Path(args.save_journal).write_text(json.dumps(saved))
         report["crashes_injected"] = dict(crashes)
@@ -270,7 +271,9 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
     polls = [e for e in journal if e["method"] == "GET"]
     by_digest = {u.sha256: u.key for u in uploads}
     paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, by_digest))
-    overheads = measure.overheads(records, pipeline.mock.task_times())
+    task_times = pipeline.mock.task_times()
+    overheads = measure.overheads(records, task_times)
+    lags, after_lag = measure.overhead_split(records, task_times, journal)
     latencies = [measure.written_at(records[u.key]) - (started + u.at_s) for u in uploads if u.key in records]
     transitions = state_transitions(pipeline)
     # Lambda bills what ran (a throttled invocation never did), and the INIT of every cold start.
@@ -324,6 +327,12 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
         "lambda_invocations_per_image": round(len(invocations) / n, 2),
         "overhead_p50_s": measure.percentile(overheads, 0.5),
         "overhead_p95_s": measure.percentile(overheads, 0.95),
+        "overhead_split_s": {
+            "detection_p50": measure.percentile(lags, 0.5),
+            "detection_p95": measure.percentile(lags, 0.95),
+            "after_detection_p50": measure.percentile(after_lag, 0.5),
+            "after_detection_p95": measure.percentile(after_lag, 0.95),
+        },
         "latency_p50_s": measure.percentile(latencies, 0.5),
         "latency_p95_s": measure.percentile(latencies, 0.95),
         "throughput_images_per_s": round(n / wall, 3),

@@ -4,6 +4,7 @@ latency and overhead, state transitions, and the cost per 1,000 images with ever
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
@@ -77,6 +78,28 @@ def overheads(records: dict[str, dict], task_times: dict[str, dict]) -> list[flo
         if record.get("outcome") == "succeeded" and task and task.get("completed") and written:
             found.append(datetime.fromisoformat(written).timestamp() - task["completed"])
     return found
+
+
+def overhead_split(
+    records: dict[str, dict], task_times: dict[str, dict], journal: list[dict]
+) -> tuple[list[float], list[float]]:
+    """Each overhead in two parts: from the task's end to the poll that saw it done (the detection lag: poll
+    timing and the QPS budget), and from that poll to the result record (the state machine and finalize)."""
+    seen_done: dict[str, float] = {}
+    for entry in journal:
+        task = task_times.get(entry.get("task_id") or "")
+        if entry["method"] == "GET" and entry["status"] == 200 and task and task.get("completed"):
+            at = entry.get("counted_at") or entry["time"]
+            if at >= task["completed"] and at < seen_done.get(entry["task_id"], math.inf):
+                seen_done[entry["task_id"]] = at
+    lags, after = [], []
+    for record in records.values():
+        task_id = record.get("task_id") or ""
+        written = (record.get("timestamps") or {}).get("result_written")
+        if record.get("outcome") == "succeeded" and task_id in seen_done and written:
+            lags.append(seen_done[task_id] - task_times[task_id]["completed"])
+            after.append(datetime.fromisoformat(written).timestamp() - seen_done[task_id])
+    return lags, after
 
 
 def cost_per_1000(counts: dict[str, float], n: int, *, credits: int, credit_price: float) -> dict[str, float]:

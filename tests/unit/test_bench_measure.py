@@ -1,6 +1,9 @@
 """The benchmark's judgement: tasks paid per upload key in both input modes, and `--check` saying no."""
 
 import hashlib
+from datetime import UTC, datetime
+
+import pytest
 
 from bench import measure
 
@@ -53,3 +56,26 @@ def test_api_credits_are_their_own_line_of_the_cost():
     cost = measure.cost_per_1000(counts, 200, credits=300, credit_price=0.05)
     assert cost["state_transitions"] == 0.25 and cost["aws_total"] == 0.25
     assert cost["api_credits"] == 75.0 and cost["total"] == 75.25
+
+
+def test_overhead_is_split_at_the_first_poll_that_could_see_the_task_done():
+    tasks = {"t1": {"created": 100.0, "completed": 105.0}, "t2": {"created": 100.0, "completed": 103.0}}
+    journal = [
+        {"method": "GET", "status": 200, "task_id": "t1", "counted_at": 104.0, "time": 104.1},  # still running
+        {"method": "GET", "status": 429, "task_id": "t1", "counted_at": 105.2, "time": 105.3},  # refused: saw nothing
+        {"method": "GET", "status": 200, "task_id": "t1", "counted_at": 105.5, "time": 105.6},
+        {"method": "GET", "status": 200, "task_id": "t1", "counted_at": 106.0, "time": 106.1},  # a later look
+        {"method": "GET", "status": 200, "task_id": "t2", "counted_at": 104.0, "time": 104.1},
+    ]
+    records = {
+        "a.jpg": {"outcome": "succeeded", "task_id": "t1", "timestamps": {"result_written": stamp(105.75)}},
+        "b.jpg": {"outcome": "succeeded", "task_id": "t2", "timestamps": {"result_written": stamp(104.5)}},
+        "c.jpg": {"outcome": "failed", "task_id": "t3"},
+    }
+    lags, after = measure.overhead_split(records, tasks, journal)
+    assert lags == pytest.approx([0.5, 1.0])
+    assert after == pytest.approx([0.25, 0.5])
+
+
+def stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
