@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from mock_server.pytest_plugin import start_mock
+from mock_server.launcher import start_mock
 from offline.samples import encode, portrait
 
 

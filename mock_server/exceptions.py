@@ -39,9 +39,5 @@ class TooManyRequests(MockAPIError):
     status = 429
 
 
-class ServerError(MockAPIError):
-    status = 500
-
-
 class AdminError(Exception):
     """A malformed request to the scenario API (answered 400 with a plain JSON error, not the API envelope)."""

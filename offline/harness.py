@@ -16,7 +16,7 @@ import boto3
 import requests
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from mock_server.pytest_plugin import RunningMock, start_mock
+from mock_server.launcher import RunningMock, start_mock
 from offline import moto_speed
 from offline.iam import mirror_role, operator
 from offline.lambdas import LambdaRuntime

@@ -42,8 +42,6 @@ TASK_STATES: dict[int, str] = {
 
 DONE = 1
 FAILED_STATES: frozenset[int] = frozenset(code for code in TASK_STATES if code < 0)
-PROCESSING_STATES: frozenset[int] = frozenset(code for code in TASK_STATES if code == 0 or code > 1)
-MAX_PROCESSING_SECONDS = 180  # the -8 meaning: "The maximum processing time is 180 seconds."
 
 
 class StateClass(StrEnum):
@@ -73,18 +71,6 @@ def classify_state(value: object) -> StateClass:
     if code in FAILED_STATES:
         return StateClass.FAILED
     return StateClass.PROCESSING
-
-
-def is_done(value: object) -> bool:
-    return classify_state(value) is StateClass.DONE
-
-
-def is_failed(value: object) -> bool:
-    return classify_state(value) is StateClass.FAILED
-
-
-def is_processing(value: object) -> bool:
-    return classify_state(value) is StateClass.PROCESSING
 
 
 def state_meaning(value: object) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from mock_server.pytest_plugin import RunningMock
+from mock_server.launcher import RunningMock
 from picwish import ClientSettings, PicWishClient, TaskResult
 from picwish.config import ENV_API_KEY
 from tests.support.fileserver import FileServer

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from mock_server.pytest_plugin import start_mock
+from mock_server.launcher import start_mock
 from picwish import (
     AuthenticationError,
     ClientSettings,

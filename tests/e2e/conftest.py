@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from mock_server.pytest_plugin import RunningMock
+from mock_server.launcher import RunningMock
 
 ROOT = Path(__file__).resolve().parents[2]
 
