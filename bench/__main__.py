@@ -24,7 +24,7 @@ from bench import measure
 from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults
 from bench.workload import Upload, parse_mix, plan
 from offline.harness import build
-from picwish.uploads import parse_job_path
+from picwish_pipeline.uploads import parse_job_path
 
 RENDER_MAX_SIDE = 512  # the mock renders results from inputs this size: its CPU is not what is measured
 SUMMARY_FIELDS = (

@@ -12,7 +12,7 @@ import sys
 
 from offline.harness import build
 from offline.samples import encode, mask, portrait, product
-from picwish.uploads import parse_job_path
+from picwish_pipeline.uploads import parse_job_path
 
 UPLOADS = {
     "idphoto": (

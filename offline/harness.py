@@ -24,9 +24,9 @@ from offline.moto_atomic import make_moto_atomic
 from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
-from offline.records import wait_record
+from offline.record_reader import wait_record
 from offline.stack import TEMPLATE, DeployedStack, deploy
-from picwish.ratelimit import SCHEDULE
+from picwish_pipeline.ratelimit import SCHEDULE
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from picwish.uploads import parse_job_path
+from picwish_pipeline.uploads import parse_job_path
 
 from .harness import Pipeline
-from .records import read_records
+from .record_reader import read_records
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """State machine step: download every result and write them with result.json to the output bucket."""
 
-from picwish.runtime import step_handler
-from picwish.steps import finalize_step
+from picwish_pipeline.finalize import finalize_step
+from picwish_pipeline.runtime import step_handler
 
 lambda_handler = step_handler(finalize_step)

@@ -1,6 +1,6 @@
 """S3 trigger: every record of the event is validated and, if sound, starts its own execution."""
 
-from picwish.runtime import step_handler
-from picwish.steps import submit_event
+from picwish_pipeline.runtime import step_handler
+from picwish_pipeline.submit import submit_event
 
 lambda_handler = step_handler(submit_event, metric_keys=("started", "duplicate", "rejected"))

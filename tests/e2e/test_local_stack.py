@@ -7,13 +7,13 @@ import io
 import pytest
 from PIL import Image
 
-from offline import records
+from offline import record_reader
 from offline.samples import demo_set
 from tests.support import images
 
 
 def wait_record(s3, info, key, timeout_s=60):
-    return records.wait_record(s3, info["output_bucket"], key, timeout_s=timeout_s)
+    return record_reader.wait_record(s3, info["output_bucket"], key, timeout_s=timeout_s)
 
 
 def test_stack_json_names_everything_a_client_needs(local_stack):

@@ -12,9 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from offline.lambdas import LambdaCrash
-from offline.records import read_records
+from offline.record_reader import read_records
 from picwish.catalog import MB
-from picwish.uploads import S3_KEY_MAX_BYTES
+from picwish_pipeline.uploads import S3_KEY_MAX_BYTES
 from tests.support import images
 
 

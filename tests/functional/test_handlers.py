@@ -15,7 +15,7 @@ import pytest
 from moto.stepfunctions.parser import models as sfn_parser_models
 
 from offline.harness import build
-from picwish.uploads import UploadRef
+from picwish_pipeline.uploads import UploadRef
 from tests.support import images
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offline.harness import build
-from offline.records import read_records
+from offline.record_reader import read_records
 from tests.support import images
 
 PROCESSING = st.sampled_from([0, 2, 3, 4, 5, 6])

@@ -10,10 +10,10 @@ import pytest
 from moto.dynamodb import models as dynamodb_models
 
 from offline.moto_atomic import make_moto_atomic
-from picwish import steps
-from picwish.config import PipelineSettings
-from picwish.ratelimit import PARTITION, SlotLimiter
-from picwish.steps import Services
+from picwish_pipeline import slots
+from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.ratelimit import PARTITION, SlotLimiter
+from picwish_pipeline.services import Services
 
 make_moto_atomic()  # as DynamoDB itself guarantees; see the module's docstring
 
@@ -155,7 +155,7 @@ def test_a_step_calls_at_its_slot_and_announces_the_call_before_making_it(table)
         seen.update(at=fake.now, announced=called_at(table, third, lim.spacing))
         return {"status": "called"}
 
-    assert steps._call_in_slot(svc, third, call, otherwise={}) == {"status": "called"}
+    assert slots.call_in_slot(svc, third, call, otherwise={}) == {"status": "called"}
     assert seen == {"at": pytest.approx(third), "announced": pytest.approx(third)}
 
 
@@ -168,13 +168,13 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
     lim.mark_called(second, second)
     fake.now = third - 1.0
     made = []
-    steps._call_in_slot(svc, third, lambda: made.append(fake.now) or {}, otherwise={})
+    slots.call_in_slot(svc, third, lambda: made.append(fake.now) or {}, otherwise={})
     assert made == [pytest.approx(first + 0.2 + 1 + lim.margin_s)]  # held: never three calls in one second
 
     fourth, fifth = lim.reserve(), lim.reserve()
     lim.mark_called(fourth, fourth)
     fake.now = fifth + lim.max_slip_s + 0.1  # the step itself came too late
-    out = steps._call_in_slot(svc, fifth, lambda: made.append(fake.now) or {}, otherwise={"status": "wait"})
+    out = slots.call_in_slot(svc, fifth, lambda: made.append(fake.now) or {}, otherwise={"status": "wait"})
     assert len(made) == 1 and out["status"] == "wait" and out["slot_at"] > fifth
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from offline.moto_atomic import make_moto_atomic
-from picwish import steps
-from picwish.config import PipelineSettings
 from picwish.results import TaskResult
-from picwish.steps import Services
+from picwish_pipeline import create, poll, storage
+from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.services import Services
 
 make_moto_atomic()
 
@@ -89,7 +89,7 @@ def running_task(sim, name: str) -> tuple[dict, float]:
 
 @pytest.fixture
 def sim(tables, monkeypatch):
-    monkeypatch.setattr(steps, "_api_inputs", lambda svc, job: ("image-url", {}))
+    monkeypatch.setattr(create, "_api_inputs", lambda svc, job: ("image-url", {}))
     return Sim(tables)
 
 
@@ -101,7 +101,7 @@ def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(s
     heapq.heapify(queue)
     while queue:
         sim.now, name = heapq.heappop(queue)
-        out = steps.create_step(sim.svc, payloads[name])
+        out = create.create_step(sim.svc, payloads[name])
         payloads[name]["create"] = out
         if out["status"] == "wait":
             waits[name] += 1
@@ -114,7 +114,7 @@ def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(s
     assert all(b - a > 0.999 for a, b in zip(times, times[2:], strict=False))  # never 3 calls in a second
     # About 1.1 slots of every 2.1 are left for polls.
     spacing = sim.svc.limiter().spacing
-    assert times[-1] - times[0] == pytest.approx((n - 1) * steps.CREATE_LANE_GAP * spacing, rel=0.03)
+    assert times[-1] - times[0] == pytest.approx((n - 1) * create.CREATE_LANE_GAP * spacing, rel=0.03)
 
 
 @pytest.mark.parametrize("busy", [False, True])
@@ -125,7 +125,7 @@ def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim, 
     payload, created_at = running_task(sim, "exec-p")
     sim.now = created_at + 2.0
     sim.api.answers["t1"] = [{"state": 4, "progress": 40}]
-    out = steps.poll_step(sim.svc, payload)
+    out = poll.poll_step(sim.svc, payload)
     assert out["phase"] == "processing" and out["progress"] == 40
     # 40 % after t: done at about 2.5 t, not one poll interval (1 s) later. An idle budget reads the progress
     # again half-way; a busy one goes to the end, padded.
@@ -139,21 +139,21 @@ def test_a_poll_without_progress_waits_for_where_most_tasks_that_ran_this_long_a
     payload, created_at = running_task(sim, "exec-q")
     sim.now = created_at + 9.0  # idphoto typically takes 3 s; this one is queued still
     sim.api.answers["t1"] = [{"state": 0, "progress": 0}]
-    out = steps.poll_step(sim.svc, payload)
+    out = poll.poll_step(sim.svc, payload)
     assert 9.5 <= out["slot_at"] - created_at <= 15
 
 
 def complete(sim, name: str, task_seconds: float) -> None:
     """Create a task and poll it until done; the API's whole-second stamps say it took `task_seconds`."""
     payload = job_payload(name)
-    payload["create"] = steps.create_step(sim.svc, payload)
+    payload["create"] = create.create_step(sim.svc, payload)
     while payload["create"]["status"] == "wait":
         sim.now += payload["create"]["wait_s"] + 0.1
-        payload["create"] = steps.create_step(sim.svc, payload)
-    create = payload["create"]
-    sim.now = max(sim.now, create["slot_at"], create["created_at"] + task_seconds + 0.3)
-    stamp = int(create["created_at"])
-    sim.api.answers[create["task_id"]] = [
+        payload["create"] = create.create_step(sim.svc, payload)
+    created = payload["create"]
+    sim.now = max(sim.now, created["slot_at"], created["created_at"] + task_seconds + 0.3)
+    stamp = int(created["created_at"])
+    sim.api.answers[created["task_id"]] = [
         {
             "state": 1,
             "progress": 100,
@@ -162,19 +162,19 @@ def complete(sim, name: str, task_seconds: float) -> None:
             "image": "https://r.test/x.png",
         }
     ]
-    out = steps.poll_step(sim.svc, payload)
+    out = poll.poll_step(sim.svc, payload)
     assert out["phase"] == "done", out
 
 
 def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypatch):
-    monkeypatch.setattr(steps, "_stash_outputs", lambda svc, job, outputs: {})
-    first = steps.create_step(sim.svc, job_payload("exec-a"))
+    monkeypatch.setattr(storage, "stash_outputs", lambda svc, job, outputs: {})
+    first = create.create_step(sim.svc, job_payload("exec-a"))
     guessed = first["slot_at"] - first["created_at"]  # before any task: the catalog's guess (3 s for idphoto)
     for i in range(12):  # idphoto tasks have been taking 9 s
         sim.now += 20
         complete(sim, f"exec-l{i}", 9.0)
     sim.now += 20
-    learned = steps.create_step(sim.svc, job_payload("exec-b"))
+    learned = create.create_step(sim.svc, job_payload("exec-b"))
     belief = sim.svc.limiter().schedule().durations_of("idphoto", 3.0)
     assert belief.quantile(0.5) == pytest.approx(9.0, abs=1.0)
     # The first poll is early when the budget is idle (to read the progress): early for a 9 s task, not a 3 s one.
@@ -184,12 +184,12 @@ def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypat
 def test_a_sample_that_cannot_be_stored_does_not_cost_the_done_task_a_poll(sim, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from picwish.ratelimit import SlotLimiter
+    from picwish_pipeline.ratelimit import SlotLimiter
 
     def refuse(self, operation, durations):
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
 
     monkeypatch.setattr(SlotLimiter, "learn", refuse)
-    monkeypatch.setattr(steps, "_stash_outputs", lambda svc, job, outputs: {})
+    monkeypatch.setattr(storage, "stash_outputs", lambda svc, job, outputs: {})
     complete(sim, "exec-x", 4.0)  # asserts the poll came back done
     assert [kind for _, kind, _ in sim.api.calls] == ["create", "poll"]

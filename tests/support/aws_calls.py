@@ -1,5 +1,6 @@
 """The AWS actions a function's code can call, read from the source: from the step its handler wraps, every call
-it can reach inside the `picwish` package, and each boto3 operation on the way mapped to its IAM action."""
+it can reach inside the `picwish` and `picwish_pipeline` packages, each boto3 operation on the way mapped to its
+IAM action."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "shared" / "picwish"
+PACKAGES = (ROOT / "shared" / "picwish", ROOT / "shared" / "picwish_pipeline")
 
 # boto3 operation (method name) → the IAM actions it needs. Names are unique across the services this code uses.
 # Reading an object that may be missing needs ListBucket too: without it S3 answers 403, not 404 (NoSuchKey).
@@ -36,7 +37,7 @@ ACTIONS = {
 
 def _definitions() -> dict[str, list[ast.AST]]:
     found: dict[str, list[ast.AST]] = {}
-    for path in PACKAGE.glob("*.py"):
+    for path in (p for package in PACKAGES for p in package.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 found.setdefault(node.name, []).append(node)
@@ -51,7 +52,7 @@ def _called_names(node: ast.AST) -> Iterator[str]:
                 yield func.id
             elif isinstance(func, ast.Attribute):
                 yield func.attr
-        # steps hand functions over as values (`_call_in_slot(prepare=claim)`): a name passed is a name called
+        # steps hand functions over as values (`call_in_slot(prepare=claim)`): a name passed is a name called
         if isinstance(inner, ast.keyword) and isinstance(inner.value, ast.Name):
             yield inner.value.id
 

@@ -6,7 +6,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from picwish.uploads import MAX_OUTPUT_NAME_BYTES, S3_KEY_MAX_BYTES, parse_job_path
+from picwish_pipeline.uploads import MAX_OUTPUT_NAME_BYTES, S3_KEY_MAX_BYTES, parse_job_path
 
 # The longest names a job writes under its result prefix (the class names and extensions the pipeline uses).
 LONGEST_OUTPUTS = ("result.json", "clothes_masks.zip", "x" * (MAX_OUTPUT_NAME_BYTES - 5) + ".webp")

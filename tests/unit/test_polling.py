@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from picwish import polling
-from picwish.polling import Durations
+from picwish_pipeline import polling
+from picwish_pipeline.polling import Durations
 
 
 def test_learning_converges_on_the_recent_median_and_spread():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from picwish.runtime import step_handler
+from picwish_pipeline.runtime import step_handler
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "state-create.json"
 

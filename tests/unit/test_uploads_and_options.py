@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picwish import ValidationError, get_operation
-from picwish.options import options_from_metadata, parse_defaults
-from picwish.uploads import UploadRef, parse_job_path
+from picwish_pipeline.options import options_from_metadata, parse_defaults
+from picwish_pipeline.uploads import UploadRef, parse_job_path
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .catalog import Operation
-from .errors import ValidationError
-from .validation import normalize_options
+from picwish.catalog import Operation
+from picwish.errors import ValidationError
+from picwish.validation import normalize_options
 
 
 def parse_defaults(text: str | None) -> dict[str, dict[str, Any]]:

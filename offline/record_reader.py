@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from picwish.uploads import parse_job_path
+from picwish_pipeline.uploads import parse_job_path
 
 
 def read_records(s3: Any, bucket: str, upload_key: str) -> list[tuple[str, dict]]:

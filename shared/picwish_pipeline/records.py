@@ -1,4 +1,4 @@
-"""The JSON records a job ends in — `result.json` or `failed/….json` — and how they are written to S3."""
+"""The JSON records a job ends in — `result.json` or `failed/….json` — built from what the steps carry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .states import state_meaning, status_meaning
+from picwish.states import state_meaning, status_meaning
+
 from .uploads import JobPath
 
 
@@ -106,8 +107,3 @@ def step_error(error: dict[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError:
             pass
     return {"error": error.get("Error"), "message": message}
-
-
-def put_json(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
-    body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")

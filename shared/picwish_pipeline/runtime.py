@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from .config import PipelineSettings
 from .secrets import get_api_key
-from .steps import Services
+from .services import Services
 
 
 def build_services(settings: PipelineSettings | None = None) -> Services:

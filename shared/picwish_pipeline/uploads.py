@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from .catalog import OPERATIONS
-from .results import CLASS_NAME  # output names are class names or the catalog's, all of this shape
+from picwish.catalog import OPERATIONS
+from picwish.results import CLASS_NAME  # output names are class names or the catalog's, all of this shape
 
 INCOMING = "incoming/"
 RESULTS = "results/"

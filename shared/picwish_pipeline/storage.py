@@ -1,0 +1,139 @@
+"""The steps' S3 and DynamoDB reads and writes: capped upload reads, records, results written at their final
+keys, and the task record (a claim before the POST, the task id after it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from picwish.catalog import Operation
+from picwish.images import EXTENSIONS, sniff_format
+from picwish.results import Output
+from picwish.validation import check_image_size
+
+from .services import Services
+from .uploads import JobPath, parse_job_path
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})  # S3 GET and HEAD say it differently
+CLAIM_TTL_S = 90 * 24 * 3600
+
+
+def put_json(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
+    body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def read_capped(
+    svc: Services, op: Operation, field_name: str, bucket: str, key: str, version_id: str | None = None
+) -> tuple[bytes, dict[str, str]] | None:
+    """(bytes, user metadata) of an object, None when it does not exist. Its size is judged by a HEAD before a
+    byte is read, and the read stops one byte past the limit: the object may be replaced in between."""
+    params = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+    try:
+        head = svc.s3.head_object(**params)
+        check_image_size(op, field_name, int(head.get("ContentLength", 0)))
+        body = svc.s3.get_object(**params)["Body"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in NOT_FOUND:
+            return None
+        raise
+    try:
+        data = body.read(op.max_bytes + 1)
+    finally:
+        body.close()
+    check_image_size(op, field_name, len(data))
+    return data, dict(head.get("Metadata") or {})
+
+
+def claim(svc: Services, name: str, operation: str) -> bool:
+    """Write this execution's claim to create its task; False when a claim already exists."""
+    now = svc.clock()
+    try:
+        svc.dynamodb.put_item(
+            TableName=svc.settings.tasks_table,
+            Item={
+                "execution": {"S": name},
+                "claimed_at": {"N": repr(now)},
+                "operation": {"S": operation},
+                "expires_at": {"N": str(int(now) + CLAIM_TTL_S)},
+            },
+            ConditionExpression="attribute_not_exists(execution)",
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def read_claim(svc: Services, name: str) -> dict | None:
+    item = svc.dynamodb.get_item(
+        TableName=svc.settings.tasks_table, Key={"execution": {"S": name}}, ConsistentRead=True
+    ).get("Item")
+    if not item:
+        return None
+    return {
+        "task_id": item["task_id"]["S"] if "task_id" in item else None,
+        "created_at": float(item["created_at"]["N"]) if "created_at" in item else None,
+        "claimed_at": float(item["claimed_at"]["N"]) if "claimed_at" in item else None,
+    }
+
+
+def release_claim(svc: Services, name: str) -> None:
+    """The API answered that it made no task: the claim goes, so the next attempt may POST. Failing to release
+    only makes that attempt end as "ambiguous create" — never a second payment — so a failure here is logged."""
+    try:
+        svc.dynamodb.delete_item(
+            TableName=svc.settings.tasks_table,
+            Key={"execution": {"S": name}},
+            ConditionExpression="attribute_not_exists(task_id)",
+        )
+    except ClientError as exc:
+        logger.warning("claim not released", extra={"execution": name, "error": exc.response["Error"]["Code"]})
+
+
+def record_task(svc: Services, name: str, task_id: str, created_at: float) -> None:
+    """The task id on the claim. The step's output carries it on even if this write fails: only an attempt
+    that dies before returning leaves the claim without it."""
+    try:
+        svc.dynamodb.update_item(
+            TableName=svc.settings.tasks_table,
+            Key={"execution": {"S": name}},
+            UpdateExpression="SET task_id = :t, created_at = :c",
+            ExpressionAttributeValues={":t": {"S": task_id}, ":c": {"N": repr(created_at)}},
+        )
+    except ClientError as exc:
+        logger.warning("task id not recorded", extra={"execution": name, "error": exc.response["Error"]["Code"]})
+
+
+def stash_outputs(svc: Services, job: dict, outputs: dict[str, Output]) -> dict[str, dict]:
+    """URLs go on in the state; base64 results are written at their final key now, so no bytes enter the state."""
+    path = parse_job_path(job["upload"]["key"])
+    stashed: dict[str, dict] = {}
+    for name, output in outputs.items():
+        if output.url:
+            stashed[name] = {"url": output.url}
+        else:
+            key = output_key(path, name, output.data)
+            svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=output.data)
+            stashed[name] = {"key": key}
+    return stashed
+
+
+def output_key(path: JobPath, name: str, data: bytes) -> str:
+    return path.output_key(name, EXTENSIONS.get(sniff_format(data) or "", "bin"))
+
+
+def exists(svc: Services, bucket: str, key: str) -> bool:
+    try:
+        svc.s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in NOT_FOUND:
+            return False
+        raise

@@ -1,0 +1,117 @@
+"""The submit step: judge an upload (operation, size, options from its metadata) and start its execution, or
+write the failure record that says why not."""
+
+from __future__ import annotations
+
+import json
+
+from botocore.exceptions import ClientError
+
+from picwish.catalog import OPERATIONS, get_operation
+from picwish.errors import PicWishError, ValidationError
+from picwish.validation import validate_request
+
+from . import records, storage
+from .options import options_from_metadata, parse_defaults
+from .services import Services
+from .uploads import JobPath, UploadRef, parse_job_path
+
+
+def submit_event(svc: Services, event: dict) -> dict[str, int]:
+    """Every record of an S3 notification, each on its own: one bad record never hides the others."""
+    counts = {"started": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
+    if event.get("Event") == "s3:TestEvent":
+        counts["ignored"] += 1
+        return counts
+    for record in event.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            counts["ignored"] += 1
+            continue
+        counts[submit_upload(svc, UploadRef.from_event_record(record))] += 1
+    return counts
+
+
+class MissingUpload(LookupError):
+    """The object (or the version the event names) is gone: deleted before it could be read."""
+
+
+def submit_upload(svc: Services, upload: UploadRef) -> str:
+    """Validate one upload and start its execution. Whatever goes wrong while judging or starting it ends in a
+    failure record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and
+    the exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
+    path = parse_job_path(upload.key)
+    if path is None:
+        return "ignored"
+    try:
+        job = _judge_upload(svc, path, upload)
+    except ValidationError as exc:
+        reason = "unknown operation" if exc.param == "operation" else "invalid input"
+        _fail_input(svc, path, upload, exc, reason=reason)
+        return "rejected"
+    except MissingUpload:
+        error = PicWishError("the object was deleted before it could be read")
+        _fail_input(svc, path, upload, error, reason="object missing")
+        return "rejected"
+    except Exception as exc:
+        _fail_internally(svc, path, upload, "the upload could not be judged", exc)
+        raise
+    # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
+    execution_input = json.dumps(
+        {"job": job, "create": {"status": "new"}, "poll": {"state": 0, "polls": 0}, "error": None}, sort_keys=True
+    )
+    try:
+        svc.sfn.start_execution(
+            stateMachineArn=svc.settings.state_machine_arn,
+            name=upload.execution_name(job["operation"]),
+            input=execution_input,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            return "duplicate"
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
+        raise
+    except Exception as exc:
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
+        raise
+    return "started"
+
+
+def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str, exc: Exception) -> None:
+    """An "internal error" record before the exception goes on to Lambda's retries and the dead-letter queue; a
+    retry that gets through replaces it with the job's own record."""
+    # The type only: a message could carry anything (a URL, a header) into a record users read.
+    error = PicWishError(f"{what} ({type(exc).__name__}); it will be tried again")
+    _fail_input(svc, path, upload, error, reason="internal error")
+
+
+def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:
+    """The job an upload asks for, or the ValidationError / MissingUpload that refuses it."""
+    if not path.known_operation:
+        raise ValidationError("operation", f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}")
+    op = get_operation(path.operation)
+    read = storage.read_capped(svc, op, op.slots[0].file_field, upload.bucket, upload.key, upload.version_id)
+    if read is None:
+        raise MissingUpload(upload.key)
+    image, metadata = read
+    masks: dict[str, bytes] = {}
+    for slot in op.slots[1:]:
+        key = path.mask_key(slot.name)
+        found = None if key is None else storage.read_capped(svc, op, slot.file_field, upload.bucket, key)
+        if found is not None:
+            masks[slot.name] = found[0]
+    options, ignored = options_from_metadata(op, metadata, parse_defaults(svc.settings.operation_defaults))
+    if "rectangles" in options:
+        masks.pop("mask", None)  # rectangles stand in for the mask
+    validate_request(op, {"image": image, **masks}, options)
+    return {
+        "upload": upload.to_dict(),
+        "operation": op.name,
+        "options": options,
+        "masks": {name: path.mask_key(name) for name in masks},
+        "ignored_metadata": ignored,
+    }
+
+
+def _fail_input(svc: Services, path: JobPath, upload: UploadRef, error: PicWishError, *, reason: str) -> None:
+    record = records.failure(path, upload.to_dict(), reason=reason, error=error.to_record(), clock=svc.clock)
+    storage.put_json(svc.s3, svc.settings.output_bucket, path.failure_key, record)
