@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
+.PHONY: install test lint format asl demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
-	@# The project's packages (picwish from shared/, mock_server, offline, bench) importable without PYTHONPATH.
+	@# The project's packages (picwish and picwish_pipeline from shared/, mock_server, offline, bench) importable without PYTHONPATH.
 	@$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'picwish-pipeline.pth').write_text('$(CURDIR)/shared\n$(CURDIR)\n')"
 	@touch $(STAMP)
 
@@ -24,6 +24,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# statemachine/pipeline.asl.json is generated from statemachine/definition.py (a test checks they agree).
+asl: install
+	$(BIN)/python -m statemachine.definition
 
 test: lint
 	$(BIN)/python -m pytest

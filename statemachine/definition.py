@@ -1,0 +1,125 @@
+"""The state machine, described once in Python: each Task's Retry and Catch are written here one time, and
+`pipeline.asl.json` (what template.yaml deploys) is generated from it. `python -m statemachine.definition` writes
+the file; a test fails when the two differ."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ASL_PATH = Path(__file__).with_name("pipeline.asl.json")
+
+# Lambda's own refusals and failures, retried by every Task: a throttle waits longer than an error.
+LAMBDA_THROTTLED = {
+    "ErrorEquals": ["Lambda.TooManyRequestsException"],
+    "IntervalSeconds": 1,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 12,
+    "MaxDelaySeconds": 30,
+    "JitterStrategy": "FULL",
+}
+LAMBDA_FAILED = {
+    "ErrorEquals": [
+        "Lambda.ClientExecutionTimeoutException",
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.Unknown",
+        "States.Timeout",
+    ],
+    "IntervalSeconds": 1,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 6,
+    "MaxDelaySeconds": 30,
+    "JitterStrategy": "FULL",
+}
+# The API unreachable or answering 5xx where a repeat cannot pay twice (the steps raise it only there).
+API_TRANSIENT = {
+    "ErrorEquals": ["TransientApiError"],
+    "IntervalSeconds": 2,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 5,
+    "MaxDelaySeconds": 60,
+    "JitterStrategy": "FULL",
+}
+
+
+def task(
+    function: str, *, carries: tuple[str, ...], result: str, next_state: str, timeout_s: int = 60, api: bool = True
+) -> dict[str, Any]:
+    """A Lambda step: its input is the named parts of the state plus the execution's name (the create's idempotency
+    key); any error that outlives the retries goes to RecordFailure with the error in `$.error`."""
+    parameters = {f"{part}.$": f"$.{part}" for part in carries if part != "error"}
+    parameters["execution.$"] = "$$.Execution.Name"
+    if "error" in carries:
+        parameters["error.$"] = "$.error"
+    return {
+        "Type": "Task",
+        "Resource": f"${{{function}FunctionArn}}",
+        "Parameters": parameters,
+        "ResultPath": f"$.{result}",
+        "TimeoutSeconds": timeout_s,
+        "Retry": [LAMBDA_THROTTLED, LAMBDA_FAILED, *([API_TRANSIENT] if api else [])],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}],
+        "Next": next_state,
+    }
+
+
+def wait(seconds_path: str, next_state: str) -> dict[str, Any]:
+    return {"Type": "Wait", "SecondsPath": seconds_path, "Next": next_state}
+
+
+def choice(variable: str, routes: dict[str, str], default: str) -> dict[str, Any]:
+    choices = [{"Variable": variable, "StringEquals": value, "Next": target} for value, target in routes.items()]
+    return {"Type": "Choice", "Choices": choices, "Default": default}
+
+
+def definition() -> dict[str, Any]:
+    record_failure = task(
+        "RecordFailure", carries=("job", "create", "poll", "error"), result="result", next_state="Recorded", api=False
+    )
+    # The last resort has nowhere else to go: its failure ends the execution, and the backstop writes the record.
+    record_failure["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "RecordingFailed"}]
+    return {
+        "Comment": "One upload: create the API task in a QPS slot, poll until it ends, store the results or a failure "
+        "record.",
+        "StartAt": "CreateTask",
+        "TimeoutSeconds": 21600,
+        "States": {
+            "CreateTask": task("Create", carries=("job", "create"), result="create", next_state="Created?"),
+            "Created?": choice(
+                "$.create.status", {"created": "WaitForFirstPoll", "wait": "WaitForCreateSlot"}, "RecordFailure"
+            ),
+            "WaitForCreateSlot": wait("$.create.wait_s", "CreateTask"),
+            "WaitForFirstPoll": wait("$.create.wait_s", "PollTask"),
+            "PollTask": task("Poll", carries=("job", "create", "poll"), result="poll", next_state="Done?"),
+            "Done?": {
+                **choice("$.poll.phase", {"done": "Finalize", "processing": "WaitForNextPoll"}, "RecordFailure"),
+                "Comment": "The poll step judged the answer: done, processing, or anything else (failed, timeout) "
+                "to its record.",
+            },
+            "WaitForNextPoll": wait("$.poll.wait_s", "PollTask"),
+            "Finalize": task(
+                "Finalize", carries=("job", "create", "poll"), result="result", next_state="Stored", timeout_s=120
+            ),
+            "Stored": {"Type": "Succeed"},
+            "RecordFailure": record_failure,
+            "Recorded": {"Type": "Succeed", "Comment": "The job failed and its failure record is written."},
+            "RecordingFailed": {
+                "Type": "Fail",
+                "Error": "RecordingFailed",
+                "Cause": "The failure record could not be written; the EventBridge backstop writes it.",
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(definition(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    ASL_PATH.write_text(render())
+    sys.stdout.write(f"wrote {ASL_PATH}\n")

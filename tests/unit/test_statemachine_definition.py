@@ -1,0 +1,27 @@
+"""The deployed state machine is the one described in `statemachine/definition.py`, byte for byte."""
+
+from statemachine.definition import ASL_PATH, definition, render
+
+
+def test_the_checked_in_definition_is_the_generated_one():
+    assert ASL_PATH.read_text() == render(), "statemachine/pipeline.asl.json is stale: run `make asl`"
+
+
+def test_every_task_retries_lambda_failures_and_only_api_steps_retry_the_api():
+    states = definition()["States"]
+    tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
+    assert set(tasks) == {"CreateTask", "PollTask", "Finalize", "RecordFailure"}
+    for name, state in tasks.items():
+        retried = [error for rule in state["Retry"] for error in rule["ErrorEquals"]]
+        assert "Lambda.TooManyRequestsException" in retried and "States.Timeout" in retried, name
+        assert ("TransientApiError" in retried) is (name != "RecordFailure"), name
+        assert state["Catch"][0]["Next"] == ("RecordingFailed" if name == "RecordFailure" else "RecordFailure")
+
+
+def test_done_is_judged_by_the_poll_steps_phase_in_two_rules():
+    done = definition()["States"]["Done?"]
+    assert [(c["Variable"], c["StringEquals"], c["Next"]) for c in done["Choices"]] == [
+        ("$.poll.phase", "done", "Finalize"),
+        ("$.poll.phase", "processing", "WaitForNextPoll"),
+    ]
+    assert done["Default"] == "RecordFailure"
