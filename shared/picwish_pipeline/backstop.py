@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from . import records, storage
+from .payloads import Outcome
 from .services import Services
 from .uploads import parse_job_path
 
 
-def backstop_step(svc: Services, event: dict) -> dict:
+def backstop_step(svc: Services, event: dict) -> Outcome:
     """For executions that ended FAILED, TIMED_OUT or ABORTED — failures no Catch can see (States.Runtime,
     States.DataLimitExceeded, the machine's own timeout) — write the record unless one already exists."""
     detail = event.get("detail") or {}
@@ -18,11 +19,11 @@ def backstop_step(svc: Services, event: dict) -> dict:
     except json.JSONDecodeError:
         job = None
     if not job:
-        return {"status": "ignored"}
+        return Outcome("ignored")
     path = parse_job_path(job["upload"]["key"])
     bucket = svc.settings.output_bucket
     if storage.exists(svc, bucket, path.result_key) or storage.exists(svc, bucket, path.failure_key):
-        return {"status": "already recorded"}
+        return Outcome("already recorded")
     status = str(detail.get("status", "FAILED"))
     error = {"error": detail.get("error"), "message": detail.get("cause") or f"the execution ended {status}"}
     record = records.failure(
@@ -34,4 +35,4 @@ def backstop_step(svc: Services, event: dict) -> dict:
         execution=detail.get("name"),
     )
     storage.put_json(svc.s3, bucket, path.failure_key, record)
-    return {"status": "failed", "reason": record["reason"], "failure_key": path.failure_key}
+    return Outcome("failed", reason=record["reason"], failure_key=path.failure_key)

@@ -2,53 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from picwish.errors import TaskFailedError, UnknownStateError
 from picwish.states import FAILED_STATES, parse_state
 
 from . import records, storage
+from .payloads import Outcome, StepInput
 from .services import Services
 from .uploads import parse_job_path
 
 
-def record_failure_step(svc: Services, payload: dict) -> dict:
+def record_failure_step(svc: Services, payload: StepInput) -> Outcome:
     """The one place a failed job gets its record, whatever failed: the create, the task, the deadline, an
     undocumented state, or a step that threw (the Catch passes `error`)."""
-    job = payload["job"]
-    path = parse_job_path(job["upload"]["key"])
-    create, poll = payload.get("create") or {}, payload.get("poll") or {}
-    reason, error = _failure_reason(payload, create, poll)
+    job, create, poll = payload.job, payload.create, payload.poll
+    path = parse_job_path(job.upload.key)
+    reason, error = _failure_reason(payload)
     record = records.failure(
         path,
-        job["upload"],
+        job.upload.to_dict(),
         reason=reason,
         error=error,
         clock=svc.clock,
-        task_id=create.get("task_id"),
-        execution=payload.get("execution"),
-        api_calls=poll.get("api_calls", create.get("api_calls")),
+        task_id=create.task_id,
+        execution=payload.execution,
+        api_calls=create.api_calls if poll.api_calls is None else poll.api_calls,
     )
     storage.put_json(svc.s3, svc.settings.output_bucket, path.failure_key, record)
-    return {"status": "failed", "reason": reason, "failure_key": path.failure_key}
+    return Outcome("failed", reason=reason, failure_key=path.failure_key)
 
 
-def _failure_reason(payload: dict, create: dict, poll: dict) -> tuple[str, dict]:
-    if payload.get("failure"):
-        return payload["failure"]["reason"], payload["failure"]["error"]
-    if payload.get("error"):
-        return "step failed", records.step_error(payload["error"])
-    if create.get("status") == "failed":
-        return create["reason"], create["error"]
-    if poll.get("phase") == "timeout":
-        seconds = round(float(create.get("deadline_at", 0)) - float(create.get("created_at", 0)))
+def _failure_reason(payload: StepInput) -> tuple[str, dict[str, Any]]:
+    create, poll = payload.create, payload.poll
+    if payload.failure:
+        return payload.failure["reason"], payload.failure["error"]
+    if payload.error:
+        return "step failed", records.step_error(payload.error)
+    if create.status == "failed":
+        return str(create.reason), create.error or {}
+    if poll.phase == "timeout":
+        seconds = round(float(create.deadline_at or 0) - float(create.created_at or 0))
         message = f"the task was still processing after {seconds} s"
-        last = poll.get("last_error")
+        last = poll.last_error
         if last:  # the deadline came while polls were failing: say how
-            message = f"no answer about the task for {poll.get('errors')} polls before the {seconds} s deadline"
+            message = f"no answer about the task for {poll.errors} polls before the {seconds} s deadline"
             return "timeout", {**last, "message": f"{message}; the last: {last.get('message')}"}
-        return "timeout", {"message": message, "state": poll.get("state")}
-    if poll.get("failure"):
-        return poll["failure"]["reason"], poll["failure"]["error"]
-    state = poll.get("state")
+        return "timeout", {"message": message, "state": poll.state}
+    if poll.failure:
+        return poll.failure["reason"], poll.failure["error"]
+    state = poll.state
     if parse_state(state) in FAILED_STATES:
         return "task failed", TaskFailedError("", state=state).to_record()
     return "unknown state", UnknownStateError(f"undocumented task state {state!r}", state=state).to_record()

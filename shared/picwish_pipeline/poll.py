@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from botocore.exceptions import ClientError
 
-from picwish.catalog import Operation, get_operation
 from picwish.client import PicWishClient
 from picwish.errors import (
     APIConnectionError,
@@ -22,6 +22,7 @@ from picwish.errors import (
 from picwish.retry import Backoff
 
 from . import polling, slots, storage
+from .payloads import Poll, StepInput
 from .services import Services
 
 logger = logging.getLogger(__name__)
@@ -31,93 +32,90 @@ IDLE_MAX_POLL_GAP = 2.0  # ... and need not leave a running task alone longer th
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
 
 
-def poll_step(svc: Services, payload: dict) -> dict:
+def poll_step(svc: Services, payload: StepInput) -> Poll:
     """One GET in a reserved slot. Returns the job's phase — `done` (state exactly 1 with the operation's
     outputs), `processing` (with the wait before the next poll), `failed` (with the reason) or `timeout` — so
     the state machine's Choice judges one field the step has already judged."""
-    job, create, previous = payload["job"], payload["create"], payload.get("poll") or {}
-    op = get_operation(job["operation"])
-    base = {
-        "phase": "processing",
-        "state": previous.get("state", 0),
-        "polls": int(previous.get("polls", 0)),
-        "throttles": int(previous.get("throttles", create.get("throttles", 0))),
-        "api_calls": int(previous.get("api_calls", create.get("api_calls", 0))),
-        "errors": int(previous.get("errors", 0)),
-        **({"last_error": previous["last_error"]} if previous.get("last_error") else {}),
-        **({"polled_at": previous["polled_at"]} if previous.get("polled_at") else {}),
-        **({"progress": previous["progress"]} if previous.get("progress") is not None else {}),
-    }
-    if svc.clock() > float(create["deadline_at"]):
-        return {**base, "phase": "timeout"}
-    slot = slots.usable(svc, previous.get("slot_at", create.get("slot_at")))
-    if slot["wait_s"] >= 1:
-        return {**base, **slot}
-    refreshed = bool(previous.get("refresh_key"))
+    create, previous = payload.create, payload.poll
+    # What carries on from poll to poll; the first poll carries the create's counts on.
+    base = Poll(
+        state=previous.state,
+        polls=previous.polls,
+        throttles=create.throttles if previous.throttles is None else previous.throttles,
+        api_calls=create.api_calls if previous.api_calls is None else previous.api_calls,
+        errors=previous.errors,
+        last_error=previous.last_error or None,
+        polled_at=previous.polled_at or None,
+        progress=previous.progress,
+    )
+    if svc.clock() > float(create.deadline_at or 0):
+        return replace(base, phase="timeout")
+    slot = slots.usable(svc, previous.slot_at if previous.slot_at is not None else create.slot_at)
+    if slot.wait_s >= 1:
+        return base.waiting(slot)
+    refreshed = bool(previous.refresh_key)
     client = svc.client(refresh=refreshed)
     return slots.call_in_slot(
-        svc, slot["slot_at"], lambda: _poll_call(svc, job, create, op, client, base, refreshed), otherwise=base
+        svc, slot.slot_at, lambda: _poll_call(svc, payload, client, base, refreshed), otherwise=base
     )
 
 
-def _poll_call(
-    svc: Services, job: dict, create: dict, op: Operation, client: PicWishClient, base: dict, refreshed: bool
-) -> dict:
-    polled = {**base, "api_calls": base["api_calls"] + 1, "polls": base["polls"] + 1}
+def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: Poll, refreshed: bool) -> Poll:
+    job, create, op = payload.job, payload.create, payload.job.operation
+    polled = replace(base, api_calls=(base.api_calls or 0) + 1, polls=base.polls + 1)
     try:
-        result = client.get_task(op.name, create["task_id"])
+        result = client.get_task(op.name, str(create.task_id))
     except AuthenticationError as exc:
         if refreshed:
             return _poll_failed(polled, "unauthorized", exc)
         # The key may have been rotated: read it again and poll again, in a slot of its own.
-        return {**polled, "refresh_key": True, **slots.wait_for(svc, svc.limiter().reserve(svc.clock()))}
+        return replace(polled, refresh_key=True).waiting(slots.wait_for(svc, svc.limiter().reserve(svc.clock())))
     except TaskFailedError as exc:
-        return _poll_failed({**polled, "state": exc.state}, "task failed", exc)
+        return _poll_failed(replace(polled, state=exc.state), "task failed", exc)
     except UnknownStateError as exc:
-        return _poll_failed({**polled, "state": None if exc.state == "<missing>" else exc.state}, "unknown state", exc)
+        state = None if exc.state == "<missing>" else exc.state
+        return _poll_failed(replace(polled, state=state), "unknown state", exc)
     except IncompleteResultError as exc:
-        return _poll_failed({**polled, "state": 1}, "unexpected response", exc)
+        return _poll_failed(replace(polled, state=1), "unexpected response", exc)
     except RateLimitError as exc:
-        polled["throttles"] += 1
-        if polled["throttles"] > svc.settings.max_throttles:
+        polled = replace(polled, throttles=(polled.throttles or 0) + 1)
+        if (polled.throttles or 0) > svc.settings.max_throttles:
             return _poll_failed(polled, "rate limited", exc)
         later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return {**polled, **slots.wait_for(svc, later)}
+        return polled.waiting(slots.wait_for(svc, later))
     except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
         # The task exists and is paid for: a failing poll is waited out (backing off) until the job's deadline.
-        errors = polled["errors"] + 1
+        errors = polled.errors + 1
         backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
         later = svc.limiter().reserve(svc.clock() + backoff * svc.settings.wait_scale)
-        return {**polled, "errors": errors, "last_error": exc.to_record(), **slots.wait_for(svc, later)}
+        failing = replace(polled, errors=errors, last_error=exc.to_record())
+        return failing.waiting(slots.wait_for(svc, later))
     except PicWishError as exc:
         return _poll_failed(polled, "api error", exc)
     now = svc.clock()
-    polled.update(state=result.state, progress=result.progress, errors=0, polled_at=now)
-    polled.pop("last_error", None)
+    polled = replace(polled, state=result.state, progress=result.progress, errors=0, polled_at=now, last_error=None)
     limiter = svc.limiter()
     schedule = limiter.schedule()
     durations = slots.durations(svc, schedule, op)
-    created_at = float(create["created_at"])
+    created_at = float(create.created_at or 0)
     if result.is_done:
-        missing = [f"data.{name}" for name in op.results_for(job["options"]) if not result.carries(name)]
+        missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]
         if missing:
             asked = f"without {' and '.join(missing)}, which its options ask for"
             error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
             return _poll_failed(polled, "unexpected response", error)
-        seconds = polling.completion_sample(
-            created_at, base.get("polled_at"), now, result.created_at, result.completed_at
-        )
+        seconds = polling.completion_sample(created_at, base.polled_at, now, result.created_at, result.completed_at)
         try:
             limiter.learn(op.name, durations.learn(seconds))
         except ClientError as exc:  # a lost sample only slows the learning; the task is done and paid for
             logger.warning("durations not learned", extra={"error": exc.response["Error"]["Code"]})
-        return {
-            **polled,
-            "phase": "done",
-            "outputs": storage.stash_outputs(svc, job, result.outputs()),
-            "completed_at": result.completed_at,
-            "task_created_at": result.created_at,
-        }
+        return replace(
+            polled,
+            phase="done",
+            outputs=storage.stash_outputs(svc, job, result.outputs()),
+            completed_at=result.completed_at,
+            task_created_at=result.created_at,
+        )
     busy = schedule.busy(now)
     interval = op.poll_interval_s * svc.settings.wait_scale
     at = polling.next_poll_at(
@@ -129,17 +127,17 @@ def _poll_call(
         min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
         max_gap_s=interval * IDLE_MAX_POLL_GAP,
         earlier=_reading(created_at, base),
-        deadline=float(create["deadline_at"]),
+        deadline=float(create.deadline_at or 0),
     )
-    return {**polled, **slots.wait_for(svc, limiter.reserve(at))}
+    return polled.waiting(slots.wait_for(svc, limiter.reserve(at)))
 
 
-def _reading(created_at: float, previous: dict) -> tuple[float, int] | None:
+def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:
     """The (elapsed, progress) the poll before this one saw, when it saw progress."""
-    if previous.get("polled_at") is None or not previous.get("progress"):
+    if previous.polled_at is None or not previous.progress:
         return None
-    return float(previous["polled_at"]) - created_at, int(previous["progress"])
+    return previous.polled_at - created_at, int(previous.progress)
 
 
-def _poll_failed(polled: dict, reason: str, error: PicWishError) -> dict:
-    return {**polled, "phase": "failed", "failure": {"reason": reason, "error": error.to_record()}}
+def _poll_failed(polled: Poll, reason: str, error: PicWishError) -> Poll:
+    return replace(polled, phase="failed", failure={"reason": reason, "error": error.to_record()})

@@ -9,6 +9,7 @@ from typing import Any
 
 from picwish.states import state_meaning, status_meaning
 
+from .payloads import Create, Job, Poll
 from .uploads import JobPath
 
 
@@ -58,26 +59,24 @@ def failure(
 
 def result(
     path: JobPath,
-    job: dict[str, Any],
-    create: dict[str, Any],
-    poll: dict[str, Any],
+    job: Job,
+    create: Create,
+    poll: Poll,
     written: dict[str, str],
     *,
     credits: int | None,
     clock: Callable[[], float],
 ) -> dict[str, Any]:
-    created = create.get("created_at")
-    completed = poll.get("completed_at")
-    api_created = poll.get("task_created_at")
+    created, completed, api_created = create.created_at, poll.completed_at, poll.task_created_at
     finished = clock()
     return {
         "outcome": "succeeded",
-        "operation": job["operation"],
-        "source": job["upload"],
-        "options": job["options"],
-        "ignored_metadata": job.get("ignored_metadata", []),
-        "task_id": create.get("task_id"),
-        "state": poll.get("state"),
+        "operation": job.operation.name,
+        "source": job.upload.to_dict(),
+        "options": job.options,
+        "ignored_metadata": job.ignored_metadata,
+        "task_id": create.task_id,
+        "state": poll.state,
         "outputs": written,
         "timestamps": {
             "task_created": iso(created),
@@ -89,9 +88,9 @@ def result(
             "task": None if api_created is None or completed is None else int(completed) - int(api_created),
             "created_to_written": None if created is None else round(finished - float(created), 3),
         },
-        "api_calls": poll.get("api_calls"),
-        "polls": poll.get("polls"),
-        "throttled": poll.get("throttles"),
+        "api_calls": poll.api_calls,
+        "polls": poll.polls,
+        "throttled": poll.throttles,
         "credits": credits if credits is not None else "undocumented",
     }
 

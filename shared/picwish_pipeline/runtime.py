@@ -30,9 +30,16 @@ def build_services(settings: PipelineSettings | None = None) -> Services:
     )
 
 
-def step_handler(step: Callable[[Any, dict], dict], *, metric_keys: tuple[str, ...] = ()) -> Callable:
+def step_handler(
+    step: Callable[[Services, Any], Any],
+    *,
+    parse: Callable[[dict], Any] | None = None,
+    metric_keys: tuple[str, ...] = (),
+) -> Callable:
     """A Lambda handler that logs with the job's key, execution and task id (Powertools Logger with the Lambda
-    context), traces, and publishes the result's counts as EMF metrics with the operation as dimension."""
+    context), traces, and publishes the result's counts as EMF metrics with the operation as dimension. The
+    event is turned into the step's typed input by `parse`, and its output back into a dict: the only place
+    dicts and the steps' dataclasses meet."""
     logger, tracer, metrics = Logger(), Tracer(), Metrics()
     services = build_services()  # once per cold start, from this function's environment
 
@@ -45,7 +52,8 @@ def step_handler(step: Callable[[Any, dict], dict], *, metric_keys: tuple[str, .
             task_id=(event.get("create") or {}).get("task_id"),
             operation=job.get("operation"),
         )
-        result = step(services, event)
+        output = step(services, parse(event) if parse is not None else event)
+        result = output.to_dict() if hasattr(output, "to_dict") else output
         counts = {k: result[k] for k in metric_keys if _is_count(result.get(k))}
         for key, value in counts.items():
             metrics.add_metric(name=key, unit=MetricUnit.Count, value=value)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, Self, TypeVar
 
 from picwish.catalog import Operation
 
 from . import polling
+from .payloads import Waiting
 from .ratelimit import Schedule
 from .services import Services
 
@@ -16,7 +18,14 @@ SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's 
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
 
 
-def usable(svc: Services, slot_at: float | None) -> dict:
+class WaitsForSlots(Protocol):
+    def waiting(self, wait: Waiting) -> Self: ...
+
+
+State = TypeVar("State", bound=WaitsForSlots)
+
+
+def usable(svc: Services, slot_at: float | None) -> Waiting:
     """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
     limiter = svc.limiter()
     if slot_at is None or limiter.missed(float(slot_at)):
@@ -24,29 +33,29 @@ def usable(svc: Services, slot_at: float | None) -> dict:
     return wait_for(svc, float(slot_at))
 
 
-def wait_for(svc: Services, slot_at: float) -> dict:
+def wait_for(svc: Services, slot_at: float) -> Waiting:
     """Step Functions waits whole seconds, until about SLOT_LEAD_S before the slot; the step sleeps the rest."""
-    return {"slot_at": slot_at, "wait_s": max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S))}
+    return Waiting(slot_at, max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S)))
 
 
 def call_in_slot(
     svc: Services,
     slot_at: float,
-    call: Callable[[], dict],
+    call: Callable[[], State],
     *,
-    otherwise: dict,
-    prepare: Callable[[], dict | None] | None = None,
-) -> dict:
+    otherwise: State,
+    prepare: Callable[[], State | None] | None = None,
+) -> State:
     """Make one API call in its slot: shortly before it, learn when the calls before it really went out and
     announce when this one will; call at the slot, or a little after when a late call before it would make this
     one the (qps + 1)-th in a second. A slot missed by more than the limiter's slip gives way to a new one
-    (`otherwise` plus the wait for it). `prepare` runs once the slot is sure, in the time left before it (off
-    the clock); an answer from it is the step's output and no call is made."""
+    (`otherwise`, waiting for it). `prepare` runs once the slot is sure, in the time left before it (off the
+    clock); an answer from it is the step's output and no call is made."""
     limiter = svc.limiter()
     sleep_until(svc, slot_at - READY_LEAD_S)
     ready = limiter.ready_at(slot_at)
     if limiter.missed(slot_at, at=ready):
-        return {**otherwise, **wait_for(svc, limiter.reserve(ready))}
+        return otherwise.waiting(wait_for(svc, limiter.reserve(ready)))
     # Announced before the call: an answer can take a while, and the calls after this one must not wait for it.
     limiter.mark_called(slot_at, ready)
     early = prepare() if prepare is not None else None

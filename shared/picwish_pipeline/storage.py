@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -14,6 +15,7 @@ from picwish.images import EXTENSIONS, sniff_format
 from picwish.results import Output
 from picwish.validation import check_image_size
 
+from .payloads import Job
 from .services import Services
 from .uploads import JobPath, parse_job_path
 
@@ -71,17 +73,26 @@ def claim(svc: Services, name: str, operation: str) -> bool:
     return True
 
 
-def read_claim(svc: Services, name: str) -> dict | None:
+@dataclass(frozen=True)
+class Claim:
+    """An execution's task record: when its create was claimed and, once the API answered, the task."""
+
+    claimed_at: float | None = None
+    task_id: str | None = None
+    created_at: float | None = None
+
+
+def read_claim(svc: Services, name: str) -> Claim | None:
     item = svc.dynamodb.get_item(
         TableName=svc.settings.tasks_table, Key={"execution": {"S": name}}, ConsistentRead=True
     ).get("Item")
     if not item:
         return None
-    return {
-        "task_id": item["task_id"]["S"] if "task_id" in item else None,
-        "created_at": float(item["created_at"]["N"]) if "created_at" in item else None,
-        "claimed_at": float(item["claimed_at"]["N"]) if "claimed_at" in item else None,
-    }
+    return Claim(
+        claimed_at=float(item["claimed_at"]["N"]) if "claimed_at" in item else None,
+        task_id=item["task_id"]["S"] if "task_id" in item else None,
+        created_at=float(item["created_at"]["N"]) if "created_at" in item else None,
+    )
 
 
 def release_claim(svc: Services, name: str) -> None:
@@ -111,10 +122,10 @@ def record_task(svc: Services, name: str, task_id: str, created_at: float) -> No
         logger.warning("task id not recorded", extra={"execution": name, "error": exc.response["Error"]["Code"]})
 
 
-def stash_outputs(svc: Services, job: dict, outputs: dict[str, Output]) -> dict[str, dict]:
+def stash_outputs(svc: Services, job: Job, outputs: dict[str, Output]) -> dict[str, dict[str, str]]:
     """URLs go on in the state; base64 results are written at their final key now, so no bytes enter the state."""
-    path = parse_job_path(job["upload"]["key"])
-    stashed: dict[str, dict] = {}
+    path = parse_job_path(job.upload.key)
+    stashed: dict[str, dict[str, str]] = {}
     for name, output in outputs.items():
         if output.url:
             stashed[name] = {"url": output.url}

@@ -13,6 +13,7 @@ from picwish.validation import validate_request
 
 from . import records, storage
 from .options import options_from_metadata, parse_defaults
+from .payloads import Job
 from .services import Services
 from .uploads import JobPath, UploadRef, parse_job_path
 
@@ -57,12 +58,13 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
         raise
     # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
     execution_input = json.dumps(
-        {"job": job, "create": {"status": "new"}, "poll": {"state": 0, "polls": 0}, "error": None}, sort_keys=True
+        {"job": job.to_dict(), "create": {"status": "new"}, "poll": {"state": 0, "polls": 0}, "error": None},
+        sort_keys=True,
     )
     try:
         svc.sfn.start_execution(
             stateMachineArn=svc.settings.state_machine_arn,
-            name=upload.execution_name(job["operation"]),
+            name=upload.execution_name(job.operation.name),
             input=execution_input,
         )
     except ClientError as exc:
@@ -84,7 +86,7 @@ def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str,
     _fail_input(svc, path, upload, error, reason="internal error")
 
 
-def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:
+def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> Job:
     """The job an upload asks for, or the ValidationError / MissingUpload that refuses it."""
     if not path.known_operation:
         raise ValidationError("operation", f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}")
@@ -103,13 +105,13 @@ def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> dict:
     if "rectangles" in options:
         masks.pop("mask", None)  # rectangles stand in for the mask
     validate_request(op, {"image": image, **masks}, options)
-    return {
-        "upload": upload.to_dict(),
-        "operation": op.name,
-        "options": options,
-        "masks": {name: path.mask_key(name) for name in masks},
-        "ignored_metadata": ignored,
-    }
+    return Job(
+        upload=upload,
+        operation=op,
+        options=options,
+        masks={name: str(path.mask_key(name)) for name in masks},
+        ignored_metadata=ignored,
+    )
 
 
 def _fail_input(svc: Services, path: JobPath, upload: UploadRef, error: PicWishError, *, reason: str) -> None:

@@ -12,6 +12,7 @@ from moto.dynamodb import models as dynamodb_models
 from offline.moto_atomic import make_moto_atomic
 from picwish_pipeline import slots
 from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.payloads import Create
 from picwish_pipeline.ratelimit import PARTITION, SlotLimiter
 from picwish_pipeline.services import Services
 
@@ -151,11 +152,11 @@ def test_a_step_calls_at_its_slot_and_announces_the_call_before_making_it(table)
     fake.now = third - 1.2  # woken by the Wait state ahead of the slot
     seen = {}
 
-    def call() -> dict:
+    def call() -> Create:
         seen.update(at=fake.now, announced=called_at(table, third, lim.spacing))
-        return {"status": "called"}
+        return Create(status="called")
 
-    assert slots.call_in_slot(svc, third, call, otherwise={}) == {"status": "called"}
+    assert slots.call_in_slot(svc, third, call, otherwise=Create()) == Create(status="called")
     assert seen == {"at": pytest.approx(third), "announced": pytest.approx(third)}
 
 
@@ -168,14 +169,14 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
     lim.mark_called(second, second)
     fake.now = third - 1.0
     made = []
-    slots.call_in_slot(svc, third, lambda: made.append(fake.now) or {}, otherwise={})
+    slots.call_in_slot(svc, third, lambda: made.append(fake.now) or Create(), otherwise=Create())
     assert made == [pytest.approx(first + 0.2 + 1 + lim.margin_s)]  # held: never three calls in one second
 
     fourth, fifth = lim.reserve(), lim.reserve()
     lim.mark_called(fourth, fourth)
     fake.now = fifth + lim.max_slip_s + 0.1  # the step itself came too late
-    out = slots.call_in_slot(svc, fifth, lambda: made.append(fake.now) or {}, otherwise={"status": "wait"})
-    assert len(made) == 1 and out["status"] == "wait" and out["slot_at"] > fifth
+    out = slots.call_in_slot(svc, fifth, lambda: made.append(fake.now) or Create(), otherwise=Create(status="wait"))
+    assert len(made) == 1 and out.status == "wait" and out.slot_at > fifth
 
 
 def test_a_counter_is_never_seen_half_created(table, monkeypatch):

@@ -13,6 +13,7 @@ from offline.moto_atomic import make_moto_atomic
 from picwish.results import TaskResult
 from picwish_pipeline import create, poll, storage
 from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.payloads import StepInput
 from picwish_pipeline.services import Services
 
 make_moto_atomic()
@@ -75,6 +76,15 @@ class Sim:
         self.now += seconds
 
 
+def run_create(svc, payload: dict) -> dict:
+    """The create step as its Lambda runs it: a dict in, a dict out."""
+    return create.create_step(svc, StepInput.from_dict(payload)).to_dict()
+
+
+def run_poll(svc, payload: dict) -> dict:
+    return poll.poll_step(svc, StepInput.from_dict(payload)).to_dict()
+
+
 def job_payload(name: str, operation: str = "idphoto") -> dict:
     state = json.loads((EVENTS / "state-create.json").read_text())
     return {**state, "job": {**state["job"], "operation": operation}, "execution": name}
@@ -101,7 +111,7 @@ def test_every_create_of_a_burst_waits_once_and_the_creates_never_pass_the_qps(s
     heapq.heapify(queue)
     while queue:
         sim.now, name = heapq.heappop(queue)
-        out = create.create_step(sim.svc, payloads[name])
+        out = run_create(sim.svc, payloads[name])
         payloads[name]["create"] = out
         if out["status"] == "wait":
             waits[name] += 1
@@ -125,7 +135,7 @@ def test_a_poll_that_sees_progress_comes_back_when_the_task_should_be_done(sim, 
     payload, created_at = running_task(sim, "exec-p")
     sim.now = created_at + 2.0
     sim.api.answers["t1"] = [{"state": 4, "progress": 40}]
-    out = poll.poll_step(sim.svc, payload)
+    out = run_poll(sim.svc, payload)
     assert out["phase"] == "processing" and out["progress"] == 40
     # 40 % after t: done at about 2.5 t, not one poll interval (1 s) later. An idle budget reads the progress
     # again half-way; a busy one goes to the end, padded.
@@ -139,17 +149,17 @@ def test_a_poll_without_progress_waits_for_where_most_tasks_that_ran_this_long_a
     payload, created_at = running_task(sim, "exec-q")
     sim.now = created_at + 9.0  # idphoto typically takes 3 s; this one is queued still
     sim.api.answers["t1"] = [{"state": 0, "progress": 0}]
-    out = poll.poll_step(sim.svc, payload)
+    out = run_poll(sim.svc, payload)
     assert 9.5 <= out["slot_at"] - created_at <= 15
 
 
 def complete(sim, name: str, task_seconds: float) -> None:
     """Create a task and poll it until done; the API's whole-second stamps say it took `task_seconds`."""
     payload = job_payload(name)
-    payload["create"] = create.create_step(sim.svc, payload)
+    payload["create"] = run_create(sim.svc, payload)
     while payload["create"]["status"] == "wait":
         sim.now += payload["create"]["wait_s"] + 0.1
-        payload["create"] = create.create_step(sim.svc, payload)
+        payload["create"] = run_create(sim.svc, payload)
     created = payload["create"]
     sim.now = max(sim.now, created["slot_at"], created["created_at"] + task_seconds + 0.3)
     stamp = int(created["created_at"])
@@ -162,19 +172,19 @@ def complete(sim, name: str, task_seconds: float) -> None:
             "image": "https://r.test/x.png",
         }
     ]
-    out = poll.poll_step(sim.svc, payload)
+    out = run_poll(sim.svc, payload)
     assert out["phase"] == "done", out
 
 
 def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypatch):
     monkeypatch.setattr(storage, "stash_outputs", lambda svc, job, outputs: {})
-    first = create.create_step(sim.svc, job_payload("exec-a"))
+    first = run_create(sim.svc, job_payload("exec-a"))
     guessed = first["slot_at"] - first["created_at"]  # before any task: the catalog's guess (3 s for idphoto)
     for i in range(12):  # idphoto tasks have been taking 9 s
         sim.now += 20
         complete(sim, f"exec-l{i}", 9.0)
     sim.now += 20
-    learned = create.create_step(sim.svc, job_payload("exec-b"))
+    learned = run_create(sim.svc, job_payload("exec-b"))
     belief = sim.svc.limiter().schedule().durations_of("idphoto", 3.0)
     assert belief.quantile(0.5) == pytest.approx(9.0, abs=1.0)
     # The first poll is early when the budget is idle (to read the progress): early for a 9 s task, not a 3 s one.

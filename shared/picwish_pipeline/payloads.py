@@ -1,0 +1,172 @@
+"""What the steps hand each other through the state machine, typed: the job, the create's and the poll's state,
+and one step's input. Dicts exist only at the Lambda boundary (`from_dict` / `to_dict`); the dict form leaves out
+what is unset, so a step's output stays small and the state machine reads the same paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Self
+
+from picwish.catalog import Operation, get_operation
+
+from .uploads import UploadRef
+
+
+def _compact(obj: Any) -> dict[str, Any]:
+    """The dataclass as a dict without the fields left unset (None)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+def _known(cls: type, data: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of `data` that are fields of `cls`: a state written by an older version still reads."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in (data or {}).items() if k in names}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One upload and what it asks for: the operation (as an object), its options, its masks' keys."""
+
+    upload: UploadRef
+    operation: Operation
+    options: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, str] = field(default_factory=dict)  # slot -> key in the input bucket
+    ignored_metadata: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            upload=UploadRef(**data["upload"]),
+            operation=get_operation(data["operation"]),
+            options=dict(data.get("options") or {}),
+            masks=dict(data.get("masks") or {}),
+            ignored_metadata=list(data.get("ignored_metadata") or []),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "upload": self.upload.to_dict(),
+            "operation": self.operation.name,
+            "options": self.options,
+            "masks": self.masks,
+            "ignored_metadata": self.ignored_metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The slot a step waits for: its time, and the whole seconds Step Functions waits before the step runs."""
+
+    slot_at: float
+    wait_s: int
+
+
+@dataclass(frozen=True)
+class Create:
+    """The create's state. `status`: new, wait (for `slot_at`), created (with the task) or failed (with why)."""
+
+    status: str = "new"
+    throttles: int = 0  # 429s so far: they spent budget too
+    api_calls: int = 0
+    slot_at: float | None = None
+    wait_s: int | None = None
+    refresh_key: bool | None = None  # the next attempt reads the API key again (a 401 may mean it was rotated)
+    task_id: str | None = None
+    created_at: float | None = None
+    deadline_at: float | None = None
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Create:
+        return cls(**_known(cls, data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact(self)
+
+    def waiting(self, wait: Waiting) -> Self:
+        return replace(self, slot_at=wait.slot_at, wait_s=wait.wait_s)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """The poll's state. `phase`: processing (wait `wait_s` for `slot_at`), done (with the outputs), failed
+    (with `failure`) or timeout; the counts carry on from poll to poll."""
+
+    phase: str = "processing"
+    state: Any = 0  # the API's state code as sent (an undocumented one too)
+    polls: int = 0
+    throttles: int | None = None  # None until the first poll, which carries the create's counts on
+    api_calls: int | None = None
+    errors: int = 0  # polls in a row that got no answer
+    last_error: dict[str, Any] | None = None
+    polled_at: float | None = None
+    progress: int | None = None
+    slot_at: float | None = None
+    wait_s: int | None = None
+    refresh_key: bool | None = None
+    outputs: dict[str, dict[str, str]] | None = None  # name -> {"url": …} or {"key": …} (written already)
+    completed_at: float | None = None
+    task_created_at: float | None = None
+    failure: dict[str, Any] | None = None  # {"reason", "error"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Poll:
+        return cls(**_known(cls, data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact(self)
+
+    def waiting(self, wait: Waiting) -> Self:
+        return replace(self, slot_at=wait.slot_at, wait_s=wait.wait_s)
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """What the state machine passes a Task: the job, the state so far, the execution's name, and — for the
+    failure step — what failed (`failure` from finalize, `error` from a Catch)."""
+
+    job: Job
+    execution: str | None = None
+    create: Create = field(default_factory=Create)
+    poll: Poll = field(default_factory=Poll)
+    error: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepInput:
+        return cls(
+            job=Job.from_dict(data["job"]),
+            execution=data.get("execution"),
+            create=Create.from_dict(data.get("create")),
+            poll=Poll.from_dict(data.get("poll")),
+            error=data.get("error"),
+            failure=data.get("failure"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job": self.job.to_dict(),
+            "execution": self.execution,
+            "create": self.create.to_dict(),
+            "poll": self.poll.to_dict(),
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.failure:
+            out["failure"] = self.failure
+        return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, as the finalize or failure step reports it: where its result or failure record is."""
+
+    status: str  # succeeded / failed / already recorded / ignored
+    result_prefix: str | None = None
+    outputs: dict[str, str] | None = None  # output name -> key written
+    reason: str | None = None
+    failure_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact(self)
