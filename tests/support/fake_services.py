@@ -1,0 +1,259 @@
+"""In-memory stand-ins for what a step is given — S3, the task table, Step Functions, the QPS slots, the API
+client — so every branch of every step runs in the unit tier, without moto or sockets, and each fake records
+what was asked of it."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from picwish.errors import error_for
+from picwish.results import TaskResult
+from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.payloads import StepInput
+from picwish_pipeline.polling import Durations
+from picwish_pipeline.ratelimit import Schedule
+from picwish_pipeline.services import Services
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+NOW = 1_795_000_000.0
+OUTPUT_BUCKET = "picwish-output-123456789012"
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def step_input(name: str, **parts: Any) -> StepInput:
+    """A step's input from an events/ file, with `parts` (create=..., poll=...) replaced."""
+    return StepInput.from_dict({**event(name), **parts})
+
+
+def client_error(code: str, operation: str = "Op") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+
+
+class _Body(io.BytesIO):
+    pass
+
+
+@dataclass
+class FakeS3:
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    log: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, bucket, key), in order
+
+    def put(self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.objects[(bucket, key)] = {"Body": body, "Metadata": metadata or {}}
+
+    def json(self, bucket: str, key: str) -> dict:
+        return json.loads(self.objects[(bucket, key)]["Body"])
+
+    def _get(self, Bucket: str, Key: str) -> dict[str, Any]:
+        if (Bucket, Key) not in self.objects:
+            raise client_error("NoSuchKey", "GetObject")
+        return self.objects[(Bucket, Key)]
+
+    def head_object(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
+        self.log.append(("head_object", Bucket, Key))
+        if (Bucket, Key) not in self.objects:
+            raise client_error("404", "HeadObject")
+        found = self.objects[(Bucket, Key)]
+        return {"ContentLength": len(found["Body"]), "Metadata": found["Metadata"]}
+
+    def get_object(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
+        self.log.append(("get_object", Bucket, Key))
+        return {"Body": _Body(self._get(Bucket, Key)["Body"])}
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **kw: Any) -> dict[str, Any]:
+        self.log.append(("put_object", Bucket, Key))
+        self.objects[(Bucket, Key)] = {"Body": Body, "Metadata": kw.get("Metadata", {}), **kw}
+        return {}
+
+    def delete_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        self.log.append(("delete_object", Bucket, Key))
+        self.objects.pop((Bucket, Key), None)
+        return {}
+
+    def generate_presigned_url(self, method: str, Params: dict, ExpiresIn: int) -> str:
+        return f"https://{Params['Bucket']}.s3.test/{Params['Key']}?X-Amz-Expires={ExpiresIn}"
+
+
+@dataclass
+class FakeTaskTable:
+    """The task table: conditional writes as DynamoDB judges them for the two conditions the steps use."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hidden_reads: int = 0  # reads that miss an item written meanwhile by another attempt
+
+    def put_item(self, TableName: str, Item: dict, ConditionExpression: str) -> dict:
+        assert ConditionExpression == "attribute_not_exists(execution)"
+        name = Item["execution"]["S"]
+        if name in self.items:
+            raise client_error("ConditionalCheckFailedException", "PutItem")
+        self.items[name] = dict(Item)
+        return {}
+
+    def get_item(self, TableName: str, Key: dict, ConsistentRead: bool) -> dict:
+        assert ConsistentRead, "a claim is read consistently: an attempt must see the one before it"
+        found = self.items.get(Key["execution"]["S"])
+        if self.hidden_reads > 0:
+            self.hidden_reads -= 1
+            return {}
+        return {"Item": dict(found)} if found else {}
+
+    def update_item(self, TableName: str, Key: dict, UpdateExpression: str, ExpressionAttributeValues: dict) -> dict:
+        item = self.items.setdefault(Key["execution"]["S"], {"execution": Key["execution"]})
+        item.update(task_id=ExpressionAttributeValues[":t"], created_at=ExpressionAttributeValues[":c"])
+        return {}
+
+    def delete_item(self, TableName: str, Key: dict, ConditionExpression: str) -> dict:
+        assert ConditionExpression == "attribute_not_exists(task_id)"
+        name = Key["execution"]["S"]
+        if "task_id" in self.items.get(name, {}):
+            raise client_error("ConditionalCheckFailedException", "DeleteItem")
+        self.items.pop(name, None)
+        return {}
+
+
+@dataclass
+class FakeSfn:
+    started: list[dict[str, Any]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def start_execution(self, **kw: Any) -> dict:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.started.append(kw)
+        return {"executionArn": f"arn:aws:states:::execution:picwish:{kw['name']}"}
+
+
+@dataclass
+class FakeLimiter:
+    """Slots on demand: a reservation gets the moment asked for (or now), plus `queued_s` for the create lane."""
+
+    clock: Any
+    queued_s: float = 0.0
+    busy: bool = False
+    margin_s: float = 0.05
+    max_slip_s: float = 2.0
+    reserved: list[float] = field(default_factory=list)
+    called: list[tuple[float, float]] = field(default_factory=list)
+    learned: list[tuple[str, Durations]] = field(default_factory=list)
+    learn_fails: bool = False
+
+    def reserve(self, not_before: float | None = None) -> float:
+        at = max(self.clock(), not_before or 0.0)
+        self.reserved.append(at)
+        return at
+
+    def reserve_create(self, gap_slots: float) -> float:
+        return self.reserve(self.clock() + self.queued_s)
+
+    def missed(self, slot_at: float, at: float | None = None) -> bool:
+        return (self.clock() if at is None else at) > slot_at + self.max_slip_s
+
+    def ready_at(self, slot_at: float) -> float:
+        return slot_at
+
+    def mark_called(self, slot_at: float, sent_at: float) -> None:
+        self.called.append((slot_at, sent_at))
+
+    def schedule(self) -> Schedule:
+        lane = self.clock() + 60 if self.busy else None
+        return Schedule(lane, {})
+
+    def learn(self, operation: str, durations: Durations) -> None:
+        if self.learn_fails:
+            raise client_error("ProvisionedThroughputExceededException", "UpdateItem")
+        self.learned.append((operation, durations))
+
+
+@dataclass
+class Created:
+    task_id: str
+
+
+@dataclass
+class FakeClient:
+    """Answers in order: a dict is the `data` of an answer (parsed as the real client parses it), an exception is
+    raised. Every call is recorded with its arguments."""
+
+    answers: list[Any] = field(default_factory=list)
+    calls: list[tuple] = field(default_factory=list)
+
+    def _next(self) -> Any:
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def create_task(self, operation: str, image: Any, options: dict, **masks: Any) -> Created:
+        self.calls.append(("create", operation, image, options, masks))
+        return Created(self._next())
+
+    def get_task(self, operation: str, task_id: str) -> TaskResult:
+        self.calls.append(("get", operation, task_id))
+        data = {"task_id": task_id, **self._next()}
+        result = TaskResult.from_data(operation, data, task_id=task_id)
+        # As the client judges the state: a failed or undocumented one is an exception.
+        error = error_for(state=data.get("state", "<missing>"), task_id=task_id, operation=operation)
+        if error is not None:
+            raise error
+        return result
+
+
+@dataclass
+class Fakes:
+    now: float = NOW
+    s3: FakeS3 = field(default_factory=FakeS3)
+    tasks: FakeTaskTable = field(default_factory=FakeTaskTable)
+    sfn: FakeSfn = field(default_factory=FakeSfn)
+    api: FakeClient = field(default_factory=FakeClient)
+    keys_read: list[bool] = field(default_factory=list)  # refresh flags of each API key read
+    limiter: FakeLimiter = field(init=False)
+    svc: Services = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = FakeLimiter(self.clock)
+        fakes = self
+        settings = PipelineSettings(
+            state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:picwish",
+            output_bucket=OUTPUT_BUCKET,
+            tasks_table="tasks",
+            rate_table="slots",
+            max_throttles=3,
+        )
+
+        class FakeServices(Services):
+            def client(self, *, refresh: bool = False) -> Any:
+                fakes.keys_read.append(refresh)
+                return fakes.api
+
+            def limiter(self) -> Any:
+                return fakes.limiter
+
+        self.svc = FakeServices(
+            settings=settings,
+            s3=self.s3,
+            sfn=self.sfn,
+            dynamodb=self.tasks,
+            api_key=lambda refresh: "test-key",
+            clock=self.clock,
+            sleep=self.sleep,
+            jitter=lambda: 0.5,
+        )
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sent(self) -> Iterator[tuple]:
+        yield from self.api.calls

@@ -1,0 +1,161 @@
+"""Every branch of the create step, on fake services: what it sends, what it writes to the task table, what it
+returns. The moto tier runs the same step end to end."""
+
+from dataclasses import replace
+
+import pytest
+
+from picwish import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
+from picwish.catalog import get_operation
+from picwish_pipeline import polling
+from picwish_pipeline.create import create_step
+from picwish_pipeline.payloads import Create
+from picwish_pipeline.services import TransientApiError
+from tests.support.fake_services import NOW, Fakes, step_input
+
+EXECUTION = "idphoto-0000000000000000000000000000000000000000000000000000000000000001"
+
+
+@pytest.fixture
+def fakes():
+    return Fakes()
+
+
+def create(fakes, **previous):
+    return create_step(fakes.svc, step_input("state-create.json", create={"status": "new", **previous}))
+
+
+def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
+    fakes.api.answers = ["task-1"]
+    out = create(fakes)
+    assert fakes.api.calls == [
+        (
+            "create",
+            "idphoto",
+            "https://picwish-input-123456789012.s3.test/incoming/idphoto/fixtures/portrait.jpg?X-Amz-Expires=900",
+            {"size": "150x200", "format": "jpg"},
+            {},
+        )
+    ]
+    assert fakes.tasks.items[EXECUTION]["task_id"] == {"S": "task-1"}
+    assert fakes.limiter.called == [(NOW, NOW)]  # announced at its slot, before the POST
+    first_poll = polling.first_poll_at(
+        NOW, polling.Durations.prior(get_operation("idphoto").typical_processing_s), busy=False
+    )
+    assert out == Create(
+        status="created",
+        task_id="task-1",
+        created_at=NOW,
+        deadline_at=NOW + 240,
+        api_calls=1,
+        throttles=0,
+        slot_at=first_poll,
+        wait_s=int(first_poll - NOW - 0.5),
+    )
+
+
+def test_a_create_sends_the_upload_itself_in_bytes_mode(fakes):
+    fakes.svc.settings = replace(fakes.svc.settings, input_mode="bytes")
+    fakes.s3.put("picwish-input-123456789012", "incoming/idphoto/fixtures/portrait.jpg", b"\xff\xd8 a photo")
+    fakes.api.answers = ["task-1"]
+    assert create(fakes).status == "created"
+    assert fakes.api.calls[0][2] == ("portrait.jpg", b"\xff\xd8 a photo")
+
+
+def test_a_queued_create_waits_for_its_place_in_the_lane_without_claiming_or_calling(fakes):
+    fakes.limiter.queued_s = 30
+    out = create(fakes, throttles=1, api_calls=2)
+    assert out == Create(status="wait", throttles=1, api_calls=2, slot_at=NOW + 30, wait_s=29)
+    assert fakes.api.calls == [] and fakes.tasks.items == {}
+
+
+def test_a_create_that_woke_too_late_for_its_slot_takes_one_now(fakes):
+    fakes.api.answers = ["task-1"]
+    out = create(fakes, status="wait", slot_at=NOW - 10, wait_s=3)
+    assert out.status == "created" and fakes.limiter.reserved[0] == NOW
+
+
+def test_a_retried_create_reuses_the_recorded_task_and_calls_nothing(fakes):
+    fakes.tasks.items[EXECUTION] = {
+        "claimed_at": {"N": str(NOW - 5)},
+        "task_id": {"S": "t-0"},
+        "created_at": {"N": str(NOW - 4)},
+    }
+    out = create(fakes, throttles=2, api_calls=3)
+    assert (out.status, out.task_id, out.created_at, out.api_calls, out.throttles) == ("created", "t-0", NOW - 4, 0, 2)
+    assert fakes.api.calls == []
+
+
+def test_a_claim_without_a_task_is_an_ambiguous_create_never_a_second_post(fakes):
+    fakes.tasks.items[EXECUTION] = {"claimed_at": {"N": "1795000000.5"}}
+    out = create(fakes)
+    assert (out.status, out.reason) == ("failed", "ambiguous create")
+    assert out.error["claimed_at"] == "2026-11-18T11:06:40.500000+00:00"
+    assert out.error["message"].startswith("an earlier attempt claimed this create at 2026-11-18T11:06:40.500000")
+    assert fakes.api.calls == []
+
+
+def test_a_claim_taken_meanwhile_by_another_attempt_is_not_posted_again(fakes):
+    fakes.tasks.items[EXECUTION] = {
+        "claimed_at": {"N": str(NOW)},
+        "task_id": {"S": "t-other"},
+        "created_at": {"N": str(NOW)},
+    }
+    fakes.tasks.hidden_reads = 1  # the first read missed it
+    out = create(fakes)
+    assert (out.status, out.task_id) == ("created", "t-other") and fakes.api.calls == []
+
+
+def test_a_401_releases_the_claim_and_tries_once_more_with_the_key_read_again(fakes):
+    fakes.api.answers = [AuthenticationError("bad key", status=401)]
+    out = create(fakes)
+    assert (out.status, out.refresh_key, out.api_calls, out.slot_at) == ("wait", True, 1, NOW)
+    assert fakes.tasks.items == {}
+    fakes.api.answers = [AuthenticationError("bad key", status=401)]
+    again = create_step(fakes.svc, step_input("state-create.json", create=out.to_dict()))
+    assert (again.status, again.reason, again.api_calls) == ("failed", "unauthorized", 2)
+    assert fakes.keys_read == [False, True]
+
+
+def test_a_429_releases_the_claim_and_waits_as_long_as_the_api_asks(fakes):
+    fakes.api.answers = [RateLimitError("slow down", status=429, retry_after=3)]
+    out = create(fakes, throttles=1, api_calls=1)
+    assert out == Create(status="wait", throttles=2, api_calls=2, slot_at=NOW + 3, wait_s=2)
+    assert fakes.tasks.items == {}
+
+
+def test_too_many_429s_end_the_job(fakes):
+    fakes.api.answers = [RateLimitError("slow down", status=429)]
+    out = create(fakes, throttles=3)  # the limit is 3 in these settings
+    assert (out.status, out.reason, out.throttles, out.error["status"]) == ("failed", "rate limited", 4, 429)
+
+
+def test_a_request_that_never_left_is_retried_by_the_state_machine(fakes):
+    fakes.api.answers = [APIConnectionError("refused", request_sent=False)]
+    with pytest.raises(TransientApiError):
+        create(fakes)
+    assert fakes.tasks.items == {}  # released: the retry may POST
+
+
+@pytest.mark.parametrize(
+    "error",
+    [APIConnectionError("reset mid-answer", request_sent=True), APIServerError("oops", status=500)],
+    ids=["answer lost", "5xx"],
+)
+def test_an_answer_that_may_hide_a_paid_task_ends_as_ambiguous_and_keeps_the_claim(fakes, error):
+    fakes.api.answers = [error]
+    out = create(fakes)
+    assert (out.status, out.reason, out.api_calls) == ("failed", "ambiguous create", 1)
+    assert "task_id" not in fakes.tasks.items[EXECUTION]  # kept: no later attempt POSTs
+
+
+def test_a_refused_request_is_rejected_and_releases_the_claim(fakes):
+    fakes.api.answers = [InvalidRequestError("size: bad", status=400, param="size")]
+    out = create(fakes)
+    assert (out.status, out.reason, out.error["status"], out.error["param"]) == (
+        "failed",
+        "rejected by the API",
+        400,
+        "size",
+    )
+    assert fakes.tasks.items == {}

@@ -1,0 +1,136 @@
+"""Every branch of the poll step, on fake services: the phase it returns, what it carries on, where it writes a
+base64 result, when it looks again."""
+
+import base64
+
+import pytest
+
+from picwish import APIServerError, AuthenticationError, RateLimitError
+from picwish_pipeline.payloads import Poll
+from picwish_pipeline.poll import poll_step
+from tests.support.fake_services import NOW, OUTPUT_BUCKET, Fakes, step_input
+from tests.support.images import photo
+
+CREATED = {"status": "created", "task_id": "t-1", "created_at": NOW - 4, "deadline_at": NOW + 236, "api_calls": 1}
+
+
+@pytest.fixture
+def fakes():
+    return Fakes()
+
+
+def poll(fakes, create=None, **previous):
+    payload = step_input("state-poll.json", create=create or CREATED, poll={"state": 0, "polls": 0, **previous})
+    return poll_step(fakes.svc, payload)
+
+
+def done(**data):
+    return {"state": 1, "progress": 100, "created_at": int(NOW - 4), "completed_at": int(NOW - 1), **data}
+
+
+def test_a_done_task_carries_its_links_on_and_teaches_the_operations_durations(fakes):
+    fakes.api.answers = [done(image="https://results.test/t-1/image.jpg")]
+    out = poll(fakes)
+    assert fakes.api.calls == [("get", "idphoto", "t-1")]
+    assert (out.phase, out.state, out.polls, out.api_calls, out.throttles) == ("done", 1, 1, 2, 0)
+    assert out.outputs == {"image": {"url": "https://results.test/t-1/image.jpg"}}
+    assert (out.task_created_at, out.completed_at) == (int(NOW - 4), int(NOW - 1))
+    [(operation, learned)] = fakes.limiter.learned
+    assert operation == "idphoto" and learned.samples == 1
+
+
+def test_a_base64_result_is_written_at_its_final_key_and_no_bytes_enter_the_state(fakes):
+    image = photo(fmt="PNG")
+    fakes.api.answers = [done(image=base64.b64encode(image).decode())]
+    out = poll(fakes)
+    key = "results/idphoto/fixtures/portrait.jpg/image.png"
+    assert out.outputs == {"image": {"key": key}}
+    assert fakes.s3.objects[(OUTPUT_BUCKET, key)]["Body"] == image
+
+
+def test_a_done_answer_without_the_asked_output_fails_as_unexpected(fakes):
+    fakes.api.answers = [done(image="")]
+    out = poll(fakes)
+    assert (out.phase, out.state, out.failure["reason"]) == ("failed", 1, "unexpected response")
+
+
+def test_a_done_task_is_done_even_when_its_sample_cannot_be_stored(fakes):
+    fakes.limiter.learn_fails = True
+    fakes.api.answers = [done(image="https://results.test/x.jpg")]
+    assert poll(fakes).phase == "done"
+
+
+def test_a_running_task_is_looked_at_again_where_its_progress_says_it_ends(fakes):
+    fakes.api.answers = [{"state": 4, "progress": 40}]
+    out = poll(fakes)
+    assert (out.phase, out.state, out.progress, out.polled_at, out.errors) == ("processing", 4, 40, NOW, 0)
+    # 40 % after 4 s: the end is near 10 s. An idle budget reads the progress again half-way there (3 s on),
+    # but never leaves a running task alone longer than twice the poll interval.
+    assert out.slot_at == pytest.approx(NOW + 2.0)
+    assert out.wait_s == int(out.slot_at - NOW - 0.5)
+
+
+def test_the_second_reading_fits_the_curve_through_both(fakes):
+    fakes.api.answers = [{"state": 4, "progress": 64}]
+    out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, polled_at=NOW - 2, progress=16)
+    # 16 % at 2 s, 64 % at 4 s: progress ∝ t², so done at 4 / sqrt(0.645) s (not at 4 / 0.645 s, a line's end).
+    assert out.slot_at == pytest.approx(NOW - 4 + 4 / 0.645**0.5 + 0.05)
+    assert (out.polls, out.api_calls) == (2, 3)
+
+
+def test_a_poll_whose_slot_is_seconds_away_waits_without_calling(fakes):
+    out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, slot_at=NOW + 5, wait_s=4)
+    assert out == Poll(state=4, polls=1, api_calls=2, throttles=0, slot_at=NOW + 5, wait_s=4)
+    assert fakes.api.calls == []
+
+
+def test_a_task_past_its_deadline_times_out_without_another_call(fakes):
+    out = poll(fakes, create={**CREATED, "deadline_at": NOW - 1}, state=4, polls=7, api_calls=8, throttles=1)
+    assert out == Poll(phase="timeout", state=4, polls=7, api_calls=8, throttles=1)
+    assert fakes.api.calls == []
+
+
+@pytest.mark.parametrize(("state", "reason"), [(-3, "task failed"), (7, "unknown state")])
+def test_a_failed_or_undocumented_state_ends_the_job_with_it(fakes, state, reason):
+    fakes.api.answers = [{"state": state, "progress": 0}]
+    out = poll(fakes)
+    assert (out.phase, out.state, out.failure["reason"]) == ("failed", state, reason)
+    assert out.failure["error"]["state"] == state
+
+
+def test_a_401_polls_again_with_the_key_read_again_and_a_second_one_ends_the_job(fakes):
+    fakes.api.answers = [AuthenticationError("bad key", status=401)]
+    out = poll(fakes)
+    assert (out.phase, out.refresh_key, out.slot_at) == ("processing", True, NOW)
+    fakes.api.answers = [AuthenticationError("bad key", status=401)]
+    again = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=out.to_dict()))
+    assert (again.phase, again.failure["reason"], again.api_calls) == ("failed", "unauthorized", 3)
+    assert fakes.keys_read == [False, True]
+
+
+def test_a_429_waits_as_long_as_the_api_asks_and_too_many_end_the_job(fakes):
+    fakes.api.answers = [RateLimitError("slow down", status=429, retry_after=2)]
+    out = poll(fakes)
+    assert (out.phase, out.throttles, out.slot_at) == ("processing", 1, NOW + 2)
+    fakes.api.answers = [RateLimitError("slow down", status=429)]
+    last = poll(fakes, polls=3, api_calls=4, throttles=3)
+    assert (last.phase, last.failure["reason"], last.throttles) == ("failed", "rate limited", 4)
+
+
+def test_failing_polls_back_off_until_an_answer_clears_the_error(fakes):
+    fakes.api.answers = [APIServerError("oops", status=502)]
+    out = poll(fakes)
+    assert (out.phase, out.errors, out.last_error["status"]) == ("processing", 1, 502)
+    assert out.slot_at == pytest.approx(NOW + 0.5)  # a full-jitter backoff from the 1 s poll interval (jitter 0.5)
+    fakes.api.answers = [APIServerError("oops", status=502)]
+    second = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=out.to_dict()))
+    assert (second.errors, second.slot_at) == (2, pytest.approx(NOW + 1.0))
+    fakes.api.answers = [{"state": 4, "progress": 50}]
+    cleared = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=second.to_dict()))
+    assert (cleared.errors, cleared.last_error) == (0, None)
+
+
+def test_a_retried_poll_that_missed_its_slot_takes_one_now(fakes):
+    fakes.api.answers = [{"state": 4, "progress": 10}]
+    out = poll(fakes, slot_at=NOW - 30, wait_s=0)
+    assert fakes.limiter.reserved[0] == NOW and out.polls == 1

@@ -1,0 +1,94 @@
+"""Every branch of the submit step, on fake services: the execution it starts (name and input), and the failure
+record it writes instead when the upload cannot be a job."""
+
+import json
+
+import pytest
+
+from picwish_pipeline.submit import submit_event
+from tests.support.fake_services import OUTPUT_BUCKET, Fakes, client_error, event
+from tests.support.images import photo
+
+INPUT = "picwish-input-123456789012"
+ME = "incoming/idphoto/My Photos/über me (1).jpg"
+ME_FAILED = "failed/idphoto/My Photos/über me (1).jpg.json"
+
+
+@pytest.fixture
+def fakes():
+    return Fakes()
+
+
+def test_an_upload_starts_one_execution_named_for_it_with_its_job_as_input(fakes):
+    fakes.s3.put(INPUT, ME, photo(), metadata={"size": "295x413"})
+    assert submit_event(fakes.svc, event("s3-put-idphoto.json")) == {
+        "started": 1,
+        "duplicate": 0,
+        "rejected": 0,
+        "ignored": 0,
+    }
+    [started] = fakes.sfn.started
+    assert started["stateMachineArn"] == fakes.svc.settings.state_machine_arn
+    assert started["name"].startswith("idphoto-") and len(started["name"]) <= 80
+    assert json.loads(started["input"]) == {
+        "job": {
+            "upload": {
+                "bucket": INPUT,
+                "key": ME,
+                "version_id": None,
+                "etag": "0123456789abcdef0123456789abcdef",
+                "sequencer": "0062B4C0F3A1D2E3F4",
+            },
+            "operation": "idphoto",
+            "options": {"size": "295x413"},
+            "masks": {},
+            "ignored_metadata": [],
+        },
+        "create": {"status": "new"},
+        "poll": {"state": 0, "polls": 0},
+        "error": None,
+    }
+
+
+def test_a_redelivered_event_is_a_duplicate_not_a_second_job(fakes):
+    fakes.s3.put(INPUT, ME, photo())
+    fakes.sfn.fail_with = client_error("ExecutionAlreadyExists", "StartExecution")
+    assert submit_event(fakes.svc, event("s3-put-idphoto.json"))["duplicate"] == 1
+    assert fakes.s3.objects.keys() == {(INPUT, ME)}  # no record: the first delivery's job writes it
+
+
+def test_every_record_of_a_notification_is_judged_on_its_own(fakes):
+    fakes.s3.put(INPUT, "incoming/idphoto/batch/a b.jpg", photo())
+    fakes.s3.put(INPUT, "incoming/correction/batch/ünï cödé.jpg", b"not an image")
+    counts = submit_event(fakes.svc, event("s3-put-multi.json"))
+    assert counts == {"started": 1, "duplicate": 0, "rejected": 2, "ignored": 0}
+    unknown = fakes.s3.json(OUTPUT_BUCKET, "failed/resize/batch/c.jpg.json")
+    assert (unknown["reason"], unknown["parameter"]) == ("unknown operation", "operation")
+    assert unknown["message"] == (
+        "operation: must be one of retouching-collection, correction, inpaint, clothing-segmentation, idphoto; "
+        "got 'resize'"
+    )
+    bad = fakes.s3.json(OUTPUT_BUCKET, "failed/correction/batch/ünï cödé.jpg.json")
+    assert (bad["reason"], bad["parameter"]) == ("invalid input", "image_file")
+
+
+def test_an_upload_deleted_before_it_was_read_gets_a_record(fakes):
+    assert submit_event(fakes.svc, event("s3-put-idphoto.json"))["rejected"] == 1
+    record = fakes.s3.json(OUTPUT_BUCKET, ME_FAILED)
+    assert (record["reason"], record["message"]) == ("object missing", "the object was deleted before it could be read")
+    assert fakes.sfn.started == []
+
+
+def test_a_start_that_fails_leaves_an_internal_error_record_and_goes_on_to_lambdas_retry(fakes):
+    fakes.s3.put(INPUT, ME, photo())
+    fakes.sfn.fail_with = client_error("ServiceUnavailable", "StartExecution")
+    with pytest.raises(Exception, match="ServiceUnavailable"):
+        submit_event(fakes.svc, event("s3-put-idphoto.json"))
+    record = fakes.s3.json(OUTPUT_BUCKET, ME_FAILED)
+    assert record["reason"] == "internal error"
+    assert record["message"] == "the job could not be started (ClientError); it will be tried again"
+
+
+def test_the_test_event_s3_sends_on_setup_starts_nothing(fakes):
+    assert submit_event(fakes.svc, event("s3-test-event.json"))["ignored"] == 1
+    assert fakes.sfn.started == [] and fakes.s3.log == []
