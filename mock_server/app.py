@@ -16,7 +16,9 @@ from picwish.catalog import OPERATIONS, Operation
 from .config import MockConfig
 from .exceptions import AdminError, MockAPIError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
 from .forms import parse_create
-from .models import MockBackend, Task
+from .models import MockBackend
+from .progression import Task
+from .responses import task_data
 from .scenarios import Outcome, parse_prefer, prefer_status, rule_from_mapping
 
 log = logging.getLogger("mock_server")
@@ -178,10 +180,14 @@ def create_task(operation: str) -> Response:
     state, progress = _wait(task)
     if state == 1 and parsed.options.get("return_type") == 3:
         _name, token = task.outputs[0]
-        stored = backend().results[token]
+        stored = backend().results.stored(token)
         _journal(200)
         return Response(stored.data, 200, {"Content-Type": stored.content_type, "X-Task-Id": task.id})
-    return envelope(200, "success", backend().task_data(task, state, progress, _base_url()))
+    return envelope(200, "success", _task_data(task, state, progress))
+
+
+def _task_data(task: Task, state: Any, progress: int) -> dict[str, Any]:
+    return task_data(task, state, progress, _base_url(), backend().results, backend().clock())
 
 
 def _wait(task: Task) -> tuple[Any, int]:
@@ -216,7 +222,7 @@ def query_task(operation: str, task_id: str) -> Response:
     if forced is not None and forced != 200:
         raise _forced(forced)
     state, progress = backend().observe(task, poll=True)
-    return envelope(200, "success", backend().task_data(task, state, progress, _base_url()))
+    return envelope(200, "success", _task_data(task, state, progress))
 
 
 def _base_url() -> str:
@@ -225,9 +231,9 @@ def _base_url() -> str:
 
 @api.get("/results/<token>/<filename>")
 def result(token: str, filename: str) -> Response:
-    stored = backend().result(token)
+    stored = backend().results.fetch(token)
     if stored is None:
-        known = token in backend().results
+        known = backend().results.stored(token) is not None
         return Response(EXPIRED_XML if known else MISSING_XML, 403 if known else 404, mimetype="application/xml")
     return Response(stored.data, 200, {"Content-Type": stored.content_type})
 
