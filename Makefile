@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format asl demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
+.PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
 
 install: $(STAMP)
 
@@ -20,10 +20,17 @@ $(STAMP): $(REQS)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The wheel and sdist users install: the `picwish` client, and with [mock] the mock, `picwish-mock` and the
+# pytest plugin (pyproject.toml). Built from the pinned build tools, without fetching anything.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 # statemachine/pipeline.asl.json is generated from statemachine/definition.py (a test checks they agree).
 asl: install

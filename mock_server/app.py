@@ -19,6 +19,7 @@ from .forms import parse_create
 from .models import MockBackend
 from .progression import Task
 from .responses import task_data
+from .result_store import StoredResult
 from .scenarios import Outcome, parse_prefer, prefer_status, rule_from_mapping
 
 log = logging.getLogger("mock_server")
@@ -102,14 +103,14 @@ def _api_error(error: MockAPIError) -> Response:
     return envelope(error.status, error.message, headers=error.headers)
 
 
-def _http_error(error: HTTPException) -> Response:
+def _http_error(error: HTTPException) -> Response | tuple[Response, int]:
     if error.code == 413:
         return envelope(413, PayloadTooLarge().message)
     if error.code in (404, 405):
         return envelope(404, NotFound().message)
     if request.path.startswith("/__mock__/"):
-        return jsonify({"error": error.description}), error.code
-    return envelope(400 if error.code < 500 else 500, error.description or "Error.")
+        return jsonify({"error": error.description}), error.code or 400
+    return envelope(400 if (error.code or 500) < 500 else 500, error.description or "Error.")
 
 
 def _unexpected_error(error: Exception) -> Response:
@@ -178,9 +179,8 @@ def create_task(operation: str) -> Response:
     if not parsed.sync:
         return envelope(200, "success", {"task_id": task.id})
     state, progress = _wait(task)
-    if state == 1 and parsed.options.get("return_type") == 3:
-        _name, token = task.outputs[0]
-        stored = backend().results.stored(token)
+    stored = _first_result(task) if state == 1 and parsed.options.get("return_type") == 3 else None
+    if stored is not None:
         _journal(200)
         return Response(stored.data, 200, {"Content-Type": stored.content_type, "X-Task-Id": task.id})
     return envelope(200, "success", _task_data(task, state, progress))
@@ -188,6 +188,11 @@ def create_task(operation: str) -> Response:
 
 def _task_data(task: Task, state: Any, progress: int) -> dict[str, Any]:
     return task_data(task, state, progress, _base_url(), backend().results, backend().clock())
+
+
+def _first_result(task: Task) -> StoredResult | None:
+    """correction's sync return_type=3 answers with the image itself."""
+    return backend().results.stored(task.outputs[0][1]) if task.outputs else None
 
 
 def _wait(task: Task) -> tuple[Any, int]:

@@ -10,8 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+
+from picwish.config import ClientSettings
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,11 @@ class RunningMock:
         response = self.session.request(method, f"{self.url}/__mock__/{path}", timeout=10, **kw)
         response.raise_for_status()
         return response.json()
+
+    def client_settings(self) -> ClientSettings:
+        """`picwish` client settings for this mock: its URL, and its plain-HTTP loopback result links allowed (a
+        client refuses both by default: results come from public HTTPS hosts)."""
+        return ClientSettings(base_url=self.url, result_hosts=(urlsplit(self.url).netloc,), allow_http_results=True)
 
     def reset(self) -> None:
         self._admin("POST", "reset")
@@ -70,13 +78,15 @@ def start_mock(*args: str, api_key: str = "mock-key-1", timeout_s: float = 30.0)
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT / "shared"), str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0", "--api-key", api_key, *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    output = process.stdout
+    assert output is not None  # stdout=PIPE
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
+        line = output.readline()
         if line.startswith("PicWish mock listening on "):
             url = line.split()[4]
             # Keep draining stdout so the child never blocks on a full pipe.
-            process.stdout.close()
+            output.close()
             return RunningMock(url=url, api_key=api_key, process=process)
         if process.poll() is not None:
             break

@@ -184,7 +184,8 @@ class MockBackend:
             step = self.progression.look(task)
             state, terminal = step.state, step.terminal
             if state == 1:
-                prepared: Prepared = task.prepared.result()  # downloads time out after 10 s: this is bounded
+                # Submitted with the task; downloads time out after 10 s, so this wait is bounded.
+                prepared: Prepared = task.prepared.result() if task.prepared else Prepared(failure=-7)
                 if prepared.failure is not None:
                     state, terminal = prepared.failure, True
                 elif task.outputs is None:

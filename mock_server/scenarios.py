@@ -17,7 +17,7 @@ RESULT_DEFECTS = ("missing", "empty")  # a done task that leaves its outputs out
 def parse_script(value: Any) -> list[Any]:
     """`0,2,4,-5` (or a JSON list) → states the task reports in turn; the last one stays."""
     tokens = value if isinstance(value, list) else str(value).replace("|", ",").split(",")
-    script = []
+    script: list[Any] = []
     for token in tokens:
         text = str(token).strip() if not isinstance(token, int) else token
         if isinstance(text, int):

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -24,7 +25,7 @@ from .errors import (
 from .images import CONTENT_TYPES, EXTENSIONS, sniff_format
 from .results import Output, TaskResult
 from .retry import Backoff, parse_retry_after, should_retry
-from .validation import ImageSource, source_bytes, validate_request
+from .validation import ImageSource, upload_bytes, validate_request
 
 USER_AGENT = "picwish-pipeline/1.0"
 
@@ -36,6 +37,7 @@ class PicWishClient:
         self,
         api_key: str,
         *,
+        base_url: str | None = None,
         settings: ClientSettings | None = None,
         session: requests.Session | None = None,
         max_retries: int = 2,
@@ -46,7 +48,10 @@ class PicWishClient:
         if not api_key:
             raise ValueError("api_key is required")
         self._api_key = api_key
+        # An explicit base URL wins over the settings' and the environment's (PICWISH_BASE_URL).
         self.settings = settings or ClientSettings.from_env()
+        if base_url:
+            self.settings = replace(self.settings, base_url=base_url)
         self.session = session or requests.Session()
         self.max_retries = max_retries
         self.backoff = backoff or Backoff()
@@ -74,8 +79,8 @@ class PicWishClient:
         if options is not None and not isinstance(options, Mapping):
             rule = f"must be a mapping of parameter names to values; got {type(options).__name__}"
             raise ValidationError("options", rule, operation=op.name)
-        inputs = {"image": image, "mask": mask, "retain_mask": retain_mask}
-        inputs = {k: v for k, v in inputs.items() if v is not None}
+        named = {"image": image, "mask": mask, "retain_mask": retain_mask}
+        inputs: dict[str, ImageSource] = {k: v for k, v in named.items() if v is not None}
         if self.validate:
             options = validate_request(op, inputs, options, sync=sync)
         parts = build_form(op, inputs, options or {}, sync=sync)
@@ -172,7 +177,7 @@ def build_form(
         if isinstance(source, str):
             parts.append((slot.url_field, (None, source, None)))
         elif source is not None:
-            data = source_bytes(source)
+            data = upload_bytes(source)
             fmt = sniff_format(data) or ""
             filename = source[0] if isinstance(source, tuple) else f"{slot.name}.{EXTENSIONS.get(fmt, 'bin')}"
             parts.append((slot.file_field, (filename, data, CONTENT_TYPES.get(fmt, "application/octet-stream"))))

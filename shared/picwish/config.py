@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -27,7 +27,7 @@ def _hosts(value: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in value.split(",") if h.strip())
 
 
-_CLIENT_ENV = {
+_CLIENT_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "base_url": (ENV_BASE_URL, str),
     "connect_timeout_s": (ENV_CONNECT_TIMEOUT, float),
     "read_timeout_s": (ENV_READ_TIMEOUT, float),

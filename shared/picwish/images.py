@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
 CONTENT_TYPES = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -63,6 +61,10 @@ def read_info(data: bytes) -> ImageInfo:
     fmt = sniff_format(data)
     if fmt is None:
         raise UnreadableImage("not an image: the content starts with no known image signature")
+    # Pillow is imported here, not at the top: most functions of the layer never decode an image, and importing
+    # it costs each of them tens of milliseconds of cold start.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
@@ -73,6 +75,8 @@ def read_info(data: bytes) -> ImageInfo:
 
 def mask_coverage(data: bytes) -> float:
     """Fraction of pixels marked for removal: white (>= 128 in grayscale) on black, as the inpaint doc says."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             gray = im.convert("L")

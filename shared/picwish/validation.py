@@ -22,11 +22,12 @@ ImageSource = bytes | str | tuple[str, bytes]
 
 def source_bytes(source: ImageSource) -> bytes | None:
     """The bytes of an upload source, None for a URL (check_source has judged its shape)."""
-    if isinstance(source, tuple):
-        return bytes(source[1])
-    if isinstance(source, bytes | bytearray):
-        return bytes(source)
-    return None
+    return None if isinstance(source, str) else upload_bytes(source)
+
+
+def upload_bytes(source: bytes | bytearray | tuple[str, bytes]) -> bytes:
+    """The bytes of a file upload: the bytes themselves, or the second of a (filename, bytes) pair."""
+    return bytes(source[1]) if isinstance(source, tuple) else bytes(source)
 
 
 def validate_request(
@@ -81,7 +82,7 @@ def _normalize_value(op: Operation, param: Param, value: Any) -> Any:
             raise fail(f"must be an integer; got {_shown(value)}")
         if param.choices is not None and number not in param.choices:
             raise fail(f"must be one of {', '.join(map(str, param.choices))}; got {_shown(number)}")
-        if param.minimum is not None and not param.minimum <= number <= param.maximum:
+        if param.minimum is not None and param.maximum is not None and not param.minimum <= number <= param.maximum:
             raise fail(f"must be between {param.minimum} and {param.maximum}; got {_shown(number)}")
         return number
     if param.kind == "json":
@@ -152,9 +153,9 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
     for name, source in inputs.items():
         check_source(op.slot(name).file_field, source, operation=op.name)
     for slot in op.slots:
-        source = inputs.get(slot.name)
+        given = inputs.get(slot.name)
         given_alternatives = [a for a in slot.alternatives if a in options]
-        if source is None:
+        if given is None:
             if slot.required and not given_alternatives:
                 either = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
                 raise ValidationError(slot.file_field, f"one of {either} is required", operation=op.name)
@@ -162,10 +163,10 @@ def _check_inputs(op: Operation, inputs: dict[str, ImageSource], options: dict[s
         if given_alternatives:
             either = " / ".join([slot.url_field, slot.file_field, *slot.alternatives])
             raise ValidationError(given_alternatives[0], f"{either} are mutually exclusive", operation=op.name)
-        if isinstance(source, str):
-            check_url(slot.url_field, source, operation=op.name)
+        if isinstance(given, str):
+            check_url(slot.url_field, given, operation=op.name)
         else:
-            infos[slot.name] = check_image_bytes(op, slot.file_field, source_bytes(source))
+            infos[slot.name] = check_image_bytes(op, slot.file_field, upload_bytes(given))
     _check_same_dimensions(op, infos)
     mask = source_bytes(inputs["mask"]) if "mask" in inputs else None
     if op.max_mask_area is not None and mask is not None:

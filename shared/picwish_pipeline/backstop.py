@@ -18,9 +18,9 @@ def backstop_step(svc: Services, event: dict) -> Outcome:
         job = json.loads(detail.get("input") or "{}").get("job")
     except json.JSONDecodeError:
         job = None
-    if not job:
+    path = parse_job_path(str((job.get("upload") or {}).get("key", ""))) if isinstance(job, dict) else None
+    if path is None:
         return Outcome("ignored")
-    path = parse_job_path(job["upload"]["key"])
     bucket = svc.settings.output_bucket
     if storage.exists(svc, bucket, path.result_key) or storage.exists(svc, bucket, path.failure_key):
         return Outcome("already recorded")

@@ -23,6 +23,8 @@ ENV_OPERATION_DEFAULTS = "OPERATION_DEFAULTS_JSON"
 ENV_WAIT_SCALE = "WAIT_SCALE"  # multiplies expected processing times (the offline mock runs faster)
 ENV_MAX_THROTTLES = "MAX_THROTTLES"  # 429s one job may meet before it ends in a failure record
 ENV_PRESIGN_EXPIRY = "PRESIGN_EXPIRY_S"
+# "true": X-Ray subsegments for each AWS and API call (the X-Ray SDK adds ~150 ms to every cold start)
+ENV_TRACE_CALLS = "TRACE_CALLS"
 
 DEFAULT_DEADLINE_S = 240.0  # the API's 180 s maximum processing time plus room for polling
 
@@ -42,6 +44,7 @@ class PipelineSettings:
     wait_scale: float = 1.0
     max_throttles: int = 60
     presign_expiry_s: int = 900
+    trace_calls: bool = False
 
     def deadline_for(self, operation: str) -> float:
         return float(self.deadlines.get(operation, DEFAULT_DEADLINE_S))
@@ -67,5 +70,6 @@ class PipelineSettings:
             wait_scale=float(env.get(ENV_WAIT_SCALE) or 1.0),
             max_throttles=int(env.get(ENV_MAX_THROTTLES) or 60),
             presign_expiry_s=int(env.get(ENV_PRESIGN_EXPIRY) or 900),
+            trace_calls=env.get(ENV_TRACE_CALLS, "").strip().lower() == "true",
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

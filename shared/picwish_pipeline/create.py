@@ -87,8 +87,8 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
         sent = replace(sent, throttles=sent.throttles + 1)
         if sent.throttles > svc.settings.max_throttles:
             return _create_failed(sent, "rate limited", exc)
-        later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return replace(sent, status="wait", refresh_key=None).waiting(slots.wait_for(svc, later))
+        after = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
+        return replace(sent, status="wait", refresh_key=None).waiting(slots.wait_for(svc, after))
     except APIConnectionError as exc:
         if not exc.request_sent:
             storage.release_claim(svc, name)

@@ -10,14 +10,13 @@ from picwish.states import FAILED_STATES, parse_state
 from . import records, storage
 from .payloads import Outcome, StepInput
 from .services import Services
-from .uploads import parse_job_path
 
 
 def record_failure_step(svc: Services, payload: StepInput) -> Outcome:
     """The one place a failed job gets its record, whatever failed: the create, the task, the deadline, an
     undocumented state, or a step that threw (the Catch passes `error`)."""
     job, create, poll = payload.job, payload.create, payload.poll
-    path = parse_job_path(job.upload.key)
+    path = job.path
     reason, error = _failure_reason(payload)
     record = records.failure(
         path,

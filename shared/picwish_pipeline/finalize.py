@@ -12,14 +12,13 @@ from . import records, storage
 from .failures import record_failure_step
 from .payloads import Outcome, StepInput
 from .services import Services, TransientApiError
-from .uploads import parse_job_path
 
 
 def finalize_step(svc: Services, payload: StepInput) -> Outcome:
     """Download every result at once (links die after an hour), write them and result.json under deterministic
     keys (a retried finalize rewrites the same objects), and drop an older failure record of the same path."""
     job, poll = payload.job, payload.poll
-    path = parse_job_path(job.upload.key)
+    path = job.path
     written: dict[str, str] = {}
     for name, ref in (poll.outputs or {}).items():
         if "key" in ref:

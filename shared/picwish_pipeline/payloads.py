@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from picwish.catalog import Operation, get_operation
 
-from .uploads import UploadRef
+from .uploads import JobPath, UploadRef, parse_job_path
 
 
 def _compact(obj: Any) -> dict[str, Any]:
@@ -42,6 +42,14 @@ class Job:
             masks=dict(data.get("masks") or {}),
             ignored_metadata=list(data.get("ignored_metadata") or []),
         )
+
+    @property
+    def path(self) -> JobPath:
+        """Where the job's results and records go. Submit made the job from a key under `incoming/`."""
+        path = parse_job_path(self.upload.key)
+        if path is None:
+            raise ValueError(f"not an upload key: {self.upload.key!r}")
+        return path
 
     def to_dict(self) -> dict[str, Any]:
         return {

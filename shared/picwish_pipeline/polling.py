@@ -90,8 +90,7 @@ def next_poll_at(
     poll; never later than the task's age after it, nor past `deadline` less DEADLINE_LEAD_S; with an idle budget,
     never later than `max_gap_s` or a quarter of the task's age (little latency lost to a wrong estimate)."""
     elapsed = max(0.0, now - created_at)
-    guided = bool(progress and 0 < progress < 100 and elapsed > 0)
-    if guided:
+    if progress is not None and 0 < progress < 100 and elapsed > 0:
         total = predicted_total(elapsed, progress, earlier)
         if not busy and earlier is None:
             # One reading cannot tell a curve from a line: a second one, half-way to the predicted end, can.

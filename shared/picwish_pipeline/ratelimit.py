@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -33,7 +34,7 @@ BUSY_WINDOW_S = 10.0  # creates queued further ahead than this (about ten) mean 
 class SlotLimiter:
     table_name: str
     qps: float
-    client: object  # a boto3 DynamoDB client
+    client: Any  # a boto3 DynamoDB client
     headroom: float = 0.97  # calls spread over 97 % of the budget: qps calls span at least 1 s + margin_s
     max_slip_s: float = 0.5  # how late a call may still go in its slot; later, it takes a new one
     margin_s: float = 0.03  # the spread of the time from send to arrival at the API (p99 on the local stack: 30 ms)

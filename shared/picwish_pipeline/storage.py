@@ -17,7 +17,7 @@ from picwish.validation import check_image_size
 
 from .payloads import Job
 from .services import Services
-from .uploads import JobPath, parse_job_path
+from .uploads import JobPath
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +124,11 @@ def record_task(svc: Services, name: str, task_id: str, created_at: float) -> No
 
 def stash_outputs(svc: Services, job: Job, outputs: dict[str, Output]) -> dict[str, dict[str, str]]:
     """URLs go on in the state; base64 results are written at their final key now, so no bytes enter the state."""
-    path = parse_job_path(job.upload.key)
+    path = job.path
     stashed: dict[str, dict[str, str]] = {}
     for name, output in outputs.items():
-        if output.url:
-            stashed[name] = {"url": output.url}
+        if output.url or output.data is None:  # Output.parse makes one or the other
+            stashed[name] = {"url": str(output.url)}
         else:
             key = output_key(path, name, output.data)
             svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=output.data)

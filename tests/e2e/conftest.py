@@ -72,3 +72,7 @@ def s3(local_stack):
 @pytest.fixture(scope="session")
 def mock(local_stack):
     return RunningMock(url=local_stack["mock_url"], api_key=local_stack["api_key"])
+
+
+# A user's suite that test_wheel.py runs against the installed wheel, in a virtualenv of its own.
+collect_ignore = ["user_suite"]

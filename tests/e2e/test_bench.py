@@ -46,3 +46,25 @@ def test_the_check_refuses_a_run_with_uploads_left_without_a_record():
     code, report, err = run_bench("--timeout", "1")  # the run stops looking before the records are written
     assert report["lost"] > 0
     assert code == 1 and "uploads ended without a record" in err
+
+
+def test_the_cold_start_benchmark_reports_each_function_and_what_its_init_loads():
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cold_start", "--runs", "1"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    functions = report["functions"]
+    assert set(functions) == {"submit", "create", "poll", "finalize", "record_failure", "backstop"}
+    assert all(f["median_ms"] > 0 for f in functions.values())
+    # What a function's INIT imports is what it needs: Pillow decodes uploads only when submit judges one, the
+    # X-Ray SDK only when TRACE_CALLS asks for it, requests only in the functions that call HTTP.
+    for name, figures in functions.items():
+        assert "PIL" not in figures["loads"] and "aws_xray_sdk" not in figures["loads"], name
+        assert ("requests" in figures["loads"]) is (name in ("create", "poll", "finalize")), name

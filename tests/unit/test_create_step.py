@@ -159,3 +159,9 @@ def test_a_refused_request_is_rejected_and_releases_the_claim(fakes):
         "size",
     )
     assert fakes.tasks.items == {}
+
+
+def test_a_create_that_must_read_the_key_again_still_does_after_waiting_for_its_slot(fakes):
+    fakes.limiter.queued_s = 5
+    out = create(fakes, status="wait", refresh_key=True, api_calls=1)
+    assert (out.status, out.refresh_key) == ("wait", True)  # carried over the wait, to the attempt that calls

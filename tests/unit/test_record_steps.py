@@ -34,24 +34,16 @@ def test_finalize_downloads_each_link_writes_it_and_result_json_last(fakes, monk
     fetched = []
     monkeypatch.setattr(finalize, "fetch_output", lambda o, s: fetched.append(o.url) or Downloaded(image, "image/jpeg"))
     fakes.s3.put(OUTPUT_BUCKET, FAILURE, b"{}")  # an older failure of the same upload
-    outputs = {"image": {"url": "https://results.test/a.jpg"}}
-    out = finalize.finalize_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=done(outputs)))
+    out = finalize.finalize_step(fakes.svc, step_input("state-finalize.json"))
     key = "results/idphoto/fixtures/portrait.jpg/image.jpg"
     assert out == Outcome("succeeded", result_prefix="results/idphoto/fixtures/portrait.jpg/", outputs={"image": key})
-    assert fetched == ["https://results.test/a.jpg"]
+    assert fetched == ["https://results.example.com/TASK-DONE/image.jpg"]
     assert fakes.s3.objects[(OUTPUT_BUCKET, key)]["Body"] == image
-    assert [(op, k) for op, _, k in fakes.s3.log] == [
-        ("put_object", key),
-        ("delete_object", FAILURE),
-        ("put_object", RESULT),
-    ]
+    written = [(op, k) for op, _, k in fakes.s3.log]
+    assert written == [("put_object", key), ("delete_object", FAILURE), ("put_object", RESULT)]
     record = fakes.s3.json(OUTPUT_BUCKET, RESULT)
-    assert (record["outcome"], record["task_id"], record["outputs"], record["api_calls"]) == (
-        "succeeded",
-        "t-1",
-        {"image": key},
-        3,
-    )
+    assert (record["outcome"], record["task_id"], record["outputs"]) == ("succeeded", "TASK-DONE", {"image": key})
+    assert (record["api_calls"], record["polls"], record["durations_s"]["task"]) == (3, 2, 4)
 
 
 def test_finalize_keeps_an_output_already_written_by_the_poll(fakes):
@@ -144,4 +136,12 @@ def test_the_backstop_writes_a_record_only_for_an_upload_without_one(fakes):
 def test_the_backstop_ignores_an_execution_without_a_job(fakes):
     failed = event("eventbridge-execution-failed.json")
     failed["detail"]["input"] = "not json"
+    assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.objects == {}
+
+
+def test_the_backstop_ignores_an_execution_whose_job_is_not_an_upload(fakes):
+    failed = event("eventbridge-execution-failed.json")
+    job = json.loads(failed["detail"]["input"])
+    job["job"]["upload"]["key"] = "elsewhere/photo.jpg"
+    failed["detail"]["input"] = json.dumps(job)
     assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.objects == {}
