@@ -7,7 +7,12 @@ REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraint
 
 .PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
 
-install: $(STAMP)
+install: $(STAMP) $(BIN)/picwish-ops
+
+# The operator's tool (ops/), as a command in the virtualenv: picwish-ops --local status
+$(BIN)/picwish-ops: $(STAMP)
+	@printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m ops "$$@"\n' > $@
+	@chmod +x $@
 
 # Re-installs only when a requirements file changed, so repeated runs cost a file check.
 $(STAMP): $(REQS)

@@ -38,11 +38,13 @@ def create_step(svc: Services, payload: StepInput) -> Create:
     waiting = Create(
         status="wait", throttles=previous.throttles, api_calls=previous.api_calls, refresh_key=previous.refresh_key
     )
+    # The key (and, in a new sandbox, the clients behind it) before a slot is taken: a slot taken "now" must not
+    # pass while a cold sandbox builds what the call needs.
+    client = svc.client(refresh=bool(previous.refresh_key))
     slot = _create_slot(svc, previous)
     if slot.wait_s >= 1:
         return waiting.waiting(slot)
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
-    client = svc.client(refresh=bool(previous.refresh_key))
 
     def claim() -> Create | None:
         if storage.claim(svc, name, job.operation.name):

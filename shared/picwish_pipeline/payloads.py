@@ -175,6 +175,8 @@ class Outcome:
     outputs: dict[str, str] | None = None  # output name -> key written
     reason: str | None = None
     failure_key: str | None = None
+    processing_s: float | None = None  # the task's time at the API, by its stamps
+    overhead_s: float | None = None  # from the API's "completed" stamp to the result written
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)

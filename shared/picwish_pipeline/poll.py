@@ -50,11 +50,11 @@ def poll_step(svc: Services, payload: StepInput) -> Poll:
     )
     if svc.clock() > float(create.deadline_at or 0):
         return replace(base, phase="timeout")
+    refreshed = bool(previous.refresh_key)
+    client = svc.client(refresh=refreshed)  # before a slot is taken, as in create
     slot = slots.usable(svc, previous.slot_at if previous.slot_at is not None else create.slot_at)
     if slot.wait_s >= 1:
         return base.waiting(slot)
-    refreshed = bool(previous.refresh_key)
-    client = svc.client(refresh=refreshed)
     return slots.call_in_slot(
         svc, slot.slot_at, lambda: _poll_call(svc, payload, client, base, refreshed), otherwise=base
     )

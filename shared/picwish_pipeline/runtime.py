@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
 from .config import PipelineSettings
+from .metrics import Measure
 from .secrets import get_api_key
 from .services import Services
 
@@ -52,10 +53,12 @@ def step_handler(
     step: Callable[[Services, Any], Any],
     *,
     parse: Callable[[dict], Any] | None = None,
+    measure: Callable[[dict], list[Measure]] | None = None,
     metric_keys: tuple[str, ...] = (),
 ) -> Callable:
     """A Lambda handler that logs with the job's key, execution and task id (Powertools Logger with the Lambda
-    context), publishes the result's counts as EMF metrics with the operation as dimension and, when the
+    context), publishes what `measure` reads from the result (or the counts named in `metric_keys`) as EMF
+    metrics with the operation as dimension and, when the
     deployment asks for it, traces each call. The event is turned into the step's typed input by `parse`, and
     its output back into a dict: the only place dicts and the steps' dataclasses meet."""
     logger, metrics = Logger(), Metrics()
@@ -72,10 +75,13 @@ def step_handler(
         )
         output = step(services, parse(event) if parse is not None else event)
         result = output.to_dict() if hasattr(output, "to_dict") else output
-        counts = {k: result[k] for k in metric_keys if _is_count(result.get(k))}
-        for key, value in counts.items():
-            metrics.add_metric(name=key, unit=MetricUnit.Count, value=value)
-        if counts:
+        measures = measure(result) if measure is not None else []
+        measures += [Measure(k, result[k]) for k in metric_keys if _is_count(result.get(k))]
+        for m in measures:
+            metrics.add_metric(name=m.name, unit=MetricUnit(m.unit), value=m.value)
+            for name, value in m.dimensions:
+                metrics.add_dimension(name=name, value=value)
+        if measures:
             metrics.add_dimension(name="operation", value=operation)
         logger.info("step done", extra={"status": result.get("status"), "state": result.get("state")})
         return result
@@ -83,7 +89,7 @@ def step_handler(
     wrapped: Callable = functools.wraps(step)(handler)
     if services.settings.trace_calls:
         wrapped = _traced(wrapped)
-    if metric_keys:  # log_metrics flushes once per invocation; a function without counts has nothing to flush
+    if measure is not None or metric_keys:  # flushed once per invocation; without metrics nothing to flush
         wrapped = metrics.log_metrics(wrapped)
     return logger.inject_lambda_context(wrapped, clear_state=True)
 

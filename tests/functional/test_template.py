@@ -160,13 +160,17 @@ def test_definition_substitutions_cover_every_placeholder():
 
 def test_every_way_an_execution_ends_badly_and_a_dead_letter_raise_an_alarm(translated):
     alarms = resources(translated, "AWS::CloudWatch::Alarm")
-    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    watched = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        for a in alarms.values()
+        if "MetricName" in a["Properties"]
+    }
     for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
         assert ("AWS/States", metric) in watched, metric
     dead_letters = [
         a["Properties"]
         for a in alarms.values()
-        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
         and a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "QueueName"]}
     ]
     assert dead_letters and dead_letters[0]["Namespace"] == "AWS/SQS" and dead_letters[0]["Threshold"] == 1

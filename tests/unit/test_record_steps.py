@@ -34,9 +34,11 @@ def test_finalize_downloads_each_link_writes_it_and_result_json_last(fakes, monk
     fetched = []
     monkeypatch.setattr(finalize, "fetch_output", lambda o, s: fetched.append(o.url) or Downloaded(image, "image/jpeg"))
     fakes.s3.put(OUTPUT_BUCKET, FAILURE, b"{}")  # an older failure of the same upload
+    fakes.now = 1795000005.25  # the API stamped the task completed at 1795000004
     out = finalize.finalize_step(fakes.svc, step_input("state-finalize.json"))
     key = "results/idphoto/fixtures/portrait.jpg/image.jpg"
-    assert out == Outcome("succeeded", result_prefix="results/idphoto/fixtures/portrait.jpg/", outputs={"image": key})
+    prefix = "results/idphoto/fixtures/portrait.jpg/"
+    assert out == Outcome("succeeded", prefix, {"image": key}, processing_s=4.0, overhead_s=1.25)
     assert fetched == ["https://results.example.com/TASK-DONE/image.jpg"]
     assert fakes.s3.objects[(OUTPUT_BUCKET, key)]["Body"] == image
     written = [(op, k) for op, _, k in fakes.s3.log]

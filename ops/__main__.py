@@ -1,0 +1,82 @@
+"""picwish-ops status | redrive — against a deployed stack (`--stack NAME`, the usual AWS credentials) or the
+local one (`--local`, reading .local/stack.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import redrive as redriving
+from . import status as statuses
+from .target import LOCAL_INFO, Target
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since(value: str, now: datetime | None = None) -> datetime:
+    """`24h`, `30m`, `7d`, or an ISO time."""
+    now = now or datetime.now(UTC)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if match:
+        return now - timedelta(seconds=float(match[1]) * UNITS[match[2]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        rule = f"--since: a duration like 24h, 30m, 7d or an ISO time; got {value!r}"
+        raise argparse.ArgumentTypeError(rule) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="picwish-ops", description=__doc__)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the local stack (make stack)")
+    where.add_argument("--stack", help="a deployed stack's name")
+    parser.add_argument("--region")
+    parser.add_argument("--stack-file", type=Path, default=LOCAL_INFO, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("status", help="in flight by step, ended by outcome, oldest in flight, API calls")
+    show.add_argument("--since", type=since, default="24h")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    again = commands.add_parser("redrive", help="run failed uploads again (a dry run unless --yes)")
+    again.add_argument("--since", type=since, default="7d")
+    again.add_argument("--reason", help='only failures with this reason (a glob: "task failed", "timeout*")')
+    again.add_argument("--prefix", help="only uploads whose key starts with this (incoming/idphoto/…)")
+    again.add_argument("--include-ambiguous", action="store_true", help="also ambiguous creates (may pay twice)")
+    mode = again.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", default=True, help="list what would run (the default)")
+    mode.add_argument("--yes", action="store_true", help="run them")
+    again.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    target = Target.local(args.stack_file) if args.local else Target.deployed(args.stack, args.region)
+    if args.command == "status":
+        report = statuses.status(target, args.since)
+        print(json.dumps(report, default=str) if args.json else statuses.render(report))
+        return 0
+    s3 = target.client("s3")
+    candidates = redriving.plan(
+        target, s3, args.since, reason=args.reason, prefix=args.prefix, include_ambiguous=args.include_ambiguous
+    )
+    started = redriving.redrive(target, s3, candidates) if args.yes else []
+    if args.json:
+        rows = [{"upload": c.upload, "reason": c.reason, "decision": c.decision} for c in candidates]
+        print(json.dumps({"candidates": rows, "redriven": started, "dry_run": not args.yes}))
+    else:
+        for c in candidates:
+            shown = f"redrive    {c.upload}  ({c.reason})" if c.decision == "redrive" else f"{c.upload}: {c.decision}"
+            print(shown)
+        todo = sum(1 for c in candidates if c.decision == "redrive")
+        print(f"{len(started)} redriven" if args.yes else f"{todo} would be redriven: run again with --yes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Which pipeline the tool talks to: a deployed stack (its CloudFormation outputs, the usual AWS credentials) or
+the local stack (`.local/stack.json`, written by `make stack`), and boto3 clients for it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+LOCAL_INFO = Path(__file__).resolve().parents[1] / ".local" / "stack.json"
+
+
+@dataclass(frozen=True)
+class Target:
+    input_bucket: str
+    output_bucket: str
+    state_machine_arn: str
+    region: str | None = None
+    endpoint_url: str | None = None  # the local stack's AWS endpoint; None for AWS itself
+    credentials: tuple[str, str] | None = None  # the local stack's operator key
+
+    @classmethod
+    def local(cls, info_file: Path = LOCAL_INFO) -> Target:
+        if not info_file.exists():
+            raise SystemExit(f"{info_file} not found: start the local stack with `make stack` first")
+        info = json.loads(info_file.read_text())
+        return cls(
+            input_bucket=info["input_bucket"],
+            output_bucket=info["output_bucket"],
+            state_machine_arn=info["state_machine_arn"],
+            region=info["region"],
+            endpoint_url=info["endpoint_url"],
+            credentials=(info["aws_access_key_id"], info["aws_secret_access_key"]),
+        )
+
+    @classmethod
+    def deployed(cls, stack_name: str, region: str | None = None) -> Target:
+        outputs = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)
+        values = {o["OutputKey"]: o["OutputValue"] for o in outputs["Stacks"][0].get("Outputs", [])}
+        return cls(
+            input_bucket=values["InputBucketName"],
+            output_bucket=values["OutputBucketName"],
+            state_machine_arn=values["StateMachineArn"],
+            region=region,
+        )
+
+    def client(self, service: str) -> Any:
+        keys = {}
+        if self.credentials:
+            keys = {"aws_access_key_id": self.credentials[0], "aws_secret_access_key": self.credentials[1]}
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url, **keys)

@@ -1,0 +1,91 @@
+"""picwish-ops on the local stack: `status` counts a known mix exactly, and `redrive` turns an injected failure
+into a result once the fault is gone — never an upload the pipeline refused, never an ambiguous create unless
+asked."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from offline.__main__ import stack_info
+from ops.__main__ import main
+from tests.support import images
+
+
+@pytest.fixture
+def ops(pipeline, tmp_path, capsys):
+    """Run `picwish-ops --local …` in-process against this module's stack; its JSON answer."""
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps(stack_info(pipeline)))
+
+    def run(*args: str) -> dict:
+        capsys.readouterr()
+        assert main(["--local", "--stack-file", str(info), *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the sandboxes log to stdout too
+
+    return run
+
+
+def posts(pipeline, filename: str) -> int:
+    return sum(1 for e in pipeline.mock.requests(method="POST") if filename in json.dumps(e.get("fields", {})))
+
+
+def test_status_counts_a_known_mix_exactly(pipeline, ops):
+    pipeline.mock.add_rule(filename="slow.jpg", polls=8)  # done at its 8th poll: in flight for seconds
+    pipeline.mock.add_rule(filename="refused.jpg", state=-7)
+    pipeline.upload("incoming/idphoto/mix/slow.jpg", images.portrait())
+    done = [f"incoming/idphoto/mix/ok{i}.jpg" for i in range(3)] + ["incoming/idphoto/mix/refused.jpg"]
+    for key in done:
+        pipeline.upload(key, images.portrait())
+    pipeline.upload("incoming/correction/mix/broken.jpg", b"not an image at all")
+    ended = [pipeline.record(key)[1] for key in [*done, "incoming/correction/mix/broken.jpg"]]
+
+    report = ops("status", "--since", "10m")
+    assert (report["in_flight_total"], report["in_flight"]) == (1, {"processing": 1})
+    assert report["oldest_in_flight"]["upload"] == "incoming/idphoto/mix/slow.jpg"
+    assert report["oldest_in_flight"]["age_s"] > 0
+    assert report["succeeded"] == 3
+    assert report["failed"] == {"task failed": 1, "invalid input": 1}
+    assert report["api_calls"] == sum(int(r.get("api_calls") or 0) for r in ended)
+
+    kind, _ = pipeline.record("incoming/idphoto/mix/slow.jpg", timeout_s=60)
+    assert kind == "result"
+    for _ in range(50):  # the execution ends a moment after its record
+        report = ops("status", "--since", "10m")
+        if report["in_flight_total"] == 0:
+            break
+        time.sleep(0.1)
+    assert (report["in_flight_total"], report["oldest_in_flight"], report["succeeded"]) == (0, None, 4)
+
+
+def test_redrive_reruns_a_failure_once_the_fault_is_gone_and_nothing_it_should_not(pipeline, ops):
+    pipeline.mock.add_rule(filename="flaky.jpg", state=-7, times=1)  # fails once, then the fault is gone
+    pipeline.mock.add_rule(filename="unsure.jpg", create_status=500, times=1)
+    uploads = {name: f"incoming/idphoto/redrive/{name}" for name in ("flaky.jpg", "unsure.jpg", "broken.jpg")}
+    pipeline.upload(uploads["flaky.jpg"], images.portrait())
+    pipeline.upload(uploads["unsure.jpg"], images.portrait())
+    pipeline.upload(uploads["broken.jpg"], b"not an image at all")
+    reasons = {name: pipeline.record(key)[1]["reason"] for name, key in uploads.items()}
+    assert reasons == {"flaky.jpg": "task failed", "unsure.jpg": "ambiguous create", "broken.jpg": "invalid input"}
+
+    planned = ops("redrive", "--prefix", "incoming/idphoto/redrive/")
+    decisions = {c["upload"].rsplit("/", 1)[-1]: c["decision"] for c in planned["candidates"]}
+    assert decisions["flaky.jpg"] == "redrive"
+    assert decisions["unsure.jpg"].startswith("skip: ambiguous create")
+    assert decisions["broken.jpg"].startswith("skip: invalid input")
+    assert planned["dry_run"] and planned["redriven"] == []
+    assert posts(pipeline, "flaky.jpg") == 1  # a dry run changes nothing
+
+    with_ambiguous = ops("redrive", "--prefix", "incoming/idphoto/redrive/", "--include-ambiguous")
+    assert {c["upload"]: c["decision"] for c in with_ambiguous["candidates"]}[uploads["unsure.jpg"]] == "redrive"
+
+    ran = ops("redrive", "--prefix", "incoming/idphoto/redrive/", "--reason", "task failed", "--yes")
+    assert ran["redriven"] == [uploads["flaky.jpg"]]
+    kind, record = pipeline.record(uploads["flaky.jpg"], wanted="result", timeout_s=60)
+    assert kind == "result" and record["outcome"] == "succeeded"
+    assert posts(pipeline, "flaky.jpg") == 2  # the failed task and the one that worked
+    after = ops("redrive", "--prefix", "incoming/idphoto/redrive/")
+    assert uploads["flaky.jpg"] not in {c["upload"] for c in after["candidates"]}  # its failure record is gone
+    assert posts(pipeline, "unsure.jpg") == 1  # never run again without --include-ambiguous and --yes
