@@ -5,7 +5,7 @@ what is unset, so a step's output stays small and the state machine reads the sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from picwish.catalog import Operation, get_operation
 
@@ -69,8 +69,23 @@ class Waiting:
     wait_s: int
 
 
+class _StepState:
+    """What the create and poll states share: read from and written to the execution's dict, and a copy of
+    themselves waiting for a QPS slot."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        return cls(**_known(cls, data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact(self)
+
+    def waiting(self, wait: Waiting) -> Self:
+        return replace(cast(Any, self), slot_at=wait.slot_at, wait_s=wait.wait_s)
+
+
 @dataclass(frozen=True)
-class Create:
+class Create(_StepState):
     """The create's state. `status`: new, wait (for `slot_at`), created (with the task) or failed (with why)."""
 
     status: str = "new"
@@ -85,19 +100,9 @@ class Create:
     reason: str | None = None
     error: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Create:
-        return cls(**_known(cls, data))
-
-    def to_dict(self) -> dict[str, Any]:
-        return _compact(self)
-
-    def waiting(self, wait: Waiting) -> Self:
-        return replace(self, slot_at=wait.slot_at, wait_s=wait.wait_s)
-
 
 @dataclass(frozen=True)
-class Poll:
+class Poll(_StepState):
     """The poll's state. `phase`: processing (wait `wait_s` for `slot_at`), done (with the outputs), failed
     (with `failure`) or timeout; the counts carry on from poll to poll."""
 
@@ -117,16 +122,6 @@ class Poll:
     completed_at: float | None = None
     task_created_at: float | None = None
     failure: dict[str, Any] | None = None  # {"reason", "error"}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Poll:
-        return cls(**_known(cls, data))
-
-    def to_dict(self) -> dict[str, Any]:
-        return _compact(self)
-
-    def waiting(self, wait: Waiting) -> Self:
-        return replace(self, slot_at=wait.slot_at, wait_s=wait.wait_s)
 
 
 @dataclass(frozen=True)
