@@ -27,7 +27,7 @@ def test_the_wheel_installs_outside_the_checkout_and_a_user_suite_passes(tmp_pat
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".venv*", ".git", ".local", "out", "*.egg-info", "build", "__pycache__", ".aws-sam"
+            ".venv*", ".git", ".local", "out", "*.egg-info", "build", "dist", "__pycache__", ".*_cache", ".aws-sam"
         ),
     )
     run(sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", dist, source)
