@@ -75,7 +75,8 @@ class RunningMock:
 def start_mock(*args: str, api_key: str = "mock-key-1", timeout_s: float = 30.0) -> RunningMock:
     """Start `python -m mock_server` on a free port and wait for its ready line."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT / "shared"), str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    if (_ROOT / "shared" / "picwish").is_dir():  # a checkout; installed from the wheel, the packages are on the path
+        env["PYTHONPATH"] = os.pathsep.join([str(_ROOT / "shared"), str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0", "--api-key", api_key, *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     output = process.stdout

@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     again.add_argument("--prefix", help="only uploads whose key starts with this (incoming/idphoto/…)")
     again.add_argument("--include-ambiguous", action="store_true", help="also ambiguous creates (may pay twice)")
     mode = again.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", default=True, help="list what would run (the default)")
+    mode.add_argument("--dry-run", action="store_true", help="list what would run (the default)")
     mode.add_argument("--yes", action="store_true", help="run them")
     again.add_argument("--json", action="store_true")
     return parser.parse_args(argv)

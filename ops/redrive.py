@@ -37,10 +37,8 @@ def plan(
     prefix: str | None = None,
     include_ambiguous: bool = False,
 ) -> list[Candidate]:
-    ended = records(target, s3, since)
-    succeeded = {r["source"]["key"] for r in ended if r.get("outcome") == "succeeded" and r.get("source")}
     found = []
-    for record in ended:
+    for record in records(target, s3, since, kinds=("failures",)):
         if record.get("outcome") != "failed" or not record.get("source"):
             continue
         key, why = record["source"]["key"], record.get("reason") or "unknown"
@@ -48,14 +46,12 @@ def plan(
             continue
         if prefix is not None and not key.startswith(prefix):
             continue
-        found.append(
-            Candidate(key, why, record.get("recorded_at"), _decide(target, s3, key, why, succeeded, include_ambiguous))
-        )
+        found.append(Candidate(key, why, record.get("recorded_at"), _decide(target, s3, key, why, include_ambiguous)))
     return sorted(found, key=lambda c: c.upload)
 
 
-def _decide(target: Target, s3: Any, key: str, why: str, succeeded: set[str], include_ambiguous: bool) -> str:
-    if key in succeeded or _has_result(target, s3, key):
+def _decide(target: Target, s3: Any, key: str, why: str, include_ambiguous: bool) -> str:
+    if _has_result(target, s3, key):
         return "skip: it has a result"
     if why in NOT_RETRYABLE:
         return f"skip: {why} (the upload itself was refused; fix it and upload again)"

@@ -25,15 +25,18 @@ STEPS = {
 }
 
 
-def records(target: Target, s3: Any, since: datetime) -> list[dict[str, Any]]:
-    """Every result.json and failure record written since `since`."""
+KINDS = {"results": ("results/", "/result.json"), "failures": ("failed/", ".json")}
+
+
+def records(target: Target, s3: Any, since: datetime, kinds: tuple[str, ...] = tuple(KINDS)) -> list[dict[str, Any]]:
+    """The result.json and failure records (`kinds`) written since `since`."""
     found = []
-    for prefix, wanted in (("results/", "/result.json"), ("failed/", ".json")):
+    for prefix, wanted in (KINDS[kind] for kind in kinds):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.output_bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 if obj["Key"].endswith(wanted) and obj["LastModified"] >= since:
                     body = s3.get_object(Bucket=target.output_bucket, Key=obj["Key"])["Body"].read()
-                    found.append({**json.loads(body), "_key": obj["Key"], "_written": obj["LastModified"]})
+                    found.append(json.loads(body))
     return found
 
 

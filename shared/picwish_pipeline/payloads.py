@@ -147,19 +147,6 @@ class StepInput:
             failure=data.get("failure"),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "job": self.job.to_dict(),
-            "execution": self.execution,
-            "create": self.create.to_dict(),
-            "poll": self.poll.to_dict(),
-        }
-        if self.error:
-            out["error"] = self.error
-        if self.failure:
-            out["failure"] = self.failure
-        return out
-
 
 @dataclass(frozen=True)
 class Outcome:

@@ -54,13 +54,11 @@ def step_handler(
     *,
     parse: Callable[[dict], Any] | None = None,
     measure: Callable[[dict], list[Measure]] | None = None,
-    metric_keys: tuple[str, ...] = (),
 ) -> Callable:
     """A Lambda handler that logs with the job's key, execution and task id (Powertools Logger with the Lambda
-    context), publishes what `measure` reads from the result (or the counts named in `metric_keys`) as EMF
-    metrics with the operation as dimension and, when the
-    deployment asks for it, traces each call. The event is turned into the step's typed input by `parse`, and
-    its output back into a dict: the only place dicts and the steps' dataclasses meet."""
+    context), publishes what `measure` reads from the result as EMF metrics with the operation as dimension
+    and, when the deployment asks for it, traces each call. The event is turned into the step's typed input by
+    `parse`, and its output back into a dict: the only place dicts and the steps' dataclasses meet."""
     logger, metrics = Logger(), Metrics()
     services = build_services()  # once per cold start, from this function's environment
 
@@ -76,7 +74,6 @@ def step_handler(
         output = step(services, parse(event) if parse is not None else event)
         result = output.to_dict() if hasattr(output, "to_dict") else output
         measures = measure(result) if measure is not None else []
-        measures += [Measure(k, result[k]) for k in metric_keys if _is_count(result.get(k))]
         for m in measures:
             metrics.add_metric(name=m.name, unit=MetricUnit(m.unit), value=m.value)
             for name, value in m.dimensions:
@@ -89,7 +86,7 @@ def step_handler(
     wrapped: Callable = functools.wraps(step)(handler)
     if services.settings.trace_calls:
         wrapped = _traced(wrapped)
-    if measure is not None or metric_keys:  # flushed once per invocation; without metrics nothing to flush
+    if measure is not None:  # flushed once per invocation; without metrics nothing to flush
         wrapped = metrics.log_metrics(wrapped)
     return logger.inject_lambda_context(wrapped, clear_state=True)
 
@@ -103,7 +100,3 @@ def _traced(handler: Callable) -> Callable:
 
     patched = ("botocore", "requests") if "requests" in sys.modules else ("botocore",)
     return Tracer(patch_modules=patched).capture_lambda_handler(handler)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -62,7 +62,7 @@ def test_the_cold_start_benchmark_reports_each_function_and_what_its_init_loads(
     report = json.loads(done.stdout)
     functions = report["functions"]
     assert set(functions) == {"submit", "create", "poll", "finalize", "record_failure", "backstop"}
-    assert all(f["median_ms"] > 0 for f in functions.values())
+    assert all(0 < f["median_ms"] < f["with_first_use_ms"] for f in functions.values())
     # What a function's INIT imports is what it needs: Pillow decodes uploads only when submit judges one, the
     # X-Ray SDK only when TRACE_CALLS asks for it, requests only in the functions that call HTTP.
     for name, figures in functions.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,6 @@ def client_error(code: str, operation: str = "Op") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}}, operation)
 
 
-class _Body(io.BytesIO):
-    pass
-
-
 @dataclass
 class FakeS3:
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -68,7 +63,7 @@ class FakeS3:
 
     def get_object(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
         self.log.append(("get_object", Bucket, Key))
-        return {"Body": _Body(self._get(Bucket, Key)["Body"])}
+        return {"Body": io.BytesIO(self._get(Bucket, Key)["Body"])}
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, **kw: Any) -> dict[str, Any]:
         self.log.append(("put_object", Bucket, Key))
@@ -254,6 +249,3 @@ class Fakes:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-
-    def sent(self) -> Iterator[tuple]:
-        yield from self.api.calls

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from picwish_pipeline.metrics import Measure
 from picwish_pipeline.runtime import step_handler
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "state-create.json"
@@ -36,7 +37,8 @@ def context(i):
 
 def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_env, capsys):
     handler = step_handler(
-        lambda _services, event: {"status": "wait", "api_calls": event["n"]}, metric_keys=("api_calls",)
+        lambda _services, event: {"status": "wait", "api_calls": event["n"]},
+        measure=lambda result: [Measure("api_calls", result["api_calls"])],
     )
     for i in range(3):
         event = json.loads(EVENT.read_text())  # a CreateTask input, one per execution
