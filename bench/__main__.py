@@ -32,6 +32,7 @@ SUMMARY_FIELDS = (
     "duplicate_tasks",
     "throughput_share_of_ceiling",
     "sustained_share_of_ceiling",
+    "bound_share_of_ceiling",
     "qps_utilization",
     "polls_per_image",
     "http_429_share",
@@ -306,6 +307,7 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
     if len(ends) >= 10 and ends[int(0.9 * len(ends))] > ends[int(0.1 * len(ends))]:
         span = ends[int(0.9 * len(ends))] - ends[int(0.1 * len(ends))]
         sustained = round((int(0.9 * len(ends)) - int(0.1 * len(ends))) / span / (args.qps / 2), 3)
+    bound = measure.bound_wall_s(journal, task_times, args.qps)
     ended = measure.outcomes(keys, records)
     reasons = collections.Counter(r.get("reason") for r in records.values() if r.get("outcome") == "failed")
     errors = collections.Counter(
@@ -339,6 +341,7 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
         "ceiling_images_per_s": args.qps / 2,
         "throughput_share_of_ceiling": round(n / wall / (args.qps / 2), 3),
         "sustained_share_of_ceiling": sustained,
+        "bound_share_of_ceiling": round(n / bound / (args.qps / 2), 3) if bound else None,
         "qps_utilization": round(len(journal) / (args.qps * wall), 3),
         "wall_s": round(wall, 1),
         "first_api_call_s": round(min((e["time"] for e in journal), default=started) - started, 1),

@@ -102,6 +102,22 @@ def overhead_split(
     return lags, after
 
 
+def bound_wall_s(journal: list[dict], task_times: dict[str, dict], qps: float) -> float | None:
+    """The shortest run any pipeline could have made of this workload, creating its tasks in the order this run
+    did: every upload needs a create and a poll (2 calls each at `qps`), and the k-th create goes out no sooner
+    than k / qps with its task done `processing` after that. A heavy-tailed task created late sets this bound;
+    no poll timing can beat it, so the whole-run throughput is read against it."""
+    order = sorted((e["time"], e["task_id"]) for e in journal if e["method"] == "POST" and e.get("task_id"))
+    spans = []
+    for k, (_, task_id) in enumerate(order):
+        task = task_times.get(task_id) or {}
+        if task.get("completed") and task.get("created"):
+            spans.append(k / qps + task["completed"] - task["created"])
+    if not spans:
+        return None
+    return max(2 * len(order) / qps, *spans)
+
+
 def cost_per_1000(counts: dict[str, float], n: int, *, credits: int, credit_price: float) -> dict[str, float]:
     lines = {k: round(counts[k] * PRICES[k] / n * 1000, 5) for k in PRICES}
     aws = round(sum(lines.values()), 4)

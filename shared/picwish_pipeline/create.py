@@ -127,7 +127,9 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
     limiter = svc.limiter()
     schedule = limiter.schedule()
     durations = slots.durations(svc, schedule, op)
-    first_poll = limiter.reserve(polling.first_poll_at(created_at, durations, busy=schedule.busy(svc.clock())))
+    busy = schedule.busy(svc.clock())
+    first = polling.first_poll(created_at, durations, busy=busy)
+    first_poll = slots.wait_for(svc, limiter.reserve(first.at, within=not busy, spare=first.spare), spare=first.spare)
     return Create(
         status="created",
         task_id=task_id,
@@ -135,7 +137,7 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
         deadline_at=created_at + svc.settings.deadline_for(op.name),
         api_calls=counts.api_calls,
         throttles=counts.throttles,
-    ).waiting(slots.wait_for(svc, first_poll))
+    ).waiting(first_poll)
 
 
 def _api_inputs(svc: Services, job: Job) -> tuple[Any, dict[str, Any]]:

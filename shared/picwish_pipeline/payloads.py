@@ -67,6 +67,7 @@ class Waiting:
 
     slot_at: float
     wait_s: int
+    spare: bool = False  # the call may give its slot up to one that cannot wait (see ratelimit.reserve)
 
 
 class _StepState:
@@ -81,7 +82,7 @@ class _StepState:
         return _compact(self)
 
     def waiting(self, wait: Waiting) -> Self:
-        return replace(cast(Any, self), slot_at=wait.slot_at, wait_s=wait.wait_s)
+        return replace(cast(Any, self), slot_at=wait.slot_at, wait_s=wait.wait_s, spare=wait.spare or None)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Create(_StepState):
     api_calls: int = 0
     slot_at: float | None = None
     wait_s: int | None = None
+    spare: bool | None = None  # the slot's call may give way (the first poll's, once created)
     refresh_key: bool | None = None  # the next attempt reads the API key again (a 401 may mean it was rotated)
     task_id: str | None = None
     created_at: float | None = None
@@ -117,6 +119,7 @@ class Poll(_StepState):
     progress: int | None = None
     slot_at: float | None = None
     wait_s: int | None = None
+    spare: bool | None = None  # the next poll is a reading that may give its slot up
     refresh_key: bool | None = None
     outputs: dict[str, dict[str, str]] | None = None  # name -> {"url": …} or {"key": …} (written already)
     completed_at: float | None = None

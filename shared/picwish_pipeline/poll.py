@@ -52,11 +52,16 @@ def poll_step(svc: Services, payload: StepInput) -> Poll:
         return replace(base, phase="timeout")
     refreshed = bool(previous.refresh_key)
     client = svc.client(refresh=refreshed)  # before a slot is taken, as in create
-    slot = slots.usable(svc, previous.slot_at if previous.slot_at is not None else create.slot_at)
+    held = previous if previous.slot_at is not None else create
+    slot = slots.usable(svc, held.slot_at, spare=bool(held.spare))
     if slot.wait_s >= 1:
         return base.waiting(slot)
     return slots.call_in_slot(
-        svc, slot.slot_at, lambda: _poll_call(svc, payload, client, base, refreshed), otherwise=base
+        svc,
+        slot.slot_at,
+        lambda: _poll_call(svc, payload, client, base, refreshed),
+        otherwise=base,
+        spare=slot.spare,
     )
 
 
@@ -118,7 +123,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         )
     busy = schedule.busy(now)
     interval = op.poll_interval_s * svc.settings.wait_scale
-    at = polling.next_poll_at(
+    plan = polling.next_poll(
         created_at,
         now,
         result.progress,
@@ -129,7 +134,9 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         earlier=_reading(created_at, base),
         deadline=float(create.deadline_at or 0),
     )
-    return polled.waiting(slots.wait_for(svc, limiter.reserve(at)))
+    # An idle budget calls at the moment aimed for, inside its slot, rather than at the next slot's start.
+    slot_at = limiter.reserve(plan.at, within=not busy, spare=plan.spare)
+    return polled.waiting(slots.wait_for(svc, slot_at, spare=plan.spare))
 
 
 def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:

@@ -12,6 +12,7 @@ PRIOR_SIGMA = 0.6  # spread (of log seconds) assumed before any task of the oper
 MIN_SIGMA = 0.1
 OUTLIER_SIGMAS = 2.5  # a sample's pull on the belief is capped at this many of its sigmas
 IDLE_QUANTILE = 0.15  # an idle budget polls early, to read the task's progress, and follows it to the end
+FIRST_IDLE_QUANTILE = 0.05  # ... its first poll earlier still: a task done before it waits for it
 BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
 ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
@@ -68,11 +69,23 @@ class Durations:
         return cls(float(m["mu"]["N"]), float(m["var"]["N"]), int(m["n"]["N"]))
 
 
-def first_poll_at(created_at: float, durations: Durations, *, busy: bool) -> float:
-    return created_at + durations.quantile(BUSY_QUANTILE if busy else IDLE_QUANTILE)
+@dataclass(frozen=True)
+class NextPoll:
+    """When to poll next, and whether that poll may give its slot up (`spare`): an idle budget's reading — a
+    poll not expected to find the task done — gives way to a create or to a poll that is; a busy budget's
+    polls are all aimed where their tasks are most likely done."""
+
+    at: float
+    spare: bool = False
 
 
-def next_poll_at(
+def first_poll(created_at: float, durations: Durations, *, busy: bool) -> NextPoll:
+    if busy:
+        return NextPoll(created_at + durations.quantile(BUSY_QUANTILE))
+    return NextPoll(created_at + durations.quantile(FIRST_IDLE_QUANTILE), spare=True)
+
+
+def next_poll(
     created_at: float,
     now: float,
     progress: int | None,
@@ -83,15 +96,21 @@ def next_poll_at(
     max_gap_s: float | None = None,
     earlier: tuple[float, int] | None = None,
     deadline: float | None = None,
-) -> float:
+) -> NextPoll:
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
     poll; never later than the task's age after it, nor past `deadline` less DEADLINE_LEAD_S; with an idle budget,
-    never later than `max_gap_s` or a quarter of the task's age (little latency lost to a wrong estimate)."""
+    never later than `max_gap_s` or a quarter of the task's age — half of it once two readings fit its curve —
+    (little latency lost to a wrong estimate).
+    Without two readings to fit a curve through, not later than the task's age after it either."""
     elapsed = max(0.0, now - created_at)
+    fitted = False
+    ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done
     if progress is not None and 0 < progress < 100 and elapsed > 0:
+        fitted = earlier is not None and 0 < earlier[0] < elapsed and 0 < earlier[1] < progress
         total = predicted_total(elapsed, progress, earlier)
+        ends_at = created_at + total + ARRIVAL_MARGIN_S
         if not busy and earlier is None:
             # One reading cannot tell a curve from a line: a second one, half-way to the predicted end, can.
             total = max(elapsed + min_gap_s, elapsed + (total - elapsed) / 2)
@@ -99,15 +118,24 @@ def next_poll_at(
             total = max(total * (1 + BUSY_MARGIN), durations.quantile_after(0.5, elapsed))
     else:
         total = durations.quantile_after(BUSY_QUANTILE if busy else IDLE_QUANTILE, elapsed)
+        if not busy:
+            # No progress shown yet: the task is in its first states, not near its end. Past every estimate, the
+            # belief alone would look again every min gap (a 68 s task: 13 polls before its first progress).
+            total = max(total, elapsed * 1.5)
     at = created_at + total + ARRIVAL_MARGIN_S
     if not busy and max_gap_s is not None:
-        at = min(at, now + max(max_gap_s, elapsed / 4))
-    # An early reading can put the end far out; the task is looked at again before it has run twice as long,
-    # and once more before the job's deadline.
-    at = min(at, now + max(min_gap_s, elapsed))
+        # A curve fitted through two readings is trusted further: the readings in between would fill an idle
+        # budget's slots (five tasks reading every 2 s take all of 2 QPS) and hold back the polls aimed at an end.
+        at = min(at, now + max(max_gap_s, elapsed / (2 if fitted else 4)))
+    if not fitted:
+        # One early reading can put the end far out (its curve unknown): the task is looked at again before it
+        # has run twice as long. Two readings fit the curve; under a backlog every poll saved is a create's slot.
+        at = min(at, now + max(min_gap_s, elapsed))
+    # And once more before the job's deadline.
     if deadline is not None and deadline - DEADLINE_LEAD_S > now + min_gap_s:
         at = min(at, deadline - DEADLINE_LEAD_S)
-    return max(now + min_gap_s, at)
+    at = max(now + min_gap_s, at)
+    return NextPoll(at, spare=not busy and at < ends_at - 1e-9)
 
 
 def predicted_total(elapsed: float, progress: int, earlier: tuple[float, int] | None = None) -> float:

@@ -46,44 +46,70 @@ class SlotLimiter:
     def spacing(self) -> float:
         return 1.0 / (self.qps * self.headroom)
 
-    def reserve(self, not_before: float | None = None) -> float:
+    def reserve(self, not_before: float | None = None, *, within: bool = False, spare: bool = False) -> float:
         """Reserve one call slot, the first free one at or after `not_before` (default: now); returns the Unix
-        time at which the call may be made."""
+        time at which the call may be made.
+
+        `within`: when `not_before` falls in the first half of a free slot, the call goes out at `not_before`
+        itself, inside that slot, instead of at the next slot's start. A call sent late in its slot is what
+        `ready_at` already corrects for: a call two slots on waits until no second holds more than `qps` calls.
+        For an idle budget, where that wait seldom happens.
+
+        `spare`: a call that can give way (an idle budget's reading poll). A call that cannot — a create, a poll
+        expected to find its task done — takes a spare call's slot when that comes first, and the spare call
+        learns it when it announces itself (`mark_called`) and takes another. Without this, reading polls
+        reserved seconds ahead fill an idle budget's slots, and the poll aimed at a task's end waits behind them."""
         start = max(self.clock(), not_before or 0.0)
-        index = math.ceil(start / self.spacing)
+        index = self.index_of(start) if within else math.ceil(start / self.spacing)
+        if within and start - index * self.spacing > self.spacing / 2:
+            # Late in its slot, the call would announce itself moments before the next slot's call reads the
+            # send times: two reads that close can each miss the other's call, and a second holds three (a 429
+            # on the local stack). Past half a slot, the next slot's start is no more than a quarter-slot away.
+            index += 1
         # No attempt limit: every pass moves `index` forward (past a page of taken slots, or past a slot lost to
         # another step), and taken slots are finite, so a backlog only makes the slot later — never an error.
         while True:
             taken = self._taken_from(index)
-            while index in taken:
+            while index in taken and (spare or not taken[index]):
                 index += 1
             if len(taken) == self.page and index > max(taken):
                 continue  # the whole page was taken: look at the next one before trying a slot
+            item = {
+                "pk": {"S": PARTITION},
+                "sk": {"N": str(index)},
+                "expires_at": {"N": str(int(index * self.spacing) + self.ttl_s)},
+            }
+            # A free slot, or one held by a spare call not yet announced: that call takes another.
+            condition = "attribute_not_exists(sk)"
+            if index in taken:
+                condition = "attribute_exists(spare) AND attribute_not_exists(called_at)"
             try:
                 self.client.put_item(
                     TableName=self.table_name,
-                    Item={
-                        "pk": {"S": PARTITION},
-                        "sk": {"N": str(index)},
-                        "expires_at": {"N": str(int(index * self.spacing) + self.ttl_s)},
-                    },
-                    ConditionExpression="attribute_not_exists(sk)",
+                    Item=item | ({"spare": {"BOOL": True}} if spare else {}),
+                    ConditionExpression=condition,
                 )
-                return index * self.spacing
+                return max(start, index * self.spacing) if within else index * self.spacing
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
                 index += 1  # lost the race for this slot: the next one is the best candidate
 
-    def _taken_from(self, index: int) -> set[int]:
+    def _taken_from(self, index: int) -> dict[int, bool]:
+        """The taken slots from `index` on (a page of them), each with whether a call that cannot wait may take it:
+        held by a spare call that has not yet announced itself."""
         response = self.client.query(
             TableName=self.table_name,
             KeyConditionExpression="pk = :p AND sk >= :s",
             ExpressionAttributeValues={":p": {"S": PARTITION}, ":s": {"N": str(index)}},
-            ProjectionExpression="sk",
+            ProjectionExpression="sk, spare, called_at",
             Limit=self.page,
         )
-        return {int(item["sk"]["N"]) for item in response.get("Items", [])}
+        return {int(item["sk"]["N"]): "spare" in item and "called_at" not in item for item in response.get("Items", [])}
+
+    def index_of(self, at: float) -> int:
+        """The slot that holds the moment `at` (a slot's start, or a moment inside it)."""
+        return math.floor(at / self.spacing + 1e-4)  # a slot's start, computed as index × spacing, is its own
 
     def missed(self, slot_at: float, at: float | None = None) -> bool:
         """Whether a call going out at `at` (default: now) is too late for its slot and must take a new one."""
@@ -93,7 +119,7 @@ class SlotLimiter:
         """When the call reserved for `slot_at` may go out: its slot (or now, when later) unless, by the recorded
         send times of the other calls (not their slots), that would put more than `qps` calls into one second."""
         at = max(self.clock(), slot_at)
-        mine = round(slot_at / self.spacing)
+        mine = self.index_of(slot_at)
         low = math.floor((at - 1 - self.max_slip_s - self.margin_s) / self.spacing)
         high = math.ceil(at / self.spacing) + 1
         response = self.client.query(
@@ -113,14 +139,23 @@ class SlotLimiter:
             return at
         return max(at, sent[-(others + 1)] + 1 + self.margin_s)
 
-    def mark_called(self, slot_at: float, sent_at: float) -> None:
-        """Record when the slot's call goes (or went) out, for the calls after it to judge their second by."""
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": PARTITION}, "sk": {"N": str(round(slot_at / self.spacing))}},
-            UpdateExpression="SET called_at = :t",
-            ExpressionAttributeValues={":t": {"N": repr(sent_at)}},
-        )
+    def mark_called(self, slot_at: float, sent_at: float, *, spare: bool = False) -> bool:
+        """Record when the slot's call goes (or went) out, for the calls after it to judge their second by. A spare
+        call's announcement holds only while its slot is still its own: False when a call that could not wait
+        took it (the spare call must take another slot). Once announced, a slot is never taken."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": PARTITION}, "sk": {"N": str(self.index_of(slot_at))}},
+                UpdateExpression="SET called_at = :t",
+                ExpressionAttributeValues={":t": {"N": repr(sent_at)}},
+                **({"ConditionExpression": "attribute_exists(spare)"} if spare else {}),
+            )
+        except ClientError as exc:
+            if not spare or exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     # -- the create lane and what recent tasks took --------------------------------------------------------
 

@@ -80,7 +80,9 @@ def step_handler(
                 metrics.add_dimension(name=name, value=value)
         if measures:
             metrics.add_dimension(name="operation", value=operation)
-        logger.info("step done", extra={"status": result.get("status"), "state": result.get("state")})
+        # What comes next is logged too: when a job will call the API again is what an operator asks first.
+        shown = ("status", "phase", "state", "progress", "slot_at", "wait_s")
+        logger.info("step done", extra={k: result[k] for k in shown if result.get(k) is not None})
         return result
 
     wrapped: Callable = functools.wraps(step)(handler)

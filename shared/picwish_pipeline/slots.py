@@ -25,17 +25,18 @@ class WaitsForSlots(Protocol):
 State = TypeVar("State", bound=WaitsForSlots)
 
 
-def usable(svc: Services, slot_at: float | None) -> Waiting:
-    """A usable slot: the one already reserved unless it went stale (a retried step), else a new one."""
+def usable(svc: Services, slot_at: float | None, *, spare: bool = False) -> Waiting:
+    """A usable slot: the one already reserved (`spare` if it was reserved so) unless it went stale (a retried
+    step), else a new one."""
     limiter = svc.limiter()
     if slot_at is None or limiter.missed(float(slot_at)):
-        slot_at = limiter.reserve(svc.clock())
-    return wait_for(svc, float(slot_at))
+        return wait_for(svc, limiter.reserve(svc.clock()))
+    return wait_for(svc, float(slot_at), spare=spare)
 
 
-def wait_for(svc: Services, slot_at: float) -> Waiting:
+def wait_for(svc: Services, slot_at: float, *, spare: bool = False) -> Waiting:
     """Step Functions waits whole seconds, until about SLOT_LEAD_S before the slot; the step sleeps the rest."""
-    return Waiting(slot_at, max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S)))
+    return Waiting(slot_at, max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S)), spare)
 
 
 def call_in_slot(
@@ -45,19 +46,23 @@ def call_in_slot(
     *,
     otherwise: State,
     prepare: Callable[[], State | None] | None = None,
+    spare: bool = False,
 ) -> State:
     """Make one API call in its slot: shortly before it, learn when the calls before it really went out and
     announce when this one will; call at the slot, or a little after when a late call before it would make this
     one the (qps + 1)-th in a second. A slot missed by more than the limiter's slip gives way to a new one
     (`otherwise`, waiting for it). `prepare` runs once the slot is sure, in the time left before it (off the
-    clock); an answer from it is the step's output and no call is made."""
+    clock); an answer from it is the step's output and no call is made. A `spare` call whose slot was taken by
+    one that could not wait makes no call either: it waits for another slot — not a spare one, so a reading
+    gives way once and is never starved."""
     limiter = svc.limiter()
     sleep_until(svc, slot_at - READY_LEAD_S)
     ready = limiter.ready_at(slot_at)
     if limiter.missed(slot_at, at=ready):
         return otherwise.waiting(wait_for(svc, limiter.reserve(ready)))
     # Announced before the call: an answer can take a while, and the calls after this one must not wait for it.
-    limiter.mark_called(slot_at, ready)
+    if not limiter.mark_called(slot_at, ready, spare=spare):
+        return otherwise.waiting(wait_for(svc, limiter.reserve(ready, within=True)))
     early = prepare() if prepare is not None else None
     if early is not None:
         return early

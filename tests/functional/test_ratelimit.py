@@ -179,6 +179,54 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
     assert len(made) == 1 and out.status == "wait" and out.slot_at > fifth
 
 
+def test_a_call_inside_its_slot_goes_out_at_its_moment_and_the_call_two_slots_on_waits_for_it(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    base = lim.reserve()
+    aimed = base + lim.spacing + 0.2  # a poll aimed 0.2 s into the next slot
+    assert lim.reserve(aimed, within=True) == pytest.approx(aimed)  # not the start of the slot after it
+    assert lim.reserve(aimed, within=True) == pytest.approx(base + 2 * lim.spacing)  # that slot is taken now
+    assert lim.reserve(aimed) == pytest.approx(base + 3 * lim.spacing)  # at a slot's start: the first free one
+    late = base + 3 * lim.spacing + 0.3  # past half a slot: the next slot's start, 0.2 s on
+    assert lim.reserve(late, within=True) == pytest.approx(base + 4 * lim.spacing)
+    lim.mark_called(base, base)
+    fake.now = aimed - 1.0
+    made = []
+    slots.call_in_slot(svc, aimed, lambda: made.append(fake.now) or Create(), otherwise=Create())
+    assert made == [pytest.approx(aimed)]  # in its slot, at its moment: the call before it is 0.715 s back
+    assert called_at(table, base + lim.spacing, lim.spacing) == pytest.approx(aimed)  # announced in its slot
+    # With the next slot's call made at its start, the one after would make three within one second: it goes
+    # out 1 s + margin after the call sent inside its slot.
+    lim.mark_called(base + 2 * lim.spacing, base + 2 * lim.spacing)
+    fake.now = base + 3 * lim.spacing - 1.0
+    slots.call_in_slot(svc, base + 3 * lim.spacing, lambda: made.append(fake.now) or Create(), otherwise=Create())
+    assert made[1] == pytest.approx(aimed + 1 + lim.margin_s)
+
+
+def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_learns_it(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    wanted = lim.reserve(1005.0)
+    lim.page = 3  # a short page: the walk past taken slots reads several
+    reading = lim.reserve(wanted + lim.spacing, spare=True)
+    announced = lim.reserve(wanted + lim.spacing, spare=True)  # a spare call never takes another's slot
+    assert announced == pytest.approx(wanted + 2 * lim.spacing)
+    assert lim.mark_called(announced, announced, spare=True) is True
+    aimed = lim.reserve(wanted)  # wants the taken slot: takes the first one it may, the reading's
+    assert aimed == pytest.approx(reading)
+    assert lim.mark_called(reading, reading, spare=True) is False  # the reading finds its slot gone
+    assert lim.mark_called(aimed, aimed) is True
+    # An announced spare call keeps its slot; a call that cannot wait never gives its own up.
+    assert lim.reserve(wanted) == pytest.approx(wanted + 3 * lim.spacing)
+    # The displaced reading's step makes no call: it waits for another slot, and gives way no more.
+    fake.now = reading - 1.0
+    made = []
+    out = slots.call_in_slot(svc, reading, lambda: made.append(fake.now) or Create(), otherwise=Create(), spare=True)
+    assert made == [] and not out.spare and out.slot_at > reading
+
+
 def test_a_counter_is_never_seen_half_created(table, monkeypatch):
     # moto's UpdateItem stores a new item with its keys only, then applies the update; DynamoDB is atomic, and the
     # create lane is read and written this way. A slower update (as on the busy local stack) holds moto's window

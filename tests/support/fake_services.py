@@ -138,13 +138,18 @@ class FakeLimiter:
     margin_s: float = 0.05
     max_slip_s: float = 2.0
     reserved: list[float] = field(default_factory=list)
+    within: list[bool] = field(default_factory=list)  # whether each reservation may go inside its slot
+    spare: list[bool] = field(default_factory=list)  # whether each reservation may be taken by a call that cannot wait
+    displaced: bool = False  # a spare call's slot has been taken when it announces itself
     called: list[tuple[float, float]] = field(default_factory=list)
     learned: list[tuple[str, Durations]] = field(default_factory=list)
     learn_fails: bool = False
 
-    def reserve(self, not_before: float | None = None) -> float:
+    def reserve(self, not_before: float | None = None, *, within: bool = False, spare: bool = False) -> float:
         at = max(self.clock(), not_before or 0.0)
         self.reserved.append(at)
+        self.within.append(within)
+        self.spare.append(spare)
         return at
 
     def reserve_create(self, gap_slots: float) -> float:
@@ -156,8 +161,11 @@ class FakeLimiter:
     def ready_at(self, slot_at: float) -> float:
         return slot_at
 
-    def mark_called(self, slot_at: float, sent_at: float) -> None:
+    def mark_called(self, slot_at: float, sent_at: float, *, spare: bool = False) -> bool:
+        if spare and self.displaced:
+            return False
         self.called.append((slot_at, sent_at))
+        return True
 
     def schedule(self) -> Schedule:
         lane = self.clock() + 60 if self.busy else None

@@ -79,3 +79,15 @@ def test_overhead_is_split_at_the_first_poll_that_could_see_the_task_done():
 
 def stamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
+def test_the_bound_is_two_calls_per_image_or_a_slow_task_created_late_whichever_is_longer():
+    def post(at: float, task_id: str) -> dict:
+        return {"method": "POST", "status": 200, "task_id": task_id, "time": at}
+
+    journal = [post(100.0 + i, f"t{i}") for i in range(4)] + [{"method": "GET", "status": 200, "task_id": "t0"}]
+    tasks = {f"t{i}": {"created": 100.0 + i, "completed": 102.0 + i} for i in range(4)}
+    assert measure.bound_wall_s(journal, tasks, qps=2) == pytest.approx(4.0)  # 8 calls at 2 a second
+    tasks["t2"]["completed"] = 102.0 + 10.0  # the third task created takes 10 s
+    assert measure.bound_wall_s(journal, tasks, qps=2) == pytest.approx(2 / 2 + 10.0)  # created at 1 s at best
+    assert measure.bound_wall_s([], tasks, qps=2) is None

@@ -39,9 +39,9 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
     ]
     assert fakes.tasks.items[EXECUTION]["task_id"] == {"S": "task-1"}
     assert fakes.limiter.called == [(NOW, NOW)]  # announced at its slot, before the POST
-    first_poll = polling.first_poll_at(
+    first_poll = polling.first_poll(
         NOW, polling.Durations.prior(get_operation("idphoto").typical_processing_s), busy=False
-    )
+    ).at
     assert out == Create(
         status="created",
         task_id="task-1",
@@ -51,7 +51,11 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
         throttles=0,
         slot_at=first_poll,
         wait_s=int(first_poll - NOW - 0.5),
+        spare=True,  # a reading: it gives its slot up to a call that cannot wait
     )
+    assert fakes.limiter.within == [False, True]  # the create at its slot's start; an idle budget's first poll
+    # goes out at the moment aimed for, inside its slot
+    assert fakes.limiter.spare == [False, True]
 
 
 def test_a_create_sends_the_upload_itself_in_bytes_mode(fakes):

@@ -70,6 +70,28 @@ def test_a_running_task_is_looked_at_again_where_its_progress_says_it_ends(fakes
     assert out.wait_s == int(out.slot_at - NOW - 0.5)
 
 
+def test_an_idle_budget_polls_at_the_moment_aimed_for_and_a_busy_one_at_a_slot_s_start(fakes):
+    fakes.api.answers = [{"state": 4, "progress": 40}, {"state": 4, "progress": 40}]
+    poll(fakes)
+    idle = fakes.limiter.within[-1]  # the last reservation: the next poll's
+    fakes.limiter.busy = True
+    poll(fakes)
+    assert (idle, fakes.limiter.within[-1]) == (True, False)
+
+
+def test_a_reading_is_spare_and_one_whose_slot_was_taken_waits_for_another_without_calling(fakes):
+    fakes.api.answers = [{"state": 4, "progress": 40}]
+    out = poll(fakes)
+    assert out.spare and fakes.limiter.spare[-1]  # half-way to the predicted end: a reading
+    fakes.limiter.displaced = True
+    fakes.now = out.slot_at - 0.5  # woken by the Wait state
+    again = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=out.to_dict()))
+    assert fakes.api.calls == [("get", "idphoto", "t-1")]  # no second GET: its slot went to a call that could not wait
+    assert not again.spare and again.slot_at >= out.slot_at and again.polls == 1
+    # another slot as soon as one is free, and this time it does not give way: a reading is never starved
+    assert not fakes.limiter.spare[-1] and fakes.limiter.within[-1]
+
+
 def test_the_second_reading_fits_the_curve_through_both(fakes):
     fakes.api.answers = [{"state": 4, "progress": 64}]
     out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, polled_at=NOW - 2, progress=16)

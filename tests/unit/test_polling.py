@@ -22,18 +22,20 @@ def test_learning_converges_on_the_recent_median_and_spread():
 
 def test_a_busy_budget_polls_later_than_an_idle_one():
     d = Durations(math.log(4.0), 0.5**2)
-    idle = polling.first_poll_at(100.0, d, busy=False)
-    busy = polling.first_poll_at(100.0, d, busy=True)
-    assert idle - 100 == pytest.approx(4.0 * math.exp(-0.5 * 1.0364), rel=0.01)  # early: to read the progress
-    assert busy - 100 == pytest.approx(4.0 * math.exp(0.5 * 1.0364), rel=0.01)  # where 85 % are done
+    idle = polling.first_poll(100.0, d, busy=False)
+    busy = polling.first_poll(100.0, d, busy=True)
+    # early, to read the progress and to catch the fastest 5 %: a reading, which gives way to calls that cannot
+    assert idle.at - 100 == pytest.approx(4.0 * math.exp(-0.5 * 1.6449), rel=0.01) and idle.spare
+    assert busy.at - 100 == pytest.approx(4.0 * math.exp(0.5 * 1.0364), rel=0.01)  # where 85 % are done
+    assert not busy.spare
 
 
 def test_progress_predicts_the_end_and_a_busy_budget_pads_it():
     d = Durations(math.log(4.0), 0.5**2)
     end = 3.0 * 100 / 60.5
-    idle = polling.next_poll_at(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
-    idle_again = polling.next_poll_at(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=3.0, earlier=(1.5, 30))
-    busy = polling.next_poll_at(0.0, 3.0, 60, d, busy=True, min_gap_s=1.0)
+    idle = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at
+    idle_again = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=3.0, earlier=(1.5, 30)).at
+    busy = polling.next_poll(0.0, 3.0, 60, d, busy=True, min_gap_s=1.0).at
     assert idle == pytest.approx(3.0 + (end - 3.0) / 2 + polling.ARRIVAL_MARGIN_S)  # a second reading half-way
     assert idle_again == pytest.approx(end + polling.ARRIVAL_MARGIN_S)  # then the end itself
     assert busy == pytest.approx(end * 1.15 + polling.ARRIVAL_MARGIN_S)
@@ -41,13 +43,13 @@ def test_progress_predicts_the_end_and_a_busy_budget_pads_it():
 
 def test_a_poll_never_comes_sooner_than_the_minimum_gap():
     d = Durations(math.log(4.0), 0.5**2)
-    at = polling.next_poll_at(0.0, 3.9, 99, d, busy=False, min_gap_s=0.5)
+    at = polling.next_poll(0.0, 3.9, 99, d, busy=False, min_gap_s=0.5).at
     assert at == pytest.approx(3.9 + 0.5 + polling.ARRIVAL_MARGIN_S)
 
 
 def test_a_task_past_every_estimate_is_polled_where_the_tail_says():
     d = Durations(math.log(2.0), 0.3**2)
-    at = polling.next_poll_at(0.0, 30.0, 0, d, busy=False, min_gap_s=0.5)
+    at = polling.next_poll(0.0, 30.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at
     assert 30.5 <= at < 40  # a lognormal says such a task never ends; it does, soon after
 
 
@@ -75,10 +77,10 @@ def test_durations_survive_the_table_round_trip():
 
 def test_an_idle_budget_never_leaves_a_task_alone_longer_than_the_max_gap_or_a_quarter_of_its_age():
     d = Durations(math.log(60.0), 0.3**2)  # the belief says a minute
-    assert polling.next_poll_at(0.0, 2.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) == pytest.approx(4.0)
-    assert 40.5 <= polling.next_poll_at(0.0, 40.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0) <= 50.0
-    assert polling.next_poll_at(0.0, 2.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) == pytest.approx(4.0)
-    assert polling.next_poll_at(0.0, 20.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0) > 30  # busy: no 2 s cap
+    assert polling.next_poll(0.0, 2.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at == pytest.approx(4.0)
+    assert 40.5 <= polling.next_poll(0.0, 40.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at <= 50.0
+    assert polling.next_poll(0.0, 2.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0).at == pytest.approx(4.0)
+    assert polling.next_poll(0.0, 20.0, 0, d, busy=True, min_gap_s=1.0, max_gap_s=2.0).at > 30  # busy: no 2 s cap
 
 
 @pytest.mark.parametrize("k", [0.6, 1.0, 1.7])
@@ -109,7 +111,46 @@ def test_one_very_slow_task_does_not_push_every_first_poll_out():
 def test_an_early_reading_never_sends_the_next_poll_past_twice_the_age_or_the_deadline():
     d = Durations(math.log(5.0), 0.5**2)
     # 170 s task whose progress starts slowly: 13 % after 40 s says about 300 s
-    far = polling.next_poll_at(0.0, 40.0, 13, d, busy=True, min_gap_s=1.0)
+    far = polling.next_poll(0.0, 40.0, 13, d, busy=True, min_gap_s=1.0).at
     assert far == pytest.approx(80.0)
-    near_deadline = polling.next_poll_at(0.0, 160.0, 60, d, busy=True, min_gap_s=1.0, deadline=240.0)
+    near_deadline = polling.next_poll(0.0, 160.0, 60, d, busy=True, min_gap_s=1.0, deadline=240.0).at
     assert near_deadline == pytest.approx(240.0 - polling.DEADLINE_LEAD_S)
+
+
+def test_two_readings_of_a_slow_task_under_a_backlog_send_the_next_poll_to_its_predicted_end():
+    d = Durations(math.log(5.0), 0.5**2)
+    # a 170 s task read at 10 s (6 %) and at 20 s (12 %): proportional, so it ends at about 170 s
+    fitted = polling.next_poll(0.0, 20.0, 12, d, busy=True, min_gap_s=1.0, earlier=(10.0, 6), deadline=240.0).at
+    assert fitted == pytest.approx(20.0 / 0.125 * 1.15 + polling.ARRIVAL_MARGIN_S)  # not at 40 s: polls saved
+    one = polling.next_poll(0.0, 20.0, 12, d, busy=True, min_gap_s=1.0, deadline=240.0).at
+    assert one == pytest.approx(40.0)  # one reading: looked at again before it has run twice as long
+
+
+def test_an_idle_budget_looks_at_a_task_without_progress_less_often_as_it_ages():
+    d = Durations(math.log(5.0), 0.5**2)  # the belief says 5 s; this task shows no progress after 10 s
+    at = polling.next_poll(0.0, 10.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at
+    assert at == pytest.approx(12.5)  # a quarter of its age on (the cap); not every half second
+
+
+def test_a_curve_fitted_through_two_readings_lets_an_idle_budget_wait_up_to_half_the_task_s_age():
+    d = Durations(math.log(5.0), 0.5**2)
+    # a 60 s task read at 10 s (16 %) and at 20 s (33 %): its end is 40 s out; the next reading 10 s on
+    fitted = polling.next_poll(0.0, 20.0, 33, d, busy=False, min_gap_s=0.5, max_gap_s=2.0, earlier=(10.0, 16)).at
+    assert fitted == pytest.approx(30.0)
+    one = polling.next_poll(0.0, 20.0, 33, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at
+    assert one == pytest.approx(25.0)  # one reading: a quarter of its age
+
+
+def test_an_idle_budget_s_readings_are_spare_and_a_poll_expected_to_find_the_task_done_is_not():
+    d = Durations(math.log(4.0), 0.5**2)
+    half_way = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
+    aimed = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=3.0, earlier=(1.5, 30))
+    capped = polling.next_poll(0.0, 3.0, 20, d, busy=False, min_gap_s=0.5, max_gap_s=2.0, earlier=(1.5, 10))
+    no_progress = polling.next_poll(0.0, 3.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
+    assert half_way.spare and capped.spare and no_progress.spare
+    assert capped.at == pytest.approx(5.0)  # its end is 15 s out: a reading at the 2 s cap
+    assert not aimed.spare and aimed.at == pytest.approx(3.0 * 100 / 60.5 + polling.ARRIVAL_MARGIN_S)
+    # One reading of 89 % after 2 s: half-way is sooner than the minimum gap, which is past the predicted end.
+    assert not polling.next_poll(0.0, 2.0, 89, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).spare
+    busy = polling.next_poll(0.0, 3.0, 0, d, busy=True, min_gap_s=1.0)
+    assert not busy.spare  # under a backlog every poll is aimed where its task is most likely done

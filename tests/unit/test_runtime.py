@@ -37,7 +37,12 @@ def context(i):
 
 def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_env, capsys):
     handler = step_handler(
-        lambda _services, event: {"status": "wait", "api_calls": event["n"]},
+        lambda _services, event: {
+            "status": "wait",
+            "api_calls": event["n"],
+            "slot_at": 1000.0 + event["n"],
+            "wait_s": 0,
+        },
         measure=lambda result: [Measure("api_calls", result["api_calls"])],
     )
     for i in range(3):
@@ -52,6 +57,10 @@ def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_en
         (f"req-{i}", f"exec-{i}", f"incoming/idphoto/{i}.jpg") for i in range(3)
     ]
     assert [log["cold_start"] for log in logs] == [True, False, False]
+    # when the job calls the API next is in the log; what the step did not set is left out
+    assert [(log["status"], log["slot_at"], log["wait_s"], "progress" in log) for log in logs] == [
+        ("wait", 1000.0 + i + 1, 0, False) for i in range(3)
+    ]
     assert [m["api_calls"] for m in metrics] == [[1.0], [2.0], [3.0]]  # one flush per invocation, never merged
     assert all(m["service"] == "runtime-test" and m["operation"] == "idphoto" for m in metrics)
 
