@@ -13,7 +13,7 @@ MIN_SIGMA = 0.1
 OUTLIER_SIGMAS = 2.5  # a sample's pull on the belief is capped at this many of its sigmas
 IDLE_QUANTILE = 0.15  # an idle budget polls early, to read the task's progress, and follows it to the end
 FIRST_IDLE_QUANTILE = 0.05  # ... its first poll earlier still: a task done before it waits for it
-BUSY_QUANTILE = 0.85  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
+BUSY_QUANTILE = 0.92  # under a backlog a poll goes where most tasks are done: every poll spends a create's slot
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
 ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
 MAX_EXPONENT = 3.0  # the steepest progress curve (progress ∝ time^k) two readings may suggest, either way
@@ -100,10 +100,11 @@ def next_poll(
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
-    poll; never later than the task's age after it, nor past `deadline` less DEADLINE_LEAD_S; with an idle budget,
+    poll; never past `deadline` less DEADLINE_LEAD_S; with an idle budget,
     never later than `max_gap_s` or a quarter of the task's age — half of it once two readings fit its curve —
     (little latency lost to a wrong estimate).
-    Without two readings to fit a curve through, not later than the task's age after it either."""
+    Without two readings to fit a curve through, not later than the task's age after it either (twice its age
+    under a backlog)."""
     elapsed = max(0.0, now - created_at)
     fitted = False
     ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done
@@ -129,8 +130,9 @@ def next_poll(
         at = min(at, now + max(max_gap_s, elapsed / (2 if fitted else 4)))
     if not fitted:
         # One early reading can put the end far out (its curve unknown): the task is looked at again before it
-        # has run twice as long. Two readings fit the curve; under a backlog every poll saved is a create's slot.
-        at = min(at, now + max(min_gap_s, elapsed))
+        # has run twice as long — three times, under a backlog, where a poll saved is a create's slot. Two
+        # readings fit the curve, and the prediction stands.
+        at = min(at, now + max(min_gap_s, elapsed * (2 if busy else 1)))
     # And once more before the job's deadline.
     if deadline is not None and deadline - DEADLINE_LEAD_S > now + min_gap_s:
         at = min(at, deadline - DEADLINE_LEAD_S)
