@@ -100,11 +100,10 @@ def next_poll(
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
-    poll; never past `deadline` less DEADLINE_LEAD_S; with an idle budget,
-    never later than `max_gap_s` or a quarter of the task's age — half of it once two readings fit its curve —
-    (little latency lost to a wrong estimate).
-    Without two readings to fit a curve through, not later than the task's age after it either (twice its age
-    under a backlog)."""
+    poll, nor past `deadline` less DEADLINE_LEAD_S. Until two readings fit a curve, never later than the task's
+    age after it (twice its age under a backlog). With an idle budget, never later than `max_gap_s` or a quarter
+    of the task's age — half of it once a curve is fitted — so a wrong estimate loses little latency; and spare
+    unless the poll is expected to find the task done."""
     elapsed = max(0.0, now - created_at)
     fitted = False
     ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done

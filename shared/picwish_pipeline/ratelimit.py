@@ -10,7 +10,8 @@ the next ones a little later â€” the headroom absorbs that within a few slots â€
 
 Creates take their places in a lane, a fixed gap apart, and reserve the slot at their place at once: a burst of
 uploads waits once each, and the slots between creates are left to the polls of tasks already paid for, which
-reserve theirs where the task is predicted to be done (see `polling`).
+reserve theirs where the task is predicted to be done (see `polling`). An idle budget's reading polls reserve
+spare slots, which a create or a poll expected to find its task done takes over until they are announced.
 """
 
 from __future__ import annotations
