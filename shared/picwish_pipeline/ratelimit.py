@@ -65,7 +65,7 @@ class SlotLimiter:
         if within and start - index * self.spacing > self.spacing / 2:
             # Late in its slot, the call would announce itself moments before the next slot's call reads the
             # send times: two reads that close can each miss the other's call, and a second holds three (a 429
-            # on the local stack). Past half a slot, the next slot's start is no more than a quarter-slot away.
+            # on the local stack). Past half a slot, the next slot's start is less than half a slot away.
             index += 1
         # No attempt limit: every pass moves `index` forward (past a page of taken slots, or past a slot lost to
         # another step), and taken slots are finite, so a backlog only makes the slot later — never an error.
