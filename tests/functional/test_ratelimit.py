@@ -227,6 +227,45 @@ def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_le
     assert made == [] and not out.spare and out.slot_at > reading
 
 
+def test_a_call_held_up_after_announcing_itself_says_when_it_really_goes_before_it_goes(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    first, second = lim.reserve(), lim.reserve()
+    lim.mark_called(first, first)
+    fake.now = second - 1.0
+    seen = {}
+
+    def slow_claim() -> None:
+        fake.now += 0.25 + 0.3  # the write before the call took 0.3 s past the slot
+
+    def call() -> Create:
+        seen.update(at=fake.now, announced=called_at(table, second, lim.spacing))
+        return Create(status="called")
+
+    slots.call_in_slot(svc, second, call, otherwise=Create(), prepare=slow_claim)
+    assert seen["at"] == pytest.approx(second + 0.3)
+    assert seen["announced"] == pytest.approx(second + 0.3)  # the calls after it read the real time, not the slot
+
+    # Held up while the calls around it moved: the one before went out late, the one after announced itself.
+    # At its real moment a second would hold three calls: it waits until it would not.
+    third, fourth, fifth = lim.reserve(1010.0), lim.reserve(1010.0), lim.reserve(1010.0)  # clear of the above
+    lim.mark_called(third, third)
+    fake.now = fourth - 1.0
+
+    def slow_claim_while_others_move() -> None:
+        slow_claim()
+        lim.mark_called(third, third + 0.3)
+        lim.mark_called(fifth, fifth)
+
+    made = []
+    slots.call_in_slot(
+        svc, fourth, lambda: made.append(fake.now) or Create(), otherwise=Create(), prepare=slow_claim_while_others_move
+    )
+    assert made == [pytest.approx(third + 0.3 + 1 + lim.margin_s)]
+    assert called_at(table, fourth, lim.spacing) == pytest.approx(made[0])
+
+
 def test_a_counter_is_never_seen_half_created(table, monkeypatch):
     # moto's UpdateItem stores a new item with its keys only, then applies the update; DynamoDB is atomic, and the
     # create lane is read and written this way. A slower update (as on the busy local stack) holds moto's window
