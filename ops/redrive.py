@@ -12,6 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from picwish_pipeline.uploads import parse_job_path
+
 from .status import records
 from .target import Target
 
@@ -65,9 +67,12 @@ def _decide(target: Target, s3: Any, key: str, why: str, include_ambiguous: bool
 
 
 def _has_result(target: Target, s3: Any, key: str) -> bool:
-    """A result.json for this upload's key, whenever written (the window may start after it)."""
-    relative = key.removeprefix("incoming/")
-    listed = s3.list_objects_v2(Bucket=target.output_bucket, Prefix=f"results/{relative}/result.json", MaxKeys=1)
+    """A result.json for this upload's key, whenever written (the window may start after it), where the pipeline
+    writes it: a long key's outputs go under a shortened path."""
+    path = parse_job_path(key)
+    if path is None:
+        return False
+    listed = s3.list_objects_v2(Bucket=target.output_bucket, Prefix=path.result_key, MaxKeys=1)
     return bool(listed.get("KeyCount"))
 
 

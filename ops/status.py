@@ -9,6 +9,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from picwish_pipeline.uploads import FAILED, RESULTS
+
 from .target import Target
 
 # Where a running execution is, by the state it last entered (statemachine/definition.py).
@@ -25,7 +27,7 @@ STEPS = {
 }
 
 
-KINDS = {"results": ("results/", "/result.json"), "failures": ("failed/", ".json")}
+KINDS = {"results": (RESULTS, "/result.json"), "failures": (FAILED, ".json")}  # where picwish_pipeline writes them
 
 
 def records(target: Target, s3: Any, since: datetime, kinds: tuple[str, ...] = tuple(KINDS)) -> list[dict[str, Any]]:
