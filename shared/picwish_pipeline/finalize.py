@@ -38,11 +38,11 @@ def finalize_step(svc: Services, payload: StepInput) -> Outcome:
     svc.s3.delete_object(Bucket=svc.settings.output_bucket, Key=path.failure_key)
     record = records.result(path, job, payload.create, poll, written, credits=job.operation.credits, clock=svc.clock)
     storage.put_json(svc.s3, svc.settings.output_bucket, path.result_key, record)
-    completed, started = poll.completed_at, poll.task_created_at
+    durations = record["durations_s"]  # the metrics report what the record says
     return Outcome(
         "succeeded",
         result_prefix=path.result_prefix,
         outputs=written,
-        processing_s=None if completed is None or started is None else float(completed) - float(started),
-        overhead_s=None if completed is None else round(svc.clock() - float(completed), 3),
+        processing_s=durations["task"],
+        overhead_s=durations["completed_to_written"],
     )

@@ -87,6 +87,8 @@ def result(
             # Both ends from the API's own (whole-second) clock.
             "task": None if api_created is None or completed is None else int(completed) - int(api_created),
             "created_to_written": None if created is None else round(finished - float(created), 3),
+            # The pipeline's own share: from the API's "completed" stamp to this record.
+            "completed_to_written": None if completed is None else round(finished - float(completed), 3),
         },
         "api_calls": poll.api_calls,
         "polls": poll.polls,

@@ -127,7 +127,7 @@ def stash_outputs(svc: Services, job: Job, outputs: dict[str, Output]) -> dict[s
     path = job.path
     stashed: dict[str, dict[str, str]] = {}
     for name, output in outputs.items():
-        if output.url or output.data is None:  # Output.parse makes one or the other
+        if output.data is None:  # Output.parse makes a URL or bytes, never neither
             stashed[name] = {"url": str(output.url)}
         else:
             key = output_key(path, name, output.data)

@@ -46,6 +46,7 @@ def test_finalize_downloads_each_link_writes_it_and_result_json_last(fakes, monk
     record = fakes.s3.json(OUTPUT_BUCKET, RESULT)
     assert (record["outcome"], record["task_id"], record["outputs"]) == ("succeeded", "TASK-DONE", {"image": key})
     assert (record["api_calls"], record["polls"], record["durations_s"]["task"]) == (3, 2, 4)
+    assert record["durations_s"]["completed_to_written"] == out.overhead_s  # the metric is the record's figure
 
 
 def test_finalize_keeps_an_output_already_written_by_the_poll(fakes):
