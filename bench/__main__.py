@@ -22,7 +22,7 @@ import boto3
 
 from bench import measure
 from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults
-from bench.workload import Upload, parse_mix, plan
+from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan
 from offline.harness import build
 from picwish_pipeline.uploads import parse_job_path
 
@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--qps", type=float, default=2.0)
     p.add_argument("--time-scale", type=float, default=1.0, help="the mock's processing-time scale")
     p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
+    p.add_argument(
+        "--progress",
+        default=",".join(PROGRESS_SHAPES),
+        help="progress shapes the API's tasks take, equally often (default: all; 'power' is the mock's own)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--runs", type=int, default=1, help="runs with seeds seed, seed+1, …, each on a new stack")
     p.add_argument("--input-mode", choices=("url", "bytes"), default="url")
@@ -152,7 +157,13 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
 
     progress(f"seed {seed}: making {args.n} images …")
     uploads = plan(
-        args.n, parse_mix(args.mix), rng, scenario=args.scenario, interval_s=args.interval, small=args.small_images
+        args.n,
+        parse_mix(args.mix),
+        rng,
+        scenario=args.scenario,
+        interval_s=args.interval,
+        small=args.small_images,
+        shapes=parse_shapes(args.progress),
     )
     progress(f"seed {seed}: starting the local stack (QPS {args.qps}, time scale {args.time_scale}) …")
     parameters = {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale), "InputMode": args.input_mode}
@@ -335,6 +346,7 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
             "after_detection_p50": measure.percentile(after_lag, 0.5),
             "after_detection_p95": measure.percentile(after_lag, 0.95),
         },
+        "overhead_by_progress_shape": overhead_by_shape(uploads, records, task_times),
         "latency_p50_s": measure.percentile(latencies, 0.5),
         "latency_p95_s": measure.percentile(latencies, 0.95),
         "throughput_images_per_s": round(n / wall, 3),
@@ -363,10 +375,25 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
             "concurrency": args.concurrency,
             "interval_s": args.interval if args.scenario == "trickle" else None,
             "mix": args.mix,
+            "progress_shapes": args.progress,
             "credit_price": args.credit_price,
             "faults": {k: getattr(args, k) for k in FAULT_PRESET if getattr(args, k)},
         },
     }
+
+
+def overhead_by_shape(uploads: list[Upload], records: dict, task_times: dict) -> dict[str, dict]:
+    """Overhead p50 / p95 for each progress shape: where the poll timing's guesses go wrong."""
+    figures = {}
+    for shape in sorted({u.progress_shape for u in uploads}):
+        mine = {u.key: records[u.key] for u in uploads if u.progress_shape == shape and u.key in records}
+        overheads = measure.overheads(mine, task_times)
+        figures[shape] = {
+            "n": len(overheads),
+            "p50_s": measure.percentile(overheads, 0.5),
+            "p95_s": measure.percentile(overheads, 0.95),
+        }
+    return figures
 
 
 def measure_calls(aws_calls: collections.Counter):

@@ -59,6 +59,8 @@ def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> 
             "processing": upload.processing_s,
             "progress_curve": upload.progress_curve,
         }
+        if upload.progress_points is not None:
+            rule["progress_points"] = [list(point) for point in upload.progress_points]
         if args.fault_expire and rng.random() < args.fault_expire:
             rule["result_ttl"] = 0
         rules.append(rule)

@@ -37,6 +37,8 @@ class Upload:
     operation: str
     processing_s: float  # before the time scale
     progress_curve: float
+    progress_shape: str = "power"
+    progress_points: list[tuple[float, float]] | None = None  # the mock's points; None: the power curve
     at_s: float = 0.0  # when it is uploaded, from the start of the run
     masks: dict[str, bytes] = field(default_factory=dict)  # key → bytes, uploaded before the clock starts
 
@@ -52,6 +54,65 @@ def processing_time(rng: random.Random, operation: str) -> float:
     return median * math.exp(rng.gauss(0, sigma))
 
 
+# How a task's progress moves with its time. "power" is the mock's default family (0 while queued, then the fraction
+# of the time to a power): exactly the family the pipeline's predictor fits, so a benchmark of only that shape
+# would flatter it. The others are what a real API may do and the predictor does not model.
+def _power(rng: random.Random) -> list[tuple[float, float]] | None:
+    return None
+
+
+def _stall(rng: random.Random) -> list[tuple[float, float]]:
+    """Most of the progress early, then a long stall at a high percent (a publishing step that reports nothing)."""
+    queue, busy_end, high = rng.uniform(0, 0.2), rng.uniform(0.35, 0.7), rng.uniform(70, 95)
+    return [(queue, 0.0), (busy_end, high)]
+
+
+def _late(rng: random.Random) -> list[tuple[float, float]]:
+    """Little progress for a long while, then most of it at the end: a reading predicts the end far too late."""
+    slow_end, low = rng.uniform(0.4, 0.75), rng.uniform(2, 15)
+    return [(slow_end, low), (rng.uniform(0.9, 0.99), rng.uniform(90, 99))]
+
+
+def _steps(rng: random.Random) -> list[tuple[float, float]]:
+    """Progress in a few jumps (one per model stage), flat between them."""
+    count = rng.randint(2, 5)
+    edges = sorted(rng.uniform(0.05, 0.95) for _ in range(count))
+    points, level = [], 0.0
+    for i, edge in enumerate(edges):
+        after = 95 * (i + 1) / count
+        if not points or edge - 0.01 > points[-1][0]:
+            points.append((edge - 0.01, level))
+        points.append((edge, after))
+        level = after
+    return points
+
+
+def _noisy(rng: random.Random) -> list[tuple[float, float]]:
+    """Roughly linear, with a jitter each tenth of the time (never falling): two readings give a poor fit."""
+    points, level = [], 0.0
+    for i in range(1, 10):
+        level = min(99.0, max(level, 100 * i / 10 + rng.gauss(0, 12)))
+        points.append((i / 10, round(level, 1)))
+    return points
+
+
+PROGRESS_SHAPES = {"power": _power, "stall": _stall, "late": _late, "steps": _steps, "noisy": _noisy}
+
+
+def progress_shape(rng: random.Random, shapes: list[str]) -> tuple[str, list[tuple[float, float]] | None]:
+    name = rng.choice(shapes)
+    points = PROGRESS_SHAPES[name](rng)
+    if points is None:
+        return name, None
+    kept: list[tuple[float, float]] = []
+    for fraction, percent in points:
+        fraction, percent = round(fraction, 3), round(percent, 1)
+        # The mock takes fractions that rise from above 0: two edges rounded onto one fraction keep the first.
+        if fraction > (kept[-1][0] if kept else 0.0):
+            kept.append((fraction, max(percent, kept[-1][1] if kept else 0.0)))
+    return name, kept
+
+
 def photo(rng: random.Random, target_bytes: int) -> Image.Image:
     """A portrait with noise (so it compresses like a photo), about `target_bytes` as a JPEG, 4:3, ≤ 4000 px."""
     pixels = target_bytes / BYTES_PER_PIXEL
@@ -62,9 +123,21 @@ def photo(rng: random.Random, target_bytes: int) -> Image.Image:
 
 
 def plan(
-    n: int, mix: dict[str, float], rng: random.Random, *, scenario: str, interval_s: float, small: bool = False
+    n: int,
+    mix: dict[str, float],
+    rng: random.Random,
+    *,
+    scenario: str,
+    interval_s: float,
+    small: bool = False,
+    shapes: list[str] | None = None,
 ) -> list[Upload]:
-    """N uploads in the given mix. `burst`: all at once; `trickle`: one every `interval_s` on average (Poisson)."""
+    """N uploads in the given mix. `burst`: all at once; `trickle`: one every `interval_s` on average (Poisson).
+    Each task's progress takes one of `shapes` (default: all of them, equally often)."""
+    shapes = shapes or list(PROGRESS_SHAPES)
+    # Shapes from a generator of their own: a seed's images, processing times and arrivals stay what they were
+    # before shapes existed, so figures compare across versions.
+    shape_rng = random.Random(f"progress shapes {rng.getstate()}")
     names = list(mix)
     uploads, at = [], 0.0
     for i in range(n):
@@ -76,6 +149,7 @@ def plan(
             size_mb = min(SIZE_MAX_MB, max(SIZE_MIN_MB, SIZE_MEDIAN_MB * math.exp(rng.gauss(0, SIZE_SIGMA))))
             image = photo(rng, int(size_mb * 1e6))
         stem = f"b{i:04d}"
+        shape, points = progress_shape(shape_rng, shapes)
         upload = Upload(
             key=f"incoming/{op}/bench/{stem}.jpg",
             body=encode(image, "JPEG"),
@@ -83,6 +157,8 @@ def plan(
             processing_s=round(processing_time(rng, op), 3),
             progress_curve=round(math.exp(rng.gauss(0, PROGRESS_SIGMA)), 3),
             at_s=round(at, 3),
+            progress_shape=shape,
+            progress_points=points,
         )
         if any(slot.name == "mask" for slot in OPERATIONS[op].slots):
             w, h = image.size
@@ -92,6 +168,14 @@ def plan(
         if scenario == "trickle":
             at += rng.expovariate(1 / interval_s)
     return uploads
+
+
+def parse_shapes(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROGRESS_SHAPES]
+    if unknown or not names:
+        raise SystemExit(f"--progress: unknown shape {unknown!r}; known: {', '.join(PROGRESS_SHAPES)}")
+    return names
 
 
 def parse_mix(text: str) -> dict[str, float]:

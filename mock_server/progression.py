@@ -76,9 +76,7 @@ class Progression:
             state, terminal = self._final_state(task), True
         else:
             state, terminal = task.states[_index(step, steps, len(task.states))], False
-        curve = task.outcome.progress_curve or 1.0
-        progress = 100 if state == 1 else int(min(fraction**curve, 0.99) * 100) if state != 0 else 0
-        return Step(state, progress, terminal)
+        return Step(state, _progress(task.outcome, state, fraction), terminal)
 
     def end(self, task: Task, state: Any) -> None:
         task.final_state = state
@@ -102,6 +100,29 @@ class Progression:
         if task.outcome.polls is None and task.processing_s > self.processing_limit():
             return -8  # "The maximum processing time is 180 seconds."
         return 1
+
+
+def _progress(outcome: Outcome, state: Any, fraction: float) -> int:
+    """Whole percents: 100 only when done; by the outcome's points if it has any, else the fraction of the time
+    to the curve's power, 0 while queued (state 0)."""
+    if state == 1:
+        return 100
+    if outcome.progress_points is not None:
+        return int(min(_along(outcome.progress_points, fraction), 99.0) + 1e-9)  # 37.99999… is 38 %
+    if state == 0:
+        return 0
+    return int(min(fraction ** (outcome.progress_curve or 1.0), 0.99) * 100)
+
+
+def _along(points: list[tuple[float, float]], fraction: float) -> float:
+    """The percent at `fraction` on straight lines from (0, 0) through `points`, held after the last one."""
+    before = (0.0, 0.0)
+    for point in points:
+        if fraction <= point[0]:
+            (f0, p0), (f1, p1) = before, point
+            return p0 + (p1 - p0) * (fraction - f0) / (f1 - f0)
+        before = point
+    return before[1]
 
 
 def _index(step: float, steps: int, count: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,6 +35,25 @@ def parse_script(value: Any) -> list[Any]:
     return script
 
 
+def parse_progress_points(value: Any) -> list[tuple[float, float]]:
+    """`0.2:0|0.5:80|0.9:85` (or a JSON list of pairs) → points whose fractions rise in (0, 1] and whose percents
+    never fall, within 0–99 (100 is only ever "done")."""
+    pairs = value if isinstance(value, list) else [p.split(":") for p in str(value).replace(",", "|").split("|")]
+    points: list[tuple[float, float]] = []
+    for pair in pairs:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(value)
+        fraction, percent = float(pair[0]), float(pair[1])
+        if not (0 < fraction <= 1 and 0 <= percent <= 99) or not (math.isfinite(fraction) and math.isfinite(percent)):
+            raise ValueError(value)
+        if points and (fraction <= points[-1][0] or percent < points[-1][1]):
+            raise ValueError(value)
+        points.append((fraction, percent))
+    if not points:
+        raise ValueError(value)
+    return points
+
+
 @dataclass
 class Outcome:
     """Everything a scenario can force; None leaves the mock's normal behaviour."""
@@ -49,6 +69,9 @@ class Outcome:
     result_ttl: float | None = None  # seconds the result links live
     result: str | None = None  # "missing" / "empty": the done task's outputs are left out / sent as ""
     progress_curve: float | None = None  # progress reported as (fraction of the time)^curve; 1 (linear) by default
+    # Progress as points (fraction of the time, percent) joined by straight lines, held after the last point:
+    # plateaus, jumps and stalls a real API may show. Wins over progress_curve, and reports from state 0 on.
+    progress_points: list[tuple[float, float]] | None = None
 
     def merged(self, other: Outcome) -> Outcome:
         """`other`'s settings win where it has any."""
@@ -72,6 +95,8 @@ def outcome_from_mapping(data: dict[str, Any]) -> Outcome:
         try:
             if name == "script":
                 values[name] = parse_script(value)
+            elif name == "progress_points":
+                values[name] = parse_progress_points(value)
             elif name in ("processing", "result_ttl", "progress_curve"):
                 values[name] = float(value)
                 if name == "progress_curve" and not 0.1 <= values[name] <= 10:

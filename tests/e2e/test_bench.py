@@ -40,6 +40,10 @@ def test_a_faulty_run_loses_nothing_pays_once_and_hits_every_crash_window(mode):
     cost = report["cost_per_1000_images_usd"]
     assert cost["api_credits"] > cost["aws_total"] > 0
     assert report["settings"]["input_mode"] == mode
+    # Every succeeded upload's overhead is counted under the progress shape its task took
+    by_shape = report["overhead_by_progress_shape"]
+    assert set(by_shape) <= {"power", "stall", "late", "steps", "noisy"}
+    assert sum(figures["n"] for figures in by_shape.values()) == report["succeeded"]
 
 
 def test_the_check_refuses_a_run_with_uploads_left_without_a_record():

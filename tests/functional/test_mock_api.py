@@ -80,19 +80,27 @@ def test_processing_states_and_rising_progress():
     assert seen[0] == (0, 0) and seen[-1] == (1, 100)
 
 
-@pytest.mark.parametrize(("curve", "expected"), [(None, [0, 30, 50, 70, 90]), (2.0, [0, 9, 25, 48, 81])])
-def test_progress_follows_its_curve(curve, expected):
+@pytest.mark.parametrize(
+    ("prefer", "expected"),
+    [
+        (None, [0, 30, 50, 70, 90]),
+        ("progress_curve=2", [0, 9, 25, 48, 81]),
+        ("progress_points=0.1:5|0.6:5|0.7:95", [5, 5, 5, 95, 95]),  # a stall, then a jump the time did not show
+    ],
+)
+def test_progress_follows_its_curve(prefer, expected):
     clock = [1000.0]
     app = create_app(MockConfig(api_keys=(KEY,), qps=0, processing_s={"correction": 10.0}), backend=None)
     app.extensions["picwish_mock"].clock = lambda: clock[0]
     web = app.test_client()
-    prefer = {"Prefer": f"progress_curve={curve}"} if curve else {}
-    task_id = create(web, "correction", headers=prefer, image_file=PHOTO).json["data"]["task_id"]
+    headers = {"Prefer": prefer} if prefer else {}
+    task_id = create(web, "correction", headers=headers, image_file=PHOTO).json["data"]["task_id"]
     seen = []
     for at in (1, 3, 5, 7, 9):
         clock[0] = 1000.0 + at
         seen.append(query(web, "correction", task_id).json["data"]["progress"])
-    assert seen == expected  # queued (state 0) for the first fifth, then the fraction of the time to the power
+    # By default queued (state 0) for the first fifth, then the fraction of the time to the power
+    assert seen == expected
 
 
 def test_results_are_rendered_from_inputs_no_larger_than_the_render_size():

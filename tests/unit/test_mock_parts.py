@@ -1,12 +1,16 @@
-"""The mock's parts on their own: a task's progression (by time, by polls, scripted, past the 180 s limit) and
+"""The mock's parts on their own: a task's progression (by time, by polls, scripted, past the 180 s limit, its
+progress curve or points) and
 the result store's links (alive, expired, unknown)."""
 
+import pytest
+
 from mock_server.config import MockConfig
+from mock_server.exceptions import AdminError
 from mock_server.forms import CreateRequest
 from mock_server.imaging import OutputFile
 from mock_server.progression import Progression, Task
 from mock_server.result_store import ResultStore
-from mock_server.scenarios import Outcome
+from mock_server.scenarios import Outcome, outcome_from_mapping, parse_progress_points
 from picwish.catalog import get_operation
 
 
@@ -45,6 +49,30 @@ def test_by_time_a_task_passes_each_documented_state_and_its_progress_follows_it
         (5, 81, False),
         (1, 100, True),
     ]
+
+
+def test_progress_points_make_plateaus_and_jumps_from_the_first_look_and_hold_after_the_last_point():
+    clock = Clock()
+    progression = Progression(MockConfig(), clock)
+    # 10 s: up to 40 % by 2 s, stalled at 40 % until 6 s, a jump to 90 % by 7 s, then held until done
+    t = task(10.0, Outcome(progress_points=[(0.2, 40), (0.6, 40), (0.7, 90)]))
+    assert looks(progression, t, clock, [1.0, 1.9, 4.0, 6.5, 8.0, 9.99, 10.0]) == [
+        (0, 20, False),  # the points speak in state 0 too: a real API may report progress while queued
+        (0, 38, False),
+        (3, 40, False),
+        (4, 65, False),
+        (5, 90, False),
+        (5, 90, False),
+        (1, 100, True),
+    ]
+
+
+def test_progress_points_must_rise_in_time_never_fall_and_stay_below_100():
+    assert parse_progress_points("0.2:0|0.5:80|0.9:85") == [(0.2, 0.0), (0.5, 80.0), (0.9, 85.0)]
+    assert parse_progress_points([[0.5, 10], [1, 99]]) == [(0.5, 10.0), (1.0, 99.0)]
+    for bad in ("0.5:80|0.4:90", "0.5:80|0.6:70", "0:5", "0.5:100", "1.5:10", "0.5", "", "nan:5", "0.5:x"):
+        with pytest.raises(AdminError, match=r"^progress_points: .* is not valid$"):
+            outcome_from_mapping({"progress_points": bad})
 
 
 def test_a_task_past_the_180_s_limit_ends_in_minus_8_at_the_limit():
