@@ -28,7 +28,7 @@ from .services import Services
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_GAP = 0.5  # of the operation's poll interval: an idle budget can afford polls that close together
-IDLE_MAX_POLL_GAP = 2.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
+IDLE_MAX_POLL_GAP = 1.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
 
 

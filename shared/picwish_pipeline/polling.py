@@ -102,13 +102,14 @@ def next_poll(
     it, from the operation's durations among tasks that ran this long. Never sooner than `min_gap_s` after this
     poll, nor past `deadline` less DEADLINE_LEAD_S. Until two readings fit a curve, never later than the task's
     age after it (twice its age under a backlog). With an idle budget, never later than `max_gap_s` or a quarter
-    of the task's age — half of it once a curve is fitted — so a wrong estimate loses little latency; and spare
-    unless the poll is expected to find the task done."""
+    of the task's age (`max_gap_s` alone when its progress stalled), so a wrong estimate loses little latency;
+    and spare unless the poll is expected to find the task done."""
     elapsed = max(0.0, now - created_at)
-    fitted = False
+    fitted = stalled = False
     ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done
     if progress is not None and 0 < progress < 100 and elapsed > 0:
         fitted = earlier is not None and 0 < earlier[0] < elapsed and 0 < earlier[1] < progress
+        stalled = earlier is not None and earlier[1] == progress
         total = predicted_total(elapsed, progress, earlier)
         ends_at = created_at + total + ARRIVAL_MARGIN_S
         if not busy and earlier is None:
@@ -124,9 +125,10 @@ def next_poll(
             total = max(total, elapsed * 1.5)
     at = created_at + total + ARRIVAL_MARGIN_S
     if not busy and max_gap_s is not None:
-        # A curve fitted through two readings is trusted further: the readings in between would fill an idle
-        # budget's slots (five tasks reading every 2 s take all of 2 QPS) and hold back the polls aimed at an end.
-        at = min(at, now + max(max_gap_s, elapsed / (2 if fitted else 4)))
+        # Progress is a hint, not a clock: it may stall, jump or wobble, so a prediction from it is checked
+        # again within a quarter of the task's age. A stall (the same percent twice) says nothing about when it
+        # ends, and its jump to done may come at any moment: it is looked at every max gap.
+        at = min(at, now + (max_gap_s if stalled else max(max_gap_s, elapsed / 4)))
     if not fitted:
         # One early reading can put the end far out (its curve unknown): the task is looked at again before it
         # has run twice as long — three times, under a backlog, where a poll saved is a create's slot. Two

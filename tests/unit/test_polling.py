@@ -133,13 +133,26 @@ def test_an_idle_budget_looks_at_a_task_without_progress_less_often_as_it_ages()
     assert at == pytest.approx(12.5)  # a quarter of its age on (the cap); not every half second
 
 
-def test_a_curve_fitted_through_two_readings_lets_an_idle_budget_wait_up_to_half_the_task_s_age():
+def test_an_idle_budget_checks_a_prediction_from_progress_within_a_quarter_of_the_task_s_age():
     d = Durations(math.log(5.0), 0.5**2)
-    # a 60 s task read at 10 s (16 %) and at 20 s (33 %): its end is 40 s out; the next reading 10 s on
-    fitted = polling.next_poll(0.0, 20.0, 33, d, busy=False, min_gap_s=0.5, max_gap_s=2.0, earlier=(10.0, 16)).at
-    assert fitted == pytest.approx(30.0)
-    one = polling.next_poll(0.0, 20.0, 33, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).at
-    assert one == pytest.approx(25.0)  # one reading: a quarter of its age
+    # A task read at 8.76 s (79 %) and 10.82 s (81 %): the flattening curve says 20 s, and the task, whose
+    # progress wobbles, ended at 12.6 s. The next look is a quarter of its age on, not half (16.2 s, 3.6 s late).
+    noisy = polling.next_poll(0.0, 10.82, 81, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(8.76, 79)).at
+    assert noisy == pytest.approx(10.82 + 10.82 / 4)
+    one = polling.next_poll(0.0, 20.0, 33, d, busy=False, min_gap_s=0.5, max_gap_s=1.0).at
+    assert one == pytest.approx(25.0)
+
+
+def test_an_idle_budget_looks_at_a_stalled_task_every_max_gap_whatever_its_age():
+    d = Durations(math.log(5.0), 0.5**2)
+    # 81 % at 14.6 s and still 81 % at 18.0 s: one reading alone would say 22.1 s, and the task ended at 18.5 s
+    stalled = polling.next_poll(0.0, 18.04, 81, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(14.57, 81))
+    assert stalled.at == pytest.approx(19.04)
+    assert stalled.spare  # not expected to find it done: a reading, which gives way to a poll that is
+    moving = polling.next_poll(0.0, 18.04, 85, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(14.57, 81))
+    assert moving.at > 19.5
+    busy = polling.next_poll(0.0, 18.04, 81, d, busy=True, min_gap_s=1.0, earlier=(14.57, 81))
+    assert busy.at > 21  # a backlog's polls are not spent on a stall
 
 
 def test_an_idle_budget_s_readings_are_spare_and_a_poll_expected_to_find_the_task_done_is_not():
