@@ -4,6 +4,7 @@ and faults the pipeline is not told; prints one JSON object per run, and a summa
 
     .venv/bin/python -m bench [--scenario burst|trickle] [--n 200] [--qps 2] [--time-scale 1] [--seed 1]
                               [--runs 1] [--faults] [--input-mode url|bytes] [--json-only] [--check]
+                              [--progress power,stall,late,steps,noisy]
 """
 
 from __future__ import annotations
