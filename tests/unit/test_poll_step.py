@@ -2,6 +2,7 @@
 base64 result, when it looks again."""
 
 import base64
+import math
 
 import pytest
 
@@ -65,8 +66,9 @@ def test_a_running_task_is_looked_at_again_where_its_progress_says_it_ends(fakes
     out = poll(fakes)
     assert (out.phase, out.state, out.progress, out.polled_at, out.errors) == ("processing", 4, 40, NOW, 0)
     # 40 % after 4 s: the end is near 10 s. An idle budget reads the progress again half-way there (3 s on),
-    # but never leaves a running task alone longer than twice the poll interval.
-    assert out.slot_at == pytest.approx(NOW + 2.0)
+    # but never leaves a running task alone longer than the poll interval. (Offsets from NOW, not epoch
+    # timestamps, go into approx: its relative tolerance on 1.8e9 s is half an hour.)
+    assert out.slot_at - NOW == pytest.approx(1.0)
     assert out.wait_s == int(out.slot_at - NOW - 0.5)
 
 
@@ -93,10 +95,12 @@ def test_a_reading_is_spare_and_one_whose_slot_was_taken_waits_for_another_witho
 
 
 def test_the_second_reading_fits_the_curve_through_both(fakes):
-    fakes.api.answers = [{"state": 4, "progress": 64}]
-    out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, polled_at=NOW - 2, progress=16)
-    # 16 % at 2 s, 64 % at 4 s: progress ∝ t², so done at 4 / sqrt(0.645) s (not at 4 / 0.645 s, a line's end).
-    assert out.slot_at == pytest.approx(NOW - 4 + 4 / 0.645**0.5 + 0.05)
+    fakes.api.answers = [{"state": 4, "progress": 81}]
+    out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, polled_at=NOW - 2, progress=25)
+    # 25 % at 2 s, 81 % at 4 s: progress ∝ t^k with k = log(81/25)/log 2 ≈ 1.7, so done at 4 / 0.815^(1/k) ≈ 4.5 s
+    # (a line through the last reading would say 4.9 s).
+    k = math.log(81 / 25) / math.log(2)
+    assert out.slot_at - NOW == pytest.approx(-4 + 4 / 0.815 ** (1 / k) + 0.05)
     assert (out.polls, out.api_calls) == (2, 3)
 
 
@@ -143,10 +147,12 @@ def test_failing_polls_back_off_until_an_answer_clears_the_error(fakes):
     fakes.api.answers = [APIServerError("oops", status=502)]
     out = poll(fakes)
     assert (out.phase, out.errors, out.last_error["status"]) == ("processing", 1, 502)
-    assert out.slot_at == pytest.approx(NOW + 0.5)  # a full-jitter backoff from the 1 s poll interval (jitter 0.5)
+    assert out.slot_at - NOW == pytest.approx(0.5)  # a full-jitter backoff from the 1 s poll interval (jitter 0.5)
     fakes.api.answers = [APIServerError("oops", status=502)]
     second = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=out.to_dict()))
-    assert (second.errors, second.slot_at) == (2, pytest.approx(NOW + 1.0))
+    # the second failing call went in its slot (0.5 s); its backoff (1 s: twice the first, jitter 0.5) counts from it
+    assert [called - NOW for _, called in fakes.limiter.called] == [0.0, 0.5]
+    assert (second.errors, second.slot_at - NOW) == (2, pytest.approx(0.5 + 1.0))
     fakes.api.answers = [{"state": 4, "progress": 50}]
     cleared = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=second.to_dict()))
     assert (cleared.errors, cleared.last_error) == (0, None)
