@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from picwish.catalog import OPERATIONS
+from picwish.states import MAX_PROCESSING_S
 
 ENV_HOST = "PICWISH_MOCK_HOST"
 ENV_PORT = "PICWISH_MOCK_PORT"
@@ -32,7 +33,7 @@ class MockConfig:
     errors_in_body: bool = False  # errors as HTTP 200 with the error status in the body, as the real API may
     public_url: str | None = None  # base of result links; default: the URL the request came in on
     download_timeout_s: float = 10.0  # image_url / mask_url fetches, as documented
-    max_processing_s: float = 180.0  # past this a task ends in -8, as documented
+    max_processing_s: float = MAX_PROCESSING_S  # past this a task ends in -8, as documented
     sync_wait_cap_s: float = 200.0  # a sync request never holds a thread longer than this (scaled)
     # Random faults on API calls, by rate: "500", "429", "429-body" (in an HTTP 200), "truncate" (a body cut
     # off mid-way, as a dropped connection leaves it), "slow" (answers after `slow_s`).

@@ -41,6 +41,7 @@ TASK_STATES: dict[int, str] = {
 }
 
 DONE = 1
+MAX_PROCESSING_S = 180.0  # state -8: "The maximum processing time is 180 seconds." By then a task has ended.
 FAILED_STATES: frozenset[int] = frozenset(code for code in TASK_STATES if code < 0)
 
 

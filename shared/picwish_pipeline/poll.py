@@ -20,6 +20,7 @@ from picwish.errors import (
     UnknownStateError,
 )
 from picwish.retry import Backoff
+from picwish.states import MAX_PROCESSING_S
 
 from . import polling, slots, storage
 from .payloads import Poll, StepInput
@@ -133,6 +134,8 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         max_gap_s=interval * IDLE_MAX_POLL_GAP,
         earlier=_reading(created_at, base),
         deadline=float(create.deadline_at or 0),
+        limit_s=MAX_PROCESSING_S * svc.settings.wait_scale,
+        backlog_ends=schedule.lane_at,
     )
     # An idle budget calls at the moment aimed for, inside its slot, rather than at the next slot's start.
     slot_at = limiter.reserve(plan.at, within=not busy, spare=plan.spare)

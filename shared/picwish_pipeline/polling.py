@@ -96,6 +96,8 @@ def next_poll(
     max_gap_s: float | None = None,
     earlier: tuple[float, int] | None = None,
     deadline: float | None = None,
+    limit_s: float | None = None,
+    backlog_ends: float | None = None,
 ) -> NextPoll:
     """After a poll that found the task still processing. With progress reported (1–99 %), the end is predicted
     from it (and from the `earlier` (elapsed, progress) reading of the poll before, when there is one); without
@@ -103,7 +105,9 @@ def next_poll(
     poll, nor past `deadline` less DEADLINE_LEAD_S. Until two readings fit a curve, never later than the task's
     age after it (twice its age under a backlog). With an idle budget, never later than `max_gap_s` or a quarter
     of the task's age (`max_gap_s` alone when its progress stalled), so a wrong estimate loses little latency;
-    and spare unless the poll is expected to find the task done."""
+    and spare unless the poll is expected to find the task done. Never past `limit_s` after the create (the API's
+    maximum processing time: the task has ended by then) nor, under a backlog, past `backlog_ends` (when the
+    create lane empties): a plan made for a busy budget is made again for the idle one that follows."""
     elapsed = max(0.0, now - created_at)
     fitted = stalled = False
     ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done
@@ -137,6 +141,13 @@ def next_poll(
     # And once more before the job's deadline.
     if deadline is not None and deadline - DEADLINE_LEAD_S > now + min_gap_s:
         at = min(at, deadline - DEADLINE_LEAD_S)
+    if limit_s is not None:
+        # An early reading of a slow-starting task can predict 300 s: the API ends every task by its limit.
+        at = min(at, created_at + limit_s + ARRIVAL_MARGIN_S)
+    if busy and backlog_ends is not None:
+        # A busy budget spaces polls widely to leave slots to creates; once the last create has gone, those
+        # slots are idle, and a task planned far past it would hold up the end of the whole burst.
+        at = min(at, backlog_ends)
     at = max(now + min_gap_s, at)
     return NextPoll(at, spare=not busy and at < ends_at - 1e-9)
 

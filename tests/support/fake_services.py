@@ -135,6 +135,7 @@ class FakeLimiter:
     clock: Any
     queued_s: float = 0.0
     busy: bool = False
+    backlog_s: float = 60.0  # when busy, the create lane's last create is this far ahead
     margin_s: float = 0.05
     max_slip_s: float = 2.0
     reserved: list[float] = field(default_factory=list)
@@ -168,7 +169,7 @@ class FakeLimiter:
         return True
 
     def schedule(self) -> Schedule:
-        lane = self.clock() + 60 if self.busy else None
+        lane = self.clock() + self.backlog_s if self.busy else None
         return Schedule(lane, {})
 
     def learn(self, operation: str, durations: Durations) -> None:

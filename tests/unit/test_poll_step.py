@@ -81,6 +81,16 @@ def test_an_idle_budget_polls_at_the_moment_aimed_for_and_a_busy_one_at_a_slot_s
     assert (idle, fakes.limiter.within[-1]) == (True, False)
 
 
+@pytest.mark.parametrize(("backlog_s", "expected"), [(15.0, 15.0), (60.0, 60.0), (200.0, 80.0)])
+def test_under_a_backlog_a_task_is_looked_at_again_no_later_than_the_last_create(fakes, backlog_s, expected):
+    fakes.limiter.busy, fakes.limiter.backlog_s = True, backlog_s
+    fakes.api.answers = [{"state": 4, "progress": 20}]
+    out = poll(fakes, create={**CREATED, "created_at": NOW - 40})
+    # 20 % after 40 s says 195 s; one reading allows three times the age (120 s, NOW + 80), and the backlog ends
+    # at NOW + backlog_s: from then the budget is idle and the task is planned again.
+    assert out.slot_at - NOW == pytest.approx(expected)
+
+
 def test_a_reading_is_spare_and_one_whose_slot_was_taken_waits_for_another_without_calling(fakes):
     fakes.api.answers = [{"state": 4, "progress": 40}]
     out = poll(fakes)

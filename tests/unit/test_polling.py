@@ -155,6 +155,29 @@ def test_an_idle_budget_looks_at_a_stalled_task_every_max_gap_whatever_its_age()
     assert busy.at > 21  # a backlog's polls are not spent on a stall
 
 
+def test_no_poll_is_planned_past_the_api_s_limit_when_every_task_has_ended():
+    d = Durations(math.log(5.0), 0.5**2)
+    # A 170 s task of the benchmark read at 67.5 s: 23 %, a late-rising curve. One reading says 287 s, and under a
+    # backlog it was looked at again at three times its age (202.5 s), 32 s after it ended.
+    for busy in (True, False):
+        plan = polling.next_poll(0.0, 67.5, 23, d, busy=busy, min_gap_s=1.0, deadline=240.0, limit_s=180.0)
+        assert plan.at <= 180.0 + polling.ARRIVAL_MARGIN_S
+    assert polling.next_poll(0.0, 67.5, 23, d, busy=True, min_gap_s=1.0, deadline=240.0).at == pytest.approx(202.5)
+
+
+def test_a_busy_budget_s_plan_never_reaches_past_the_end_of_the_backlog():
+    d = Durations(math.log(5.0), 0.5**2)
+
+    # Read at 16.2 s (58 %) and 34 s (75 %): a flattening fit says 88 s; the task (progress in steps) ended at 40 s.
+    def plan(**kw):
+        return polling.next_poll(0.0, 34.0, 75, d, min_gap_s=1.0, earlier=(16.16, 58), deadline=240.0, **kw)
+
+    assert plan(busy=True).at > 85
+    assert plan(busy=True, backlog_ends=41.0).at == pytest.approx(41.0)  # the last create goes at 41 s
+    assert plan(busy=True, backlog_ends=150.0).at == plan(busy=True).at  # mid-burst: the backlog is far
+    assert plan(busy=False, max_gap_s=1.0, backlog_ends=41.0).at == pytest.approx(34 + 34 / 4)  # idle: its own caps
+
+
 def test_an_idle_budget_s_readings_are_spare_and_a_poll_expected_to_find_the_task_done_is_not():
     d = Durations(math.log(4.0), 0.5**2)
     half_way = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
