@@ -12,14 +12,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from picwish_pipeline.reasons import Reason
 from picwish_pipeline.uploads import parse_job_path
 
 from .status import records
 from .target import Target
 
 # Failures that running again cannot change: the upload itself was refused.
-NOT_RETRYABLE = frozenset({"invalid input", "unknown operation", "object missing"})
-AMBIGUOUS = "ambiguous create"
+NOT_RETRYABLE = frozenset({Reason.INVALID_INPUT, Reason.UNKNOWN_OPERATION, Reason.OBJECT_MISSING})
+AMBIGUOUS = Reason.AMBIGUOUS_CREATE
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 
 from . import records, storage
 from .payloads import Outcome
+from .reasons import Reason
 from .services import Services
 from .uploads import parse_job_path
 
@@ -29,7 +30,7 @@ def backstop_step(svc: Services, event: dict) -> Outcome:
     record = records.failure(
         path,
         job["upload"],
-        reason=f"execution {status.lower()}",
+        reason=Reason.of_execution(status),
         error=error,
         clock=svc.clock,
         execution=detail.get("name"),

@@ -18,6 +18,7 @@ from picwish.errors import (
 
 from . import polling, slots, storage
 from .payloads import Create, Job, StepInput, Waiting
+from .reasons import Reason
 from .records import iso
 from .services import Services, TransientApiError
 from .storage import Claim
@@ -81,27 +82,27 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
     except AuthenticationError as exc:
         storage.release_claim(svc, name)
         if attempt.previous.refresh_key:
-            return _create_failed(sent, "unauthorized", exc)
+            return _create_failed(sent, Reason.UNAUTHORIZED, exc)
         later = slots.wait_for(svc, svc.limiter().reserve(svc.clock()))
         return replace(sent, status="wait", refresh_key=True).waiting(later)
     except RateLimitError as exc:
         storage.release_claim(svc, name)
         sent = replace(sent, throttles=sent.throttles + 1)
         if sent.throttles > svc.settings.max_throttles:
-            return _create_failed(sent, "rate limited", exc)
+            return _create_failed(sent, Reason.RATE_LIMITED, exc)
         after = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
         return replace(sent, status="wait", refresh_key=None).waiting(slots.wait_for(svc, after))
     except APIConnectionError as exc:
         if not exc.request_sent:
             storage.release_claim(svc, name)
             raise TransientApiError(str(exc)) from None
-        return _create_failed(sent, "ambiguous create", exc)
+        return _create_failed(sent, Reason.AMBIGUOUS_CREATE, exc)
     except (APIServerError, UnexpectedResponseError) as exc:
         # The API may have made (and billed) the task: repeating blindly could pay twice. The claim stays.
-        return _create_failed(sent, "ambiguous create", exc)
+        return _create_failed(sent, Reason.AMBIGUOUS_CREATE, exc)
     except PicWishError as exc:
         storage.release_claim(svc, name)
-        return _create_failed(sent, "rejected by the API", exc)
+        return _create_failed(sent, Reason.REJECTED, exc)
     created_at = svc.clock()
     storage.record_task(svc, name, task.task_id, created_at)
     return _created(svc, op, task.task_id, created_at, sent)
@@ -170,4 +171,4 @@ def _from_claim(svc: Services, op: Operation, claim: Claim, previous: Create) ->
         "never recorded; it is not repeated, so the upload is not paid twice (re-upload it to try again)"
     ).to_record()
     error["claimed_at"] = claimed
-    return _create_failed(previous, "ambiguous create", error)
+    return _create_failed(previous, Reason.AMBIGUOUS_CREATE, error)

@@ -9,6 +9,7 @@ from picwish.states import FAILED_STATES, parse_state
 
 from . import records, storage
 from .payloads import Outcome, StepInput
+from .reasons import Reason
 from .services import Services
 
 
@@ -37,7 +38,7 @@ def _failure_reason(payload: StepInput) -> tuple[str, dict[str, Any]]:
     if payload.failure:
         return payload.failure["reason"], payload.failure["error"]
     if payload.error:
-        return "step failed", records.step_error(payload.error)
+        return Reason.STEP_FAILED, records.step_error(payload.error)
     if create.status == "failed":
         return str(create.reason), create.error or {}
     if poll.phase == "timeout":
@@ -46,11 +47,11 @@ def _failure_reason(payload: StepInput) -> tuple[str, dict[str, Any]]:
         last = poll.last_error
         if last:  # the deadline came while polls were failing: say how
             message = f"no answer about the task for {poll.errors} polls before the {seconds} s deadline"
-            return "timeout", {**last, "message": f"{message}; the last: {last.get('message')}"}
-        return "timeout", {"message": message, "state": poll.state}
+            return Reason.TIMEOUT, {**last, "message": f"{message}; the last: {last.get('message')}"}
+        return Reason.TIMEOUT, {"message": message, "state": poll.state}
     if poll.failure:
         return poll.failure["reason"], poll.failure["error"]
     state = poll.state
     if parse_state(state) in FAILED_STATES:
-        return "task failed", TaskFailedError("", state=state).to_record()
-    return "unknown state", UnknownStateError(f"undocumented task state {state!r}", state=state).to_record()
+        return Reason.TASK_FAILED, TaskFailedError("", state=state).to_record()
+    return Reason.UNKNOWN_STATE, UnknownStateError(f"undocumented task state {state!r}", state=state).to_record()

@@ -11,6 +11,7 @@ from picwish.results import Output
 from . import records, storage
 from .failures import record_failure_step
 from .payloads import Outcome, StepInput
+from .reasons import Reason
 from .services import Services, TransientApiError
 
 
@@ -27,7 +28,7 @@ def finalize_step(svc: Services, payload: StepInput) -> Outcome:
         try:
             got = fetch_output(Output(url=ref["url"]), svc.settings.client)
         except ResultExpiredError as exc:
-            expired = {"reason": "result expired", "error": exc.to_record()}
+            expired = {"reason": Reason.RESULT_EXPIRED, "error": exc.to_record()}
             return record_failure_step(svc, replace(payload, failure=expired))
         except PicWishError as exc:
             raise TransientApiError(f"result download failed: {exc.message}") from None

@@ -24,6 +24,7 @@ from picwish.states import MAX_PROCESSING_S
 
 from . import polling, slots, storage
 from .payloads import Poll, StepInput
+from .reasons import Reason
 from .services import Services
 
 logger = logging.getLogger(__name__)
@@ -73,20 +74,20 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         result = client.get_task(op.name, str(create.task_id))
     except AuthenticationError as exc:
         if refreshed:
-            return _poll_failed(polled, "unauthorized", exc)
+            return _poll_failed(polled, Reason.UNAUTHORIZED, exc)
         # The key may have been rotated: read it again and poll again, in a slot of its own.
         return replace(polled, refresh_key=True).waiting(slots.wait_for(svc, svc.limiter().reserve(svc.clock())))
     except TaskFailedError as exc:
-        return _poll_failed(replace(polled, state=exc.state), "task failed", exc)
+        return _poll_failed(replace(polled, state=exc.state), Reason.TASK_FAILED, exc)
     except UnknownStateError as exc:
         state = None if exc.state == "<missing>" else exc.state
-        return _poll_failed(replace(polled, state=state), "unknown state", exc)
+        return _poll_failed(replace(polled, state=state), Reason.UNKNOWN_STATE, exc)
     except IncompleteResultError as exc:
-        return _poll_failed(replace(polled, state=1), "unexpected response", exc)
+        return _poll_failed(replace(polled, state=1), Reason.UNEXPECTED_RESPONSE, exc)
     except RateLimitError as exc:
         polled = replace(polled, throttles=(polled.throttles or 0) + 1)
         if (polled.throttles or 0) > svc.settings.max_throttles:
-            return _poll_failed(polled, "rate limited", exc)
+            return _poll_failed(polled, Reason.RATE_LIMITED, exc)
         later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
         return polled.waiting(slots.wait_for(svc, later))
     except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
@@ -97,7 +98,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         failing = replace(polled, errors=errors, last_error=exc.to_record())
         return failing.waiting(slots.wait_for(svc, later))
     except PicWishError as exc:
-        return _poll_failed(polled, "api error", exc)
+        return _poll_failed(polled, Reason.API_ERROR, exc)
     now = svc.clock()
     polled = replace(polled, state=result.state, progress=result.progress, errors=0, polled_at=now, last_error=None)
     limiter = svc.limiter()
@@ -109,7 +110,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         if missing:
             asked = f"without {' and '.join(missing)}, which its options ask for"
             error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
-            return _poll_failed(polled, "unexpected response", error)
+            return _poll_failed(polled, Reason.UNEXPECTED_RESPONSE, error)
         seconds = polling.completion_sample(created_at, base.polled_at, now, result.created_at, result.completed_at)
         try:
             limiter.learn(op.name, durations.learn(seconds))

@@ -14,6 +14,7 @@ from picwish.validation import validate_request
 from . import records, storage
 from .options import options_from_metadata, parse_defaults
 from .payloads import Job
+from .reasons import Reason
 from .services import Services
 from .uploads import JobPath, UploadRef, parse_job_path
 
@@ -46,12 +47,12 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     try:
         job = _judge_upload(svc, path, upload)
     except ValidationError as exc:
-        reason = "unknown operation" if exc.param == "operation" else "invalid input"
+        reason = Reason.UNKNOWN_OPERATION if exc.param == "operation" else Reason.INVALID_INPUT
         _fail_input(svc, path, upload, exc, reason=reason)
         return "rejected"
     except MissingUpload:
         error = PicWishError("the object was deleted before it could be read")
-        _fail_input(svc, path, upload, error, reason="object missing")
+        _fail_input(svc, path, upload, error, reason=Reason.OBJECT_MISSING)
         return "rejected"
     except Exception as exc:
         _fail_internally(svc, path, upload, "the upload could not be judged", exc)
@@ -83,7 +84,7 @@ def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str,
     retry that gets through replaces it with the job's own record."""
     # The type only: a message could carry anything (a URL, a header) into a record users read.
     error = PicWishError(f"{what} ({type(exc).__name__}); it will be tried again")
-    _fail_input(svc, path, upload, error, reason="internal error")
+    _fail_input(svc, path, upload, error, reason=Reason.INTERNAL_ERROR)
 
 
 def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> Job:
