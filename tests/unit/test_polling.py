@@ -143,11 +143,16 @@ def test_an_idle_budget_checks_a_prediction_from_progress_within_a_quarter_of_th
     assert one == pytest.approx(25.0)
 
 
-def test_an_idle_budget_looks_at_a_stalled_task_every_max_gap_whatever_its_age():
+def test_an_idle_budget_looks_at_a_stalled_task_every_max_gap_or_an_eighth_of_its_age():
     d = Durations(math.log(5.0), 0.5**2)
     # 81 % at 14.6 s and still 81 % at 18.0 s: one reading alone would say 22.1 s, and the task ended at 18.5 s
     stalled = polling.next_poll(0.0, 18.04, 81, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(14.57, 81))
-    assert stalled.at == pytest.approx(19.04)
+    assert stalled.at == pytest.approx(18.04 + 18.04 / 8)
+    young = polling.next_poll(0.0, 6.0, 81, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(4.0, 81))
+    assert young.at == pytest.approx(7.0)
+    # a 170 s task stalled at 40 % from 60 s on: polled every eighth of its age, not every second (43 polls)
+    old = polling.next_poll(0.0, 100.0, 40, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(88.0, 40))
+    assert old.at == pytest.approx(112.5)
     assert stalled.spare  # not expected to find it done: a reading, which gives way to a poll that is
     moving = polling.next_poll(0.0, 18.04, 85, d, busy=False, min_gap_s=0.5, max_gap_s=1.0, earlier=(14.57, 81))
     assert moving.at > 19.5
