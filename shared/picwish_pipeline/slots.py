@@ -16,6 +16,7 @@ from .services import Services
 
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
+LATE_LEAD_S = 0.1  # a late call announces a moment this far ahead, room for a write and a read on a busy host
 
 
 class WaitsForSlots(Protocol):
@@ -71,12 +72,15 @@ def call_in_slot(
         # Held up after announcing itself (a slow claim write, a busy host): the calls after this one judge their
         # second by the announced time. Say when it really goes before it goes — said only after the call, a
         # call reading in between took the old time and made a second hold three calls (a 429 in a busy local
-        # burst) — and wait if that moment would do the same.
-        limiter.mark_called(slot_at, sent_at)
+        # burst) — and wait if that moment would do the same. The moment said is a little ahead, and the call
+        # waits for it: the write and the read take time, and a call later than it said is the same hazard.
+        go = svc.clock() + LATE_LEAD_S
+        limiter.mark_called(slot_at, go)
         held = limiter.ready_at(slot_at)
-        if held > sent_at:
-            limiter.mark_called(slot_at, held)
-            sleep_until(svc, held)
+        if held > go:
+            go = held
+            limiter.mark_called(slot_at, go)
+        sleep_until(svc, go)
     return call()
 
 
