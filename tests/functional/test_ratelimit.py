@@ -227,13 +227,19 @@ def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_le
     assert made == [] and not out.spare and out.slot_at > reading
 
 
-def test_a_call_held_up_after_announcing_itself_says_when_it_really_goes_before_it_goes(table):
+def second_slot_a_second_ahead(table):
+    """A limiter on a fake clock whose first slot's call has gone out; the clock a second before the second."""
     fake = FakeTime(1000.0)
     svc = services(table, fake)
     lim = svc.limiter()
     first, second = lim.reserve(), lim.reserve()
     lim.mark_called(first, first)
     fake.now = second - 1.0
+    return fake, svc, lim, second
+
+
+def test_a_call_held_up_after_announcing_itself_says_when_it_really_goes_before_it_goes(table):
+    fake, svc, lim, second = second_slot_a_second_ahead(table)
     seen = {}
 
     def slow_claim() -> None:
@@ -273,12 +279,7 @@ def test_a_late_call_goes_out_no_sooner_than_the_moment_it_announced(table, monk
     # ms on a busy host). Announcing the moment before the read and calling after it put the real call later
     # than the announced one, and a call two slots on, timed by the announcement, made three in a second: the
     # 429s of seeds 1 and 3 (the mock counted the late call 30-70 ms after its announced time).
-    fake = FakeTime(1000.0)
-    svc = services(table, fake)
-    lim = svc.limiter()
-    first, second = lim.reserve(), lim.reserve()
-    lim.mark_called(first, first)
-    fake.now = second - 1.0
+    fake, svc, lim, second = second_slot_a_second_ahead(table)
     slow_read = SlotLimiter.ready_at
 
     def ready_at(self, slot_at):
