@@ -106,8 +106,9 @@ def next_poll(
     age after it (twice its age under a backlog). With an idle budget, never later than `max_gap_s` or a quarter
     of the task's age (an eighth when its progress stalled), so a wrong estimate loses little latency;
     and spare unless the poll is expected to find the task done. Never past `limit_s` after the create (the API's
-    maximum processing time: the task has ended by then) nor, under a backlog, past `backlog_ends` (when the
-    create lane empties): a plan made for a busy budget is made again for the idle one that follows."""
+    maximum processing time: the task has ended by then) while that is ahead, nor, under a backlog, past
+    `backlog_ends` (when the create lane empties): a plan made for a busy budget is made again for the idle one
+    that follows."""
     elapsed = max(0.0, now - created_at)
     fitted = stalled = False
     ends_at = math.inf  # the predicted end: a poll at or after it expects to find the task done
@@ -142,8 +143,9 @@ def next_poll(
     # And once more before the job's deadline.
     if deadline is not None and deadline - DEADLINE_LEAD_S > now + min_gap_s:
         at = min(at, deadline - DEADLINE_LEAD_S)
-    if limit_s is not None:
-        # An early reading of a slow-starting task can predict 300 s: the API ends every task by its limit.
+    if limit_s is not None and now < created_at + limit_s:
+        # An early reading of a slow-starting task can predict 300 s: the API ends every task by its limit. Past
+        # it by our clock (the API may count from another moment) it says nothing more: no poll every min gap.
         at = min(at, created_at + limit_s + ARRIVAL_MARGIN_S)
     if busy and backlog_ends is not None:
         # A busy budget spaces polls widely to leave slots to creates; once the last create has gone, those

@@ -170,6 +170,17 @@ def test_no_poll_is_planned_past_the_api_s_limit_when_every_task_has_ended():
     assert polling.next_poll(0.0, 67.5, 23, d, busy=True, min_gap_s=1.0, deadline=240.0).at == pytest.approx(202.5)
 
 
+def test_a_task_that_outlives_the_api_s_limit_by_our_clock_is_not_polled_every_min_gap():
+    d = Durations(math.log(5.0), 0.5**2)
+    # Our clock starts at the create's answer, and the API may count its limit from another moment (its queue):
+    # past 180 s by our clock, the limit says nothing more, and the other caps (and the deadline) decide.
+    for busy in (True, False):
+        plan = polling.next_poll(
+            0.0, 185.0, 95, d, busy=busy, min_gap_s=0.5, max_gap_s=1.0, earlier=(170.0, 95), limit_s=180.0
+        )
+        assert plan.at > 185.0 + 5, busy  # not 185.5: a poll every half second until the deadline
+
+
 def test_a_busy_budget_s_plan_never_reaches_past_the_end_of_the_backlog():
     d = Durations(math.log(5.0), 0.5**2)
 
