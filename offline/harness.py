@@ -22,6 +22,7 @@ from offline.iam import mirror_role, operator
 from offline.lambdas import LambdaRuntime
 from offline.moto_atomic import make_moto_atomic
 from offline.moto_iam import enforce_iam, relax_iam
+from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
 from offline.record_reader import wait_record
@@ -117,6 +118,7 @@ def build(
     `concurrency`: sandboxes per function without reserved concurrency (Lambda's account limit is 1,000; on a
     two-core machine more than a few cold starts at once only slow each other down)."""
     make_moto_atomic()
+    keep_function_layers()
     enforce_s3_limits()
     speed_up_moto()
     stack = ExitStack()

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -44,6 +45,9 @@ WORKER = Path(__file__).with_name("sandbox_worker.py")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for a function's init phase
 PASS_THROUGH = ("AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "PATH", "LANG", "SYSTEMROOT")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Where the runtime's own packages come from (Lambda's has boto3; this one has the layer's pinned dependencies as
+# well): this interpreter's site-packages, without what its .pth files add.
+RUNTIME_PATHS = list(dict.fromkeys(sysconfig.get_paths()[name] for name in ("purelib", "platlib")))
 
 
 class LambdaCrash(BaseException):
@@ -393,7 +397,9 @@ class LambdaRuntime:
         """A cold start: a new process imports the handler's module and runs its init."""
         parent, child = socket.socketpair()
         process = subprocess.Popen(
-            [sys.executable, "-s", str(WORKER), str(child.fileno())],
+            # No `site`: it would run the virtualenv's .pth files, and the checkout's editable install is one of
+            # them. The runtime's packages are handed over by path instead, after the function's code and layers.
+            [sys.executable, "-s", "-S", str(WORKER), str(child.fileno())],
             pass_fds=(child.fileno(),),
             env=spec.environment,
             cwd=spec.paths[0],
@@ -405,7 +411,9 @@ class LambdaRuntime:
         for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
             threading.Thread(target=_forward, args=(pipe, name, spec.name, self.log_bytes), daemon=True).start()
         channel = Channel(parent)
-        channel.send({"paths": list(spec.paths), "handler": spec.handler, "function_name": spec.name})
+        channel.send(
+            {"paths": list(spec.paths), "runtime": RUNTIME_PATHS, "handler": spec.handler, "function_name": spec.name}
+        )
         sandbox = Sandbox(spec, process, channel, 0.0)
         try:
             ready = self._next_message(sandbox, time.monotonic() + INIT_TIMEOUT_S)

@@ -71,12 +71,18 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def zip_directory(directory: Path) -> bytes:
-    """A deterministic zip of a code folder (sorted entries, fixed timestamps), as `sam package` uploads."""
+    """A deterministic zip of a code folder (sorted entries, fixed timestamps), as `sam package` uploads. Without
+    bytecode and hidden entries, as `sam build` leaves them out: a type checker's cache was 5 MB of the layer."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(directory.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                info = zipfile.ZipInfo(str(path.relative_to(directory)), date_time=(1980, 1, 1, 0, 0, 0))
+            relative = path.relative_to(directory)
+            if (
+                path.is_file()
+                and "__pycache__" not in relative.parts
+                and not any(part.startswith(".") for part in relative.parts)
+            ):
+                info = zipfile.ZipInfo(str(relative), date_time=(1980, 1, 1, 0, 0, 0))
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, path.read_bytes())
     return buffer.getvalue()

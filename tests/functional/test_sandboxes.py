@@ -119,3 +119,28 @@ def test_an_init_that_fails_is_a_service_error_and_no_sandbox_stays(runtime):
     body, errored = call(runtime, function("broken", source="raise ImportError('no module named nowhere')"))
     assert errored and body["errorType"] == "Lambda.ServiceException"
     assert "Runtime.ImportModuleError: ImportError: no module named nowhere" in body["errorMessage"]
+
+
+PROBE_IMPORTS = """
+import importlib.util
+
+def handler(event, context):
+    return {name: importlib.util.find_spec(name) is not None for name in event["names"]}
+"""
+
+
+def test_a_function_imports_only_its_code_its_layers_and_the_runtime_s_sdk(runtime):
+    # The checkout's packages reach this machine's interpreter through the venv's editable install (a .pth
+    # file); a function that found them there ran the checkout's code, not its layer's, and an import its layer
+    # lacks would work here and fail on Lambda.
+    names = ["picwish_pipeline", "picwish", "offline", "mock_server", "bench", "boto3"]
+    found, errored = call(runtime, function("imports", source=PROBE_IMPORTS), {"names": names})
+    assert not errored
+    assert found == {
+        "picwish_pipeline": False,
+        "picwish": False,
+        "offline": False,
+        "mock_server": False,
+        "bench": False,
+        "boto3": True,
+    }
