@@ -28,20 +28,6 @@ from offline.harness import build
 from picwish_pipeline.uploads import parse_job_path
 
 RENDER_MAX_SIDE = 512  # the mock renders results from inputs this size: its CPU is not what is measured
-SUMMARY_FIELDS = (
-    "lost",
-    "duplicate_tasks",
-    "throughput_share_of_ceiling",
-    "sustained_share_of_ceiling",
-    "bound_share_of_ceiling",
-    "qps_utilization",
-    "polls_per_image",
-    "http_429_share",
-    "state_transitions_per_image",
-    "overhead_p50_s",
-    "overhead_p95_s",
-    "wall_s",
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,23 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(report)
             print(json.dumps(report, indent=2), file=console)
         if args.runs > 1:
-            print(json.dumps(summary(reports), indent=2), file=console)
+            print(json.dumps(measure.summary(reports), indent=2), file=console)
     finally:
         sys.stdout = console
     problems = [f"seed {r['settings']['seed']}: {p}" for r in reports for p in measure.verdict(r)]
     for problem in problems:
         sys.stderr.write(f"check: {problem}\n")
     return 1 if args.check and problems else 0
-
-
-def summary(reports: list[dict]) -> dict:
-    """Each figure's min, median and max over the runs: the spread, not the best run."""
-    spread = {}
-    for name in SUMMARY_FIELDS:
-        values = sorted(r[name] for r in reports if r.get(name) is not None)
-        if values:
-            spread[name] = {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
-    return {"runs": len(reports), "seeds": [r["settings"]["seed"] for r in reports], "spread": spread}
 
 
 def run_once(args: argparse.Namespace, seed: int) -> dict:
@@ -341,6 +317,10 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
         "lambda_invocations_per_image": round(len(invocations) / n, 2),
         "overhead_p50_s": measure.percentile(overheads, 0.5),
         "overhead_p95_s": measure.percentile(overheads, 0.95),
+        # Where the true p50 / p95 lie (90 %), given how few tasks one run has: null where it cannot say.
+        "overhead_p50_interval_s": measure.quantile_interval(overheads, 0.5),
+        "overhead_p95_interval_s": measure.quantile_interval(overheads, 0.95),
+        "overheads_s": sorted(round(x, 3) for x in overheads),  # for pooling runs (see `summary`)
         "overhead_split_s": {
             "detection_p50": measure.percentile(lags, 0.5),
             "detection_p95": measure.percentile(lags, 0.95),

@@ -1,6 +1,8 @@
 """The benchmark's judgement: tasks paid per upload key in both input modes, and `--check` saying no."""
 
 import hashlib
+import math
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -91,3 +93,32 @@ def test_the_bound_is_two_calls_per_image_or_a_slow_task_created_late_whichever_
     tasks["t2"]["completed"] = 102.0 + 10.0  # the third task created takes 10 s
     assert measure.bound_wall_s(journal, tasks, qps=2) == pytest.approx(2 / 2 + 10.0)  # created at 1 s at best
     assert measure.bound_wall_s([], tasks, qps=2) is None
+
+
+def test_a_quantile_s_interval_holds_it_nine_times_in_ten_and_says_when_it_cannot():
+    rng = random.Random(7)
+    # 40 overheads drawn from a known law (exponential, median ln 2 / 2): in 2,000 such runs, the interval of the
+    # p50 holds the true p50 about 90 % of the time (at least: order statistics step), not always.
+    true_p50 = math.log(2) / 2
+    held = 0
+    for _ in range(2000):
+        low, high = measure.quantile_interval([rng.expovariate(2) for _ in range(40)], 0.5)
+        held += low <= true_p50 <= high
+    assert 0.9 <= held / 2000 <= 0.95
+    # The interval is two of the values themselves: the 15th and the 26th of 40, the 51st and 70th of 120.
+    assert measure.quantile_interval(range(1, 41), 0.5) == (15, 26)
+    assert measure.quantile_interval(range(1, 121), 0.5) == (51, 70)
+    # 40 values cannot bound a p95 from above (all 40 fall below it with probability 13 %); 120 can.
+    assert measure.quantile_interval(range(1, 41), 0.95) == (36, None)
+    assert measure.quantile_interval(range(1, 121), 0.95) == (110, 119)
+    assert measure.quantile_interval([], 0.5) == (None, None)
+
+
+def test_a_summary_pools_the_runs_overheads():
+    runs = [
+        {"settings": {"seed": seed}, "overhead_p50_s": p50, "overheads_s": values}
+        for seed, p50, values in ((1, 0.3, [0.1, 0.3, 0.9]), (2, 0.6, [0.5, 0.6, 2.0]))
+    ]
+    report = measure.summary(runs)
+    assert report["spread"]["overhead_p50_s"] == {"min": 0.3, "median": 0.6, "max": 0.6}
+    assert report["pooled"]["overheads"] == 6 and report["pooled"]["overhead_p50_s"] == 0.6
