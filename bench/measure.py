@@ -59,7 +59,17 @@ def quantile_interval(values: Iterable[float], q: float, level: float = 0.9) -> 
     only, as each of them is below the true p95 with probability 0.95^40 = 13 %, not under 5 %."""
     ordered = sorted(values)
     n, tail = len(ordered), (1 - level) / 2
-    below = [math.comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(n + 1)]  # P(exactly k values below it)
+    # P(exactly k values below it), in logs: math.comb(2000, 1000) is past the largest float
+    below = [
+        math.exp(
+            math.lgamma(n + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(n - k + 1)
+            + k * math.log(q)
+            + (n - k) * math.log1p(-q)
+        )
+        for k in range(n + 1)
+    ]
     cdf = list(itertools.accumulate(below))
     # The k-th smallest value (1-based) is above the quantile when fewer than k values are below it: P = cdf[k - 1].
     low = max((k for k in range(1, n + 1) if cdf[k - 1] <= tail), default=None)

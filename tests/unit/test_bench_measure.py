@@ -112,6 +112,7 @@ def test_a_quantile_s_interval_holds_it_nine_times_in_ten_and_says_when_it_canno
     assert measure.quantile_interval(range(1, 41), 0.95) == (36, None)
     assert measure.quantile_interval(range(1, 121), 0.95) == (110, 119)
     assert measure.quantile_interval([], 0.5) == (None, None)
+    assert measure.quantile_interval(range(1, 5001), 0.5) == (2442, 2559)  # ten burst runs pooled: no overflow
 
 
 def test_a_summary_pools_the_runs_overheads():
