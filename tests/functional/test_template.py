@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from offline.stack import ARTIFACTS_BUCKET, ROOT, load_template, package, translate
+from offline.stack import ARTIFACTS_BUCKET, ROOT, load_template, package, translate, zip_directory
 
 ASL = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
 THROTTLED = "Lambda.TooManyRequestsException"
@@ -177,3 +179,11 @@ def test_every_way_an_execution_ends_badly_and_a_dead_letter_raise_an_alarm(tran
     for alarm in alarms.values():  # each says what it watches, and pages whoever the stack was given
         assert alarm["Properties"]["AlarmActions"]["Fn::If"][0] == "HasAlarmEmail"
         assert alarm["Properties"]["AlarmDescription"]
+
+
+def test_a_code_package_leaves_out_bytecode_and_hidden_folders_as_sam_build_does(tmp_path):
+    for name in ("pkg/a.py", "pkg/__pycache__/a.cpython-311.pyc", ".mypy_cache/3.11/pkg.json", "pkg/.hidden/b.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    with zipfile.ZipFile(io.BytesIO(zip_directory(tmp_path))) as archive:
+        assert archive.namelist() == ["pkg/a.py"]  # a type checker's cache was 5 MB of the layer
