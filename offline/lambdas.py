@@ -45,8 +45,8 @@ WORKER = Path(__file__).with_name("sandbox_worker.py")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for a function's init phase
 PASS_THROUGH = ("AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "PATH", "LANG", "SYSTEMROOT")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-# Where the runtime's own packages come from (Lambda's has boto3; this one has the layer's pinned dependencies as
-# well): this interpreter's site-packages, without what its .pth files add.
+# Where the runtime's own packages come from: this interpreter's site-packages, without what its .pth files add.
+# Lambda's runtime has boto3 only; this one has every package of the virtualenv (the layer's pins among them).
 RUNTIME_PATHS = list(dict.fromkeys(sysconfig.get_paths()[name] for name in ("purelib", "platlib")))
 
 
@@ -399,7 +399,7 @@ class LambdaRuntime:
         process = subprocess.Popen(
             # No `site`: it would run the virtualenv's .pth files, and the checkout's editable install is one of
             # them. The runtime's packages are handed over by path instead, after the function's code and layers.
-            [sys.executable, "-s", "-S", str(WORKER), str(child.fileno())],
+            [sys.executable, "-S", str(WORKER), str(child.fileno())],  # -S: no user site either
             pass_fds=(child.fileno(),),
             env=spec.environment,
             cwd=spec.paths[0],

@@ -77,11 +77,7 @@ def zip_directory(directory: Path) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(directory.rglob("*")):
             relative = path.relative_to(directory)
-            if (
-                path.is_file()
-                and "__pycache__" not in relative.parts
-                and not any(part.startswith(".") for part in relative.parts)
-            ):
+            if path.is_file() and not any(part == "__pycache__" or part.startswith(".") for part in relative.parts):
                 info = zipfile.ZipInfo(str(relative), date_time=(1980, 1, 1, 0, 0, 0))
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, path.read_bytes())
