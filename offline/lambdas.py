@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -39,15 +38,13 @@ from typing import Any
 from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 
+from .runtime_packages import LinkedPackages, PackagesError
 from .sandbox_worker import Channel
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for a function's init phase
 PASS_THROUGH = ("AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "PATH", "LANG", "SYSTEMROOT")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-# Where the runtime's own packages come from: this interpreter's site-packages, without what its .pth files add.
-# Lambda's runtime has boto3 only; this one has every package of the virtualenv (the layer's pins among them).
-RUNTIME_PATHS = list(dict.fromkeys(sysconfig.get_paths()[name] for name in ("purelib", "platlib")))
 
 
 class LambdaCrash(BaseException):
@@ -82,7 +79,9 @@ class FunctionSpec:
     arn: str
     version: str
     handler: str
-    paths: tuple[str, ...]  # code root first, then each layer's python folder, as Lambda orders them
+    # The code root first, then each layer's python folder, as Lambda orders them; then what `sam build` installs
+    # for each layer, and last the runtime's SDK. Nothing else: a sandbox starts without `site`.
+    paths: tuple[str, ...]
     environment: dict[str, str]
     timeout_s: float
     memory_mb: int
@@ -136,6 +135,7 @@ class LambdaRuntime:
         self._pools: dict[FunctionSpec, _Pool] = {}
         self._busy: dict[int, Sandbox] = {}
         self._extracted: set[str] = set()
+        self.packages = LinkedPackages(self.workdir)
         self.invocations: list[Invocation] = []
         self.cold_starts: list[tuple[str, float]] = []  # (function name, init ms)
         self.aws_calls: collections.Counter[str] = collections.Counter()  # "<service>.<Operation>" the code made
@@ -397,8 +397,8 @@ class LambdaRuntime:
         """A cold start: a new process imports the handler's module and runs its init."""
         parent, child = socket.socketpair()
         process = subprocess.Popen(
-            # No `site`: it would run the virtualenv's .pth files, and the checkout's editable install is one of
-            # them. The runtime's packages are handed over by path instead, after the function's code and layers.
+            # No `site`: it would put the whole virtualenv on the path, and run its .pth files (the checkout's
+            # editable install is one of them). The sandbox gets the paths of its spec instead (`paths`).
             [sys.executable, "-S", str(WORKER), str(child.fileno())],  # -S: no user site either
             pass_fds=(child.fileno(),),
             env=spec.environment,
@@ -411,9 +411,7 @@ class LambdaRuntime:
         for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
             threading.Thread(target=_forward, args=(pipe, name, spec.name, self.log_bytes), daemon=True).start()
         channel = Channel(parent)
-        channel.send(
-            {"paths": list(spec.paths), "runtime": RUNTIME_PATHS, "handler": spec.handler, "function_name": spec.name}
-        )
+        channel.send({"paths": list(spec.paths), "handler": spec.handler, "function_name": spec.name})
         sandbox = Sandbox(spec, process, channel, 0.0)
         try:
             ready = self._next_message(sandbox, time.monotonic() + INIT_TIMEOUT_S)
@@ -434,10 +432,16 @@ class LambdaRuntime:
 
         code_root = self._extract(fn.code_bytes or b"")
         backend = get_backend(fn.account_id, fn.region)
-        layer_paths = []
+        layer_paths, installed = [], []
         for layer in fn.layers or []:
             root = Path(self._extract(backend.layers_versions_by_arn(layer["Arn"]).code_bytes))
             layer_paths.append(str(root / "python" if (root / "python").is_dir() else root))
+            try:
+                packages = self.packages.for_layer(root)
+            except PackagesError as exc:
+                raise _ServiceError(f"{fn.function_name}: layer {layer['Arn']}: {exc}") from None
+            if packages is not None:
+                installed.append(packages)  # what `sam build` installs next to the layer's code
         environment = dict(self._inherited)
         credentials = self.credentials.get(fn.function_name) or self._inherited_credentials
         environment.update(
@@ -461,7 +465,7 @@ class LambdaRuntime:
             arn=fn.function_arn,
             version=str(fn.version),
             handler=fn.handler,
-            paths=(code_root, *layer_paths),
+            paths=(code_root, *layer_paths, *installed, self.packages.runtime_sdk()),
             environment=environment,
             timeout_s=float(fn.timeout or 3),
             memory_mb=int(fn.memory_size or 128),

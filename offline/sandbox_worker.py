@@ -116,7 +116,6 @@ def main() -> None:
     channel = Channel(socket.socket(fileno=int(sys.argv[1])))
     init = channel.recv()
     sys.path[:0] = init["paths"]
-    sys.path.extend(init["runtime"])
     started = time.perf_counter()
     faults = FaultPoints(channel)
     try:

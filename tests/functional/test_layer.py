@@ -16,6 +16,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from offline import runtime_packages
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("submit", "create", "poll", "finalize", "record_failure", "backstop")
 # Lambda's Python 3.12 on Linux: the environment the layer's markers are judged in.
@@ -41,17 +43,8 @@ def pins() -> dict[str, str]:
 
 def closure(names: list[str]) -> set[str]:
     """Every distribution pip installs for `names`, extras and markers judged as on Lambda."""
-    seen, todo = set(), list(names)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        for text in metadata.requires(name) or []:
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({**LAMBDA_MARKERS, "extra": ""}):
-                todo.append(requirement.name)
-    return seen
+    found = runtime_packages.closure([Requirement(name) for name in names], LAMBDA_MARKERS)
+    return {canonicalize_name(dist.metadata["Name"]) for dist in found}
 
 
 def test_the_layer_pins_every_package_it_installs_at_the_version_tested():

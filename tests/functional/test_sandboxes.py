@@ -4,6 +4,7 @@ timeout or the memory size. Driven with small functions of its own, so each beha
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import io
 import json
 import threading
@@ -11,7 +12,9 @@ import time
 import zipfile
 from types import SimpleNamespace
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from offline.lambdas import LambdaRuntime
 
@@ -132,15 +135,55 @@ def handler(event, context):
 def test_a_function_imports_only_its_code_its_layers_and_the_runtime_s_sdk(runtime):
     # The checkout's packages reach this machine's interpreter through the venv's editable install (a .pth
     # file); a function that found them there ran the checkout's code, not its layer's, and an import its layer
-    # lacks would work here and fail on Lambda.
-    names = ["picwish_pipeline", "picwish", "offline", "mock_server", "bench", "boto3"]
-    found, errored = call(runtime, function("imports", source=PROBE_IMPORTS), {"names": names})
+    # lacks would work here and fail on Lambda. So would any package of this virtualenv: Lambda's runtime has
+    # boto3 (and what boto3 needs), nothing more.
+    checkout = ["picwish_pipeline", "picwish", "offline", "mock_server", "bench"]
+    virtualenv = ["flask", "moto", "pytest", "requests", "aws_lambda_powertools", "PIL"]
+    sdk = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "json"]
+    found, errored = call(runtime, function("imports", source=PROBE_IMPORTS), {"names": checkout + virtualenv + sdk})
     assert not errored
-    assert found == {
-        "picwish_pipeline": False,
-        "picwish": False,
-        "offline": False,
-        "mock_server": False,
-        "bench": False,
-        "boto3": True,
-    }
+    assert found == {name: name in sdk for name in checkout + virtualenv + sdk}
+
+
+def layer_version(files: dict[str, str]) -> str:
+    """A layer published to moto's Lambda (inside mock_aws); its version's ARN."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    published = boto3.client("lambda", region_name="us-east-1").publish_layer_version(
+        LayerName="deps", Content={"ZipFile": buffer.getvalue()}
+    )
+    return published["LayerVersionArn"]
+
+
+@pytest.fixture
+def layered():
+    """A probe function with a layer of the given files (in moto's Lambda, where the runtime finds layers)."""
+    with mock_aws():
+
+        def make(files: dict[str, str]):
+            fn = function("layered", source=PROBE_IMPORTS)
+            fn.layers = [{"Arn": layer_version(files)}]
+            return fn
+
+        yield make
+
+
+def test_a_layer_s_requirements_are_importable_as_sam_build_installs_them_and_nothing_else(runtime, layered):
+    requests_pin = f"requests=={metadata.version('requests')}"  # requests needs urllib3, idna, certifi, charset…
+    fn = layered({"python/helper.py": "X = 1\n", "requirements.txt": f"# what the layer needs\n{requests_pin}\n"})
+    names = ["helper", "requests", "idna", "certifi", "charset_normalizer", "flask", "aws_lambda_powertools"]
+    found, errored = call(runtime, fn, {"names": names})
+    assert not errored
+    assert found == {name: name not in ("flask", "aws_lambda_powertools") for name in names}
+
+
+def test_a_layer_requirement_this_machine_cannot_meet_is_a_service_error_naming_it(runtime, layered):
+    body, errored = call(runtime, layered({"requirements.txt": "requests==0.0.1\n"}))
+    assert errored and body["errorType"] == "Lambda.ServiceException"
+    assert body["errorMessage"].endswith(
+        f"requests==0.0.1: the version installed here is requests {metadata.version('requests')}"
+    )
+    body, errored = call(runtime, layered({"requirements.txt": "no-such-package-here==1.0\n"}))
+    assert body["errorMessage"].endswith("no-such-package-here==1.0: no-such-package-here is not installed here")
