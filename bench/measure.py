@@ -4,6 +4,7 @@ with every line that is billed, and the spread and pooled figures of several run
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import math
@@ -145,6 +146,38 @@ def overhead_split(
             lags.append(seen_done[task_id] - task_times[task_id]["completed"])
             after.append(datetime.fromisoformat(written).timestamp() - seen_done[task_id])
     return lags, after
+
+
+def foresight_lags(journal: list[dict], task_times: dict[str, dict], qps: float) -> list[float]:
+    """The detection lags of a poll timing that knew when every task would end: with this run's creates where
+    they went (by the API's clock), each task that ended gets one poll, at the first moment at or after its end
+    that the API's rolling one-second window allows, tasks served in the order they ended. What the run's own
+    lags lose against these is the cost of not knowing the ends (and of the polls that read progress); where
+    these are long too, the budget itself was short."""
+    calls = sorted(e.get("counted_at") or e["time"] for e in journal if e["method"] == "POST" and e.get("task_id"))
+    ends = sorted(t["completed"] for t in task_times.values() if t.get("completed") is not None)
+    per_window = max(1, math.ceil(qps))  # the API admits a call while the second before it holds fewer than qps
+    lags = []
+    for end in ends:
+        at = _first_admitted(calls, end, per_window)
+        bisect.insort(calls, at)
+        lags.append(at - end)
+    return lags
+
+
+def _first_admitted(calls: list[float], start: float, per_window: int) -> float:
+    """The earliest moment at or after `start` where one more call keeps every second within `per_window` calls:
+    `start` itself, or just after a call leaves the window of a moment."""
+    low = bisect.bisect_left(calls, start - 1.0)
+    for at in sorted([start, *(c + 1.0 + 1e-6 for c in calls[low:] if c + 1.0 > start)]):
+        i = bisect.bisect_left(calls, at)
+        near = [*calls[max(0, i - per_window) : i], at, *calls[i : i + per_window]]
+        k = min(i, per_window)  # where `at` is in `near`
+        # Any per_window + 1 calls in a row must span a second, or the last of them is refused.
+        rows = range(max(0, k - per_window), min(k, len(near) - per_window - 1) + 1)
+        if all(near[j + per_window] - near[j] >= 1.0 for j in rows):
+            return at
+    raise AssertionError("unreachable: a moment a second after the last call is always admitted")
 
 
 def bound_wall_s(journal: list[dict], task_times: dict[str, dict], qps: float) -> float | None:

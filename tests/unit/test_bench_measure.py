@@ -95,6 +95,28 @@ def test_the_bound_is_two_calls_per_image_or_a_slow_task_created_late_whichever_
     assert measure.bound_wall_s([], tasks, qps=2) is None
 
 
+def test_with_foresight_each_ended_task_is_polled_at_its_end_or_when_the_api_s_window_first_allows():
+    def post(at: float, task_id: str) -> dict:
+        return {"method": "POST", "status": 200, "task_id": task_id, "time": at, "counted_at": at}
+
+    # Two creates fill the second from 10.0; two tasks end at 10.5 and one alone at 20.0. The run's own polls
+    # (GETs) are not the foresight's: it places its own.
+    journal = [post(10.0, "a"), post(10.2, "b"), {"method": "GET", "status": 200, "task_id": "a", "time": 10.6}]
+    tasks = {
+        "a": {"created": 10.0, "completed": 10.5},
+        "b": {"created": 10.2, "completed": 10.5},
+        "c": {"created": 5.0, "completed": 20.0},
+        "d": {"created": 5.0},  # never ended: no poll finds it
+    }
+    lags = measure.foresight_lags(journal, tasks, qps=2)
+    # 10.0 leaves the window at 11.0, 10.2 at 11.2: the first poll goes then, the second once 10.2 has left
+    # and the first poll's second still holds one call.
+    assert lags == pytest.approx([0.5, 0.7, 0.0], abs=1e-5)
+    # A third call in a second is never placed: the one after two polls at the same end waits a second.
+    lags = measure.foresight_lags([], {k: {"created": 0.0, "completed": 30.0} for k in "xyz"}, qps=2)
+    assert lags == pytest.approx([0.0, 0.0, 1.0], abs=1e-5)
+
+
 def test_a_quantile_s_interval_holds_it_nine_times_in_ten_and_says_when_it_cannot():
     rng = random.Random(7)
     # 40 overheads drawn from a known law (exponential, median ln 2 / 2): in 2,000 such runs, the interval of the
