@@ -49,6 +49,10 @@ def test_a_faulty_run_loses_nothing_pays_once_and_hits_every_crash_window(mode):
     assert report["overhead_p95_interval_s"][1] is None
     low, high = report["overhead_p50_interval_s"]
     assert low is None or high is None or low <= report["overhead_p50_s"] <= high
+    # Foresight polls each task once, at its end or when the API's window allows: never later than the run did
+    split = report["overhead_split_s"]
+    assert 0 <= split["detection_with_foresight_p50"] <= split["detection_p50"]
+    assert 0 <= split["detection_with_foresight_p95"] <= split["detection_p95"]
 
 
 def test_the_check_refuses_a_run_with_uploads_left_without_a_record():
