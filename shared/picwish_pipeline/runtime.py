@@ -80,8 +80,9 @@ def step_handler(
                 metrics.add_dimension(name=name, value=value)
         if measures:
             metrics.add_dimension(name="operation", value=operation)
-        # What comes next is logged too: when a job will call the API again is what an operator asks first.
-        shown = ("status", "phase", "state", "progress", "slot_at", "wait_s")
+        # What comes next is logged too: when a job will call the API again is what an operator asks first, and
+        # whether that call is a reading that gives its slot up to one that cannot wait (`spare`).
+        shown = ("status", "phase", "state", "progress", "slot_at", "wait_s", "spare")
         logger.info("step done", extra={k: result[k] for k in shown if result.get(k) is not None})
         return result
 

@@ -42,6 +42,7 @@ def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_en
             "api_calls": event["n"],
             "slot_at": 1000.0 + event["n"],
             "wait_s": 0,
+            "spare": event["n"] == 2,
         },
         measure=lambda result: [Measure("api_calls", result["api_calls"])],
     )
@@ -58,8 +59,8 @@ def test_each_invocation_logs_its_own_keys_and_flushes_its_own_metrics(lambda_en
     ]
     assert [log["cold_start"] for log in logs] == [True, False, False]
     # when the job calls the API next is in the log; what the step did not set is left out
-    assert [(log["status"], log["slot_at"], log["wait_s"], "progress" in log) for log in logs] == [
-        ("wait", 1000.0 + i + 1, 0, False) for i in range(3)
+    assert [(log["status"], log["slot_at"], log["wait_s"], log["spare"], "progress" in log) for log in logs] == [
+        ("wait", 1000.0 + i + 1, 0, i == 1, False) for i in range(3)
     ]
     assert [m["api_calls"] for m in metrics] == [[1.0], [2.0], [3.0]]  # one flush per invocation, never merged
     assert all(m["service"] == "runtime-test" and m["operation"] == "idphoto" for m in metrics)
