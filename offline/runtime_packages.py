@@ -87,8 +87,9 @@ class LinkedPackages:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self._lock = threading.Lock()
-        self._built: dict[object, str | None] = {}  # every invocation asks; a layer's root is named by its content
+        # Every invocation asks, and a burst's first ones ask at once: one works a set out, the others wait for it.
+        self._lock = threading.RLock()
+        self._built: dict[object, str | None] = {}  # a layer's root is named by its content
 
     def folder(self, dists: Iterable[metadata.Distribution]) -> str:
         dists = list(dists)
@@ -110,13 +111,15 @@ class LinkedPackages:
 
     def for_layer(self, root: Path) -> str | None:
         """The packages `sam build` would install into the layer extracted at `root`; None when it names none."""
-        if root not in self._built:
-            wanted = root / REQUIREMENTS_FILE
-            text = wanted.read_text() if wanted.is_file() else None
-            self._built[root] = None if text is None else self.folder(closure(requirements(text)))
-        return self._built[root]
+        with self._lock:
+            if root not in self._built:
+                wanted = root / REQUIREMENTS_FILE
+                text = wanted.read_text() if wanted.is_file() else None
+                self._built[root] = None if text is None else self.folder(closure(requirements(text)))
+            return self._built[root]
 
     def runtime_sdk(self) -> str:
-        if RUNTIME_SDK not in self._built:
-            self._built[RUNTIME_SDK] = self.folder(closure(RUNTIME_SDK))
-        return str(self._built[RUNTIME_SDK])
+        with self._lock:
+            if RUNTIME_SDK not in self._built:
+                self._built[RUNTIME_SDK] = self.folder(closure(RUNTIME_SDK))
+            return str(self._built[RUNTIME_SDK])

@@ -2,10 +2,13 @@
 extras and markers) and the entries each distribution puts at the top of site-packages."""
 
 import importlib.metadata as metadata
+import threading
+import time
 
 import pytest
 from packaging.requirements import Requirement
 
+from offline import runtime_packages
 from offline.runtime_packages import PackagesError, closure, requirements, top_level
 
 
@@ -41,3 +44,28 @@ def test_a_distribution_s_top_level_entries_leave_out_bytecode_scripts_and_pth_f
     jmespath = metadata.distribution("jmespath")
     assert ".." in {file.parts[0] for file in jmespath.files or []}  # its script, installed outside site-packages
     assert top_level(jmespath) == ["jmespath", f"jmespath-{jmespath.version}.dist-info"]
+
+
+def test_a_burst_of_first_invocations_works_out_a_layer_s_packages_once(tmp_path, monkeypatch):
+    # Each invocation asks for its function's packages; the first ones of a burst arrive together, and each used
+    # to work the closure out itself (70 ms of this process's time each, a burst's first API call 1 s later).
+    worked_out = []
+
+    def slow_closure(wanted, markers=None):
+        worked_out.append(wanted)
+        time.sleep(0.05)
+        return []
+
+    monkeypatch.setattr(runtime_packages, "closure", slow_closure)
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / "requirements.txt").write_text("six\n")
+    packages = runtime_packages.LinkedPackages(tmp_path / "work")
+    threads = [
+        threading.Thread(target=lambda: (packages.for_layer(tmp_path / "layer"), packages.runtime_sdk()))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(worked_out) == 2  # the layer's requirements once, the runtime's SDK once
