@@ -25,6 +25,7 @@ from bench import measure
 from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults
 from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan
 from offline.harness import build
+from offline.stopping import unwind_on_sigterm
 from picwish_pipeline.uploads import parse_job_path
 
 RENDER_MAX_SIDE = 512  # the mock renders results from inputs this size: its CPU is not what is measured
@@ -106,6 +107,7 @@ def _rss(process) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    unwind_on_sigterm()
     console = sys.stdout
     sys.stdout = sys.stderr  # the functions' logs and metrics; the JSON alone goes to the console
     try:

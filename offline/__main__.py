@@ -23,6 +23,7 @@ from .harness import Pipeline, build
 from .jobs import Job, Tracker
 from .report import summary_table, write_html
 from .samples import demo_set
+from .stopping import unwind_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLE = sys.stdout  # what the user sees; the functions' own logs go to .local/lambda.log, as to CloudWatch
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--option", action="append", default=[], help="NAME=VALUE, repeatable (the API's parameters)")
     run.add_argument("--mask", help="a mask image applied to every file (inpaint, retouching-collection)")
     args = parser.parse_args(argv)
+    unwind_on_sigterm()  # `stack` waits for SIGTERM itself, and stops as it does on Ctrl-C
     return {"stack": cmd_stack, "demo": cmd_demo, "run": cmd_run}[args.command](args)
 
 
