@@ -16,12 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL_RUN = ["--n", "8", "--time-scale", "0.05", "--qps", "4", "--small-images", "--json-only", "--check"]
 
 
-def bench_environment(env: dict | None = None) -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)]), **(env or {})}
-
-
 def run_bench(*args: str, env: dict | None = None) -> tuple[int, dict, str]:
-    environment = bench_environment(env)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)]), **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", "bench", *SMALL_RUN, *args],
         cwd=ROOT,
