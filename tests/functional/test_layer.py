@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import json
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,25 +57,18 @@ def test_the_layer_pins_every_package_it_installs_at_the_version_tested():
 
 
 @pytest.fixture(scope="module")
-def layer(tmp_path_factory) -> Path:
-    """The layer's python/ folder as `sam build` fills it: the pinned packages' files, and the layer's code."""
-    python = tmp_path_factory.mktemp("layer") / "python"
-    for name in pins():
-        dist = metadata.distribution(name)
-        for file in dist.files or []:
-            source = Path(str(dist.locate_file(file)))
-            if source.is_file() and ".." not in file.parts:
-                target = python / file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
-    for package in ("picwish", "picwish_pipeline"):
-        shutil.copytree(ROOT / "shared" / package, python / package, ignore=shutil.ignore_patterns("__pycache__"))
-    return python
+def layer(tmp_path_factory) -> str:
+    """The layer's path as `sam build` fills it: its code, then exactly the pinned packages (linked from this
+    virtualenv, as the local Lambda service links them)."""
+    pinned = [Requirement(f"{name}=={version}") for name, version in pins().items()]
+    linked = runtime_packages.LinkedPackages(tmp_path_factory.mktemp("layer"))
+    packages = linked.folder(runtime_packages.closure(pinned, LAMBDA_MARKERS))
+    return os.pathsep.join([str(ROOT / "shared"), packages])
 
 
 RUN = """
-import json, sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import json, os, sys
+sys.path[:0] = [sys.argv[1], *sys.argv[2].split(os.pathsep)]
 import app
 
 class Context:
@@ -89,12 +82,12 @@ print(json.dumps(app.lambda_handler(event, Context()) if event is not None else 
 """
 
 
-def run_alone(layer: Path, function: str, event: dict | None = None) -> object:
+def run_alone(layer: str, function: str, event: dict | None = None) -> object:
     """The handler in an interpreter without site-packages (-S) or the environment's paths (-I)."""
     env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
     env.update(POWERTOOLS_SERVICE_NAME="picwish-pipeline", POWERTOOLS_METRICS_NAMESPACE="PicWishPipeline")
     env.update(OUTPUT_BUCKET="picwish-output", STATE_MACHINE_ARN="arn:aws:states:us-east-1:1:stateMachine:p")
-    args = [sys.executable, "-I", "-S", "-c", RUN, str(ROOT / "functions" / function), str(layer), function]
+    args = [sys.executable, "-I", "-S", "-c", RUN, str(ROOT / "functions" / function), layer, function]
     done = subprocess.run([*args, *([json.dumps(event)] if event else [])], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
