@@ -28,7 +28,7 @@ class PackagesError(Exception):
     named in a form this runtime does not read. The message names the requirement and what is installed."""
 
 
-def requirements(text: str, source: str = REQUIREMENTS_FILE) -> list[Requirement]:
+def requirements(text: str) -> list[Requirement]:
     """The requirements of a requirements.txt: one per line, comments and blank lines left out."""
     found = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -40,7 +40,7 @@ def requirements(text: str, source: str = REQUIREMENTS_FILE) -> list[Requirement
         except InvalidRequirement as exc:
             # pip options (-r, -e, --index-url) and URLs would need pip and a network to honour.
             raise PackagesError(
-                f"{source} line {number}: {line!r} is not a requirement this runtime reads ({exc})"
+                f"{REQUIREMENTS_FILE} line {number}: {line!r} is not a requirement this runtime reads ({exc})"
             ) from None
     return found
 

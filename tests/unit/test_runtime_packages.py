@@ -33,7 +33,7 @@ def test_the_closure_follows_dependencies_and_only_the_extras_asked_for():
 
 
 def test_markers_are_judged_in_the_environment_given():
-    # typing_extensions is required by powertools unconditionally; a marker that excludes it leaves it out.
+    # A requirement whose marker is false here is left out; judged for another interpreter, it is in.
     requirement = Requirement('typing_extensions; python_version < "3.0"')
     assert closure([requirement]) == []
     assert names(closure([requirement], {"python_version": "2.7"})) == {"typing_extensions"}
