@@ -130,7 +130,6 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
     durations = slots.durations(svc, schedule, op)
     busy = schedule.busy(svc.clock())
     first = polling.first_poll(created_at, durations, busy=busy)
-    first_poll = slots.wait_for(svc, limiter.reserve(first.at, within=not busy, spare=first.spare), spare=first.spare)
     return Create(
         status="created",
         task_id=task_id,
@@ -138,7 +137,7 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
         deadline_at=created_at + svc.settings.deadline_for(op.name),
         api_calls=counts.api_calls,
         throttles=counts.throttles,
-    ).waiting(first_poll)
+    ).waiting(slots.poll_at(svc, first, busy=busy))
 
 
 def _api_inputs(svc: Services, job: Job) -> tuple[Any, dict[str, Any]]:

@@ -138,9 +138,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         limit_s=MAX_PROCESSING_S * svc.settings.wait_scale,
         backlog_ends=schedule.lane_at,
     )
-    # An idle budget calls at the moment aimed for, inside its slot, rather than at the next slot's start.
-    slot_at = limiter.reserve(plan.at, within=not busy, spare=plan.spare)
-    return polled.waiting(slots.wait_for(svc, slot_at, spare=plan.spare))
+    return polled.waiting(slots.poll_at(svc, plan, busy=busy))
 
 
 def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:

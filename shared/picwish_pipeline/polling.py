@@ -71,18 +71,28 @@ class Durations:
 
 @dataclass(frozen=True)
 class NextPoll:
-    """When to poll next, and whether that poll may give its slot up (`spare`): an idle budget's reading — a
-    poll not expected to find the task done — gives way to a create or to a poll that is; a busy budget's
-    polls are all aimed where their tasks are most likely done."""
+    """When to poll next, and until when that poll may give its slot up (`spare_until`): an idle budget's
+    reading — a poll not expected to find the task done — gives way to a create or to a poll that is; from the
+    moment its task is expected done (its predicted end, or the median of the belief), it is a poll that is. A
+    busy budget's polls are all aimed where their tasks are most likely done (None: never spare)."""
 
     at: float
-    spare: bool = False
+    spare_until: float | None = None
+
+    @property
+    def spare(self) -> bool:
+        """Whether the poll, at the moment planned, is a reading."""
+        return spares(self.at, self.spare_until)
+
+
+def spares(at: float, spare_until: float | None) -> bool:
+    return spare_until is not None and at < spare_until - 1e-9
 
 
 def first_poll(created_at: float, durations: Durations, *, busy: bool) -> NextPoll:
     if busy:
         return NextPoll(created_at + durations.quantile(BUSY_QUANTILE))
-    return NextPoll(created_at + durations.quantile(FIRST_IDLE_QUANTILE), spare=True)
+    return NextPoll(created_at + durations.quantile(FIRST_IDLE_QUANTILE), created_at + durations.quantile(0.5))
 
 
 def next_poll(
@@ -152,7 +162,12 @@ def next_poll(
         # slots are idle, and a task planned far past it would hold up the end of the whole burst.
         at = min(at, backlog_ends)
     at = max(now + min_gap_s, at)
-    return NextPoll(at, spare=not busy and at < ends_at - 1e-9)
+    if busy:
+        return NextPoll(at)
+    if math.isinf(ends_at):
+        # No progress to predict from: the task is more likely done than not past the belief's median.
+        ends_at = created_at + durations.quantile_after(0.5, elapsed)
+    return NextPoll(at, ends_at)
 
 
 def predicted_total(elapsed: float, progress: int, earlier: tuple[float, int] | None = None) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .polling import Durations
+from .polling import Durations, spares
 
 PARTITION = "api-slots"
 SCHEDULE = "schedule"  # sk 0: the create lane and the learned durations
@@ -47,7 +47,9 @@ class SlotLimiter:
     def spacing(self) -> float:
         return 1.0 / (self.qps * self.headroom)
 
-    def reserve(self, not_before: float | None = None, *, within: bool = False, spare: bool = False) -> float:
+    def reserve(
+        self, not_before: float | None = None, *, within: bool = False, spare_until: float | None = None
+    ) -> float:
         """Reserve one call slot, the first free one at or after `not_before` (default: now); returns the Unix
         time at which the call may be made.
 
@@ -56,11 +58,21 @@ class SlotLimiter:
         `ready_at` already corrects for: a call two slots on waits until no second holds more than `qps` calls.
         For an idle budget, where that wait seldom happens.
 
-        `spare`: a call that can give way (an idle budget's reading poll). A call that cannot — a create, a poll
-        expected to find its task done — takes a spare call's slot when that comes first, and the spare call
-        learns it when it announces itself (`mark_called`) and takes another. Without this, reading polls
-        reserved seconds ahead fill an idle budget's slots, and the poll aimed at a task's end waits behind them."""
+        `spare_until`: a call that can give way (an idle budget's reading poll) in a slot before this moment, when
+        its task is expected done (`polling.spares` tells a caller which the returned moment is). A call that
+        cannot — a create, a poll expected to find its task done — takes a spare call's slot when that comes
+        first, and the spare call learns it when it announces itself (`mark_called`) and takes another. Without
+        this, reading polls reserved seconds ahead fill an idle budget's slots, and the poll aimed at a task's end
+        waits behind them. A reading pushed past its task's expected end by taken slots is such a poll itself: it
+        no longer gives way, nor walks past the slots it could take."""
         start = max(self.clock(), not_before or 0.0)
+
+        def moment(i: int) -> float:
+            return max(start, i * self.spacing) if within else i * self.spacing
+
+        def spare(i: int) -> bool:
+            return spares(moment(i), spare_until)
+
         index = self.index_of(start) if within else math.ceil(start / self.spacing)
         if within and start - index * self.spacing > self.spacing / 2:
             # Late in its slot, the call would announce itself moments before the next slot's call reads the
@@ -71,7 +83,7 @@ class SlotLimiter:
         # another step), and taken slots are finite, so a backlog only makes the slot later — never an error.
         while True:
             taken = self._taken_from(index)
-            while index in taken and (spare or not taken[index]):
+            while index in taken and (spare(index) or not taken[index]):
                 index += 1
             if len(taken) == self.page and index > max(taken):
                 continue  # the whole page was taken: look at the next one before trying a slot
@@ -87,10 +99,10 @@ class SlotLimiter:
             try:
                 self.client.put_item(
                     TableName=self.table_name,
-                    Item=item | ({"spare": {"BOOL": True}} if spare else {}),
+                    Item=item | ({"spare": {"BOOL": True}} if spare(index) else {}),
                     ConditionExpression=condition,
                 )
-                return max(start, index * self.spacing) if within else index * self.spacing
+                return moment(index)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise

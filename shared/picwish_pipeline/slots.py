@@ -35,6 +35,13 @@ def usable(svc: Services, slot_at: float | None, *, spare: bool = False) -> Wait
     return wait_for(svc, float(slot_at), spare=spare)
 
 
+def poll_at(svc: Services, plan: polling.NextPoll, *, busy: bool) -> Waiting:
+    """A slot for a planned poll. An idle budget calls at the moment aimed for, inside its slot, rather than at
+    the next slot's start; the poll is spare if the slot it got comes before its task is expected done."""
+    slot_at = svc.limiter().reserve(plan.at, within=not busy, spare_until=plan.spare_until)
+    return wait_for(svc, slot_at, spare=polling.spares(slot_at, plan.spare_until))
+
+
 def wait_for(svc: Services, slot_at: float, *, spare: bool = False) -> Waiting:
     """Step Functions waits whole seconds, until about SLOT_LEAD_S before the slot; the step sleeps the rest."""
     return Waiting(slot_at, max(0, math.floor(slot_at - svc.clock() - SLOT_LEAD_S)), spare)

@@ -13,6 +13,7 @@ from offline.moto_atomic import make_moto_atomic
 from picwish_pipeline import slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import Create
+from picwish_pipeline.polling import NextPoll
 from picwish_pipeline.ratelimit import PARTITION, SlotLimiter
 from picwish_pipeline.services import Services
 
@@ -210,8 +211,8 @@ def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_le
     lim = svc.limiter()
     wanted = lim.reserve(1005.0)
     lim.page = 3  # a short page: the walk past taken slots reads several
-    reading = lim.reserve(wanted + lim.spacing, spare=True)
-    announced = lim.reserve(wanted + lim.spacing, spare=True)  # a spare call never takes another's slot
+    reading = lim.reserve(wanted + lim.spacing, spare_until=math.inf)
+    announced = lim.reserve(wanted + lim.spacing, spare_until=math.inf)  # a spare call never takes another's slot
     assert announced == pytest.approx(wanted + 2 * lim.spacing)
     assert lim.mark_called(announced, announced, spare=True) is True
     aimed = lim.reserve(wanted)  # wants the taken slot: takes the first one it may, the reading's
@@ -225,6 +226,27 @@ def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_le
     made = []
     out = slots.call_in_slot(svc, reading, lambda: made.append(fake.now) or Create(), otherwise=Create(), spare=True)
     assert made == [] and not out.spare and out.slot_at > reading
+
+
+def test_a_reading_pushed_past_its_task_s_expected_end_by_taken_slots_no_longer_gives_way(table):
+    fake = FakeTime(1000.0)
+    svc = services(table, fake)
+    lim = svc.limiter()
+    base = math.ceil(1005.0 / lim.spacing) * lim.spacing
+    for _ in range(3):  # a create and two polls aimed at their tasks' ends
+        lim.reserve(base)
+    # A reading planned at `base`, its task expected done 1.5 slots later: the first free slot is past that.
+    plan = NextPoll(base, spare_until=base + 1.5 * lim.spacing)
+    reading = slots.poll_at(svc, plan, busy=False)
+    assert reading.slot_at == pytest.approx(base + 3 * lim.spacing) and not reading.spare
+    # There it is a poll expected to find its task done: a call that cannot wait does not take its slot.
+    assert lim.reserve(base) == pytest.approx(base + 4 * lim.spacing)
+    assert lim.mark_called(reading.slot_at, reading.slot_at) is True
+    # A reading whose slot comes before its task's expected end still gives way.
+    later = base + 20 * lim.spacing
+    early = slots.poll_at(svc, NextPoll(later, spare_until=later + 10), busy=False)
+    assert early.spare and lim.reserve(later) == pytest.approx(early.slot_at) == pytest.approx(later)
+    assert lim.mark_called(early.slot_at, early.slot_at, spare=True) is False
 
 
 def second_slot_a_second_ahead(table):

@@ -16,7 +16,7 @@ from picwish.errors import error_for
 from picwish.results import TaskResult
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
-from picwish_pipeline.polling import Durations
+from picwish_pipeline.polling import Durations, spares
 from picwish_pipeline.ratelimit import Schedule
 from picwish_pipeline.services import Services
 
@@ -146,11 +146,13 @@ class FakeLimiter:
     learned: list[tuple[str, Durations]] = field(default_factory=list)
     learn_fails: bool = False
 
-    def reserve(self, not_before: float | None = None, *, within: bool = False, spare: bool = False) -> float:
+    def reserve(
+        self, not_before: float | None = None, *, within: bool = False, spare_until: float | None = None
+    ) -> float:
         at = max(self.clock(), not_before or 0.0)
         self.reserved.append(at)
         self.within.append(within)
-        self.spare.append(spare)
+        self.spare.append(spares(at, spare_until))
         return at
 
     def reserve_create(self, gap_slots: float) -> float:

@@ -207,3 +207,19 @@ def test_an_idle_budget_s_readings_are_spare_and_a_poll_expected_to_find_the_tas
     assert not polling.next_poll(0.0, 2.0, 89, d, busy=False, min_gap_s=0.5, max_gap_s=2.0).spare
     busy = polling.next_poll(0.0, 3.0, 0, d, busy=True, min_gap_s=1.0)
     assert not busy.spare  # under a backlog every poll is aimed where its task is most likely done
+
+
+def test_a_reading_is_spare_until_its_task_is_expected_done():
+    """A reading whose slot slips past this moment is a poll expected to find its task done (ratelimit.reserve)."""
+    d = Durations(math.log(4.0), 0.5**2)
+    # with progress: its predicted end, 60 % after 3 s (a whole percent reported: 60.5 % reached)
+    half_way = polling.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
+    assert half_way.spare_until == pytest.approx(3.0 * 100 / 60.5 + polling.ARRIVAL_MARGIN_S)
+    # without: the median of the belief among tasks still running after 3 s, 4.8 s here
+    no_progress = polling.next_poll(0.0, 3.0, 0, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
+    assert no_progress.spare_until == pytest.approx(4.793, abs=0.001)
+    assert polling.first_poll(100.0, d, busy=False).spare_until == pytest.approx(104.0)  # the belief's median
+    # under a backlog there are no readings
+    assert polling.next_poll(0.0, 3.0, 60, d, busy=True, min_gap_s=1.0).spare_until is None
+    assert polling.first_poll(100.0, d, busy=True).spare_until is None
+    assert polling.spares(4.0, 4.5) and not polling.spares(4.5, 4.5) and not polling.spares(4.0, None)
