@@ -14,7 +14,7 @@ from offline.samples import encode, mask, portrait
 from picwish.catalog import OPERATIONS
 
 # Processing time per operation: median seconds and the sigma of its log. Chosen apart from the catalog's
-# `typical_processing_s` (idphoto 8, correction 2, inpaint 4, retouching 3, clothing 2), so a pipeline that only
+# `typical_processing_s` (retouching 8, correction 2, inpaint 4, clothing 3, idphoto 2), so a pipeline that only
 # trusts the catalog polls at the wrong moment and the benchmark shows it.
 PROCESSING = {
     "idphoto": (4.5, 0.45),
@@ -113,13 +113,16 @@ def progress_shape(rng: random.Random, shapes: list[str]) -> tuple[str, list[tup
     return name, kept
 
 
-def photo(rng: random.Random, target_bytes: int) -> Image.Image:
-    """A portrait with noise (so it compresses like a photo), about `target_bytes` as a JPEG, 4:3, ≤ 4000 px."""
+def photo(rng: random.Random, target_bytes: int, *, render: bool = True) -> Image.Image | None:
+    """A portrait with noise (so it compresses like a photo), about `target_bytes` as a JPEG, 4:3, ≤ 4000 px.
+    Not `render`ed: None, after the same draws, so the uploads after it stay the same."""
     pixels = target_bytes / BYTES_PER_PIXEL
     width = min(4000, max(64, int(math.sqrt(pixels * 4 / 3))))
     height = min(3000, max(48, int(width * 3 / 4)))
-    noise = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
-    return Image.blend(portrait(width, height), noise, 0.15)
+    noise = rng.randbytes(width * height * 3)
+    if not render:
+        return None
+    return Image.blend(portrait(width, height), Image.frombytes("RGB", (width, height), noise), 0.15)
 
 
 def plan(
@@ -131,9 +134,11 @@ def plan(
     interval_s: float,
     small: bool = False,
     shapes: list[str] | None = None,
+    images: bool = True,
 ) -> list[Upload]:
     """N uploads in the given mix. `burst`: all at once; `trickle`: one every `interval_s` on average (Poisson).
-    Each task's progress takes one of `shapes` (default: all of them, equally often)."""
+    Each task's progress takes one of `shapes` (default: all of them, equally often). Without `images`, the same
+    uploads with empty bodies and no masks (for `bench.simulate`, which needs only their times)."""
     shapes = shapes or list(PROGRESS_SHAPES)
     # Shapes from a generator of their own: a seed's images, processing times and arrivals stay what they were
     # before shapes existed, so figures compare across versions.
@@ -144,15 +149,15 @@ def plan(
         op = rng.choices(names, [mix[name] for name in names])[0]
         if small:
             size_mb = 0.0
-            image = photo(rng, 4000)
+            image = photo(rng, 4000, render=images)
         else:
             size_mb = min(SIZE_MAX_MB, max(SIZE_MIN_MB, SIZE_MEDIAN_MB * math.exp(rng.gauss(0, SIZE_SIGMA))))
-            image = photo(rng, int(size_mb * 1e6))
+            image = photo(rng, int(size_mb * 1e6), render=images)
         stem = f"b{i:04d}"
         shape, points = progress_shape(shape_rng, shapes)
         upload = Upload(
             key=f"incoming/{op}/bench/{stem}.jpg",
-            body=encode(image, "JPEG"),
+            body=encode(image, "JPEG") if image is not None else b"",
             operation=op,
             processing_s=round(processing_time(rng, op), 3),
             progress_curve=round(math.exp(rng.gauss(0, PROGRESS_SIGMA)), 3),
@@ -160,7 +165,7 @@ def plan(
             progress_shape=shape,
             progress_points=points,
         )
-        if any(slot.name == "mask" for slot in OPERATIONS[op].slots):
+        if image is not None and any(slot.name == "mask" for slot in OPERATIONS[op].slots):
             w, h = image.size
             box = (w // 3, h // 3, w // 2, h // 2)
             upload.masks[f"masks/{op}/bench/{stem}.png"] = encode(mask((w, h), box), "PNG")

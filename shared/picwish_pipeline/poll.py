@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from botocore.exceptions import ClientError
 
+from picwish.catalog import Operation
 from picwish.client import PicWishClient
 from picwish.errors import (
     APIConnectionError,
@@ -24,6 +25,7 @@ from picwish.states import MAX_PROCESSING_S
 
 from . import polling, slots, storage
 from .payloads import Poll, StepInput
+from .ratelimit import Schedule
 from .reasons import Reason
 from .services import Services
 
@@ -124,21 +126,49 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
             task_created_at=result.created_at,
         )
     busy = schedule.busy(now)
-    interval = op.poll_interval_s * svc.settings.wait_scale
-    plan = polling.next_poll(
+    plan = plan_next_poll(
+        op,
+        svc.settings.wait_scale,
+        schedule,
+        durations,
+        created_at=created_at,
+        now=now,
+        progress=result.progress,
+        earlier=_reading(created_at, base),
+        deadline=float(create.deadline_at or 0),
+    )
+    return polled.waiting(slots.poll_at(svc, plan, busy=busy))
+
+
+def plan_next_poll(
+    op: Operation,
+    wait_scale: float,
+    schedule: Schedule,
+    durations: polling.Durations,
+    *,
+    created_at: float,
+    now: float,
+    progress: int | None,
+    earlier: tuple[float, int] | None,
+    deadline: float,
+) -> polling.NextPoll:
+    """When to poll a task seen still processing at `now`, with this operation's gaps and the budget's state
+    (`bench.simulate` replays it)."""
+    busy = schedule.busy(now)
+    interval = op.poll_interval_s * wait_scale
+    return polling.next_poll(
         created_at,
         now,
-        result.progress,
+        progress,
         durations,
         busy=busy,
         min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
         max_gap_s=interval * IDLE_MAX_POLL_GAP,
-        earlier=_reading(created_at, base),
-        deadline=float(create.deadline_at or 0),
-        limit_s=MAX_PROCESSING_S * svc.settings.wait_scale,
+        earlier=earlier,
+        deadline=deadline,
+        limit_s=MAX_PROCESSING_S * wait_scale,
         backlog_ends=schedule.lane_at,
     )
-    return polled.waiting(slots.poll_at(svc, plan, busy=busy))
 
 
 def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:

@@ -1,0 +1,250 @@
+"""A fast replay of the poll timing, for judging a change to it in seconds instead of half an hour: the benchmark's
+workload, the mock's own progress model, the layer's own poll planning and slot table (on an in-process DynamoDB),
+on a virtual clock. The Step Functions loop and the Lambda steps around them are imitated by a few fixed delays,
+so its figures guide tuning only; the figures reported are the real benchmark's (`python -m bench`).
+
+    python -m bench.simulate --scenario trickle --n 160 --seeds 1-20
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import boto3
+from moto import mock_aws
+
+from bench import measure
+from bench.workload import Upload, parse_mix, parse_shapes, plan
+from mock_server.config import MockConfig
+from mock_server.forms import CreateRequest
+from mock_server.progression import Progression, Task
+from mock_server.scenarios import Outcome
+from picwish.catalog import OPERATIONS
+from picwish.states import MAX_PROCESSING_S
+from picwish_pipeline import polling
+from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.create import CREATE_LANE_GAP
+from picwish_pipeline.poll import plan_next_poll
+from picwish_pipeline.ratelimit import SlotLimiter
+from picwish_pipeline.slots import READY_LEAD_S, SLOT_LEAD_S
+
+# Delays of the local stack, measured from its step logs (trickle, time scale 1): the upload to the create step's
+# first run; a state transition and a warm invocation; a call's answer to the step's next reservation.
+SUBMIT_S = 0.45
+TRANSITION_S = 0.08
+ANSWER_S = 0.03
+TABLE = "slots"
+EPOCH = 1.8e9  # the virtual clock's start: a Unix time, as the slot table and the create lane expect
+
+
+@dataclass(order=True)
+class _Event:
+    at: float
+    seq: int
+    run: Callable[[], None] = field(compare=False)
+
+
+@dataclass
+class _Job:
+    upload: Upload
+    task: Task | None = None
+    created_at: float | None = None
+    reading: tuple[float, int] | None = None  # the (elapsed, progress) of the last poll that saw progress
+    polled_at: float | None = None
+    polls: int = 0
+    displaced: int = 0
+    lag: float | None = None
+
+
+class Simulation:
+    def __init__(self, uploads: list[Upload], *, qps: float, client) -> None:
+        self.now = EPOCH
+        self.queue: list[_Event] = []
+        self.seq = itertools.count()
+        self.settings = PipelineSettings(rate_table=TABLE, qps=qps)
+        self.limiter = SlotLimiter(TABLE, qps, client, clock=lambda: self.now)
+        self.progression = Progression(MockConfig(), clock=lambda: self.now)
+        self.calls: list[float] = []  # when each API call reached the API
+        self.jobs = [_Job(u) for u in uploads]
+        self.qps = qps
+        self.throttled = 0
+
+    def at(self, moment: float, run: Callable[[], None]) -> None:
+        heapq.heappush(self.queue, _Event(max(moment, self.now), next(self.seq), run))
+
+    def run(self) -> None:
+        for job in self.jobs:
+            self.at(EPOCH + job.upload.at_s + SUBMIT_S, lambda job=job: self._create(job))
+        while self.queue:
+            event = heapq.heappop(self.queue)
+            self.now = event.at
+            event.run()
+
+    # -- the steps -----------------------------------------------------------------------------------------
+
+    def _create(self, job: _Job) -> None:
+        self._wait(self.limiter.reserve_create(CREATE_LANE_GAP), False, lambda: self._created(job), job)
+
+    def _created(self, job: _Job) -> None:
+        upload, op = job.upload, OPERATIONS[job.upload.operation]
+        outcome = Outcome(
+            processing=upload.processing_s,
+            progress_curve=upload.progress_curve,
+            progress_points=upload.progress_points,
+        )
+        request = CreateRequest(op, False, {})
+        job.task = Task(upload.key, upload.key, op, request, outcome, self.now, upload.processing_s)
+        job.created_at = self.now
+        self.now += ANSWER_S
+        schedule = self.limiter.schedule()
+        busy = schedule.busy(self.now)
+        first = polling.first_poll(job.created_at, self._durations(schedule, op), busy=busy)
+        self._planned(job, first, busy)
+
+    def _poll(self, job: _Job) -> None:
+        assert job.task is not None and job.created_at is not None
+        job.polls += 1
+        step = self.progression.look(job.task)
+        self.now += ANSWER_S
+        op = job.task.operation
+        schedule = self.limiter.schedule()
+        durations = self._durations(schedule, op)
+        if step.terminal:
+            ended = job.task.created + min(job.task.processing_s, MAX_PROCESSING_S)
+            job.lag = self.now - ANSWER_S - ended
+            seconds = polling.completion_sample(job.created_at, job.polled_at, self.now, None, None)
+            self.limiter.learn(op.name, durations.learn(seconds))
+            return
+        earlier = job.reading
+        job.polled_at = self.now
+        if step.progress:
+            job.reading = (self.now - job.created_at, step.progress)
+        plan_ = plan_next_poll(
+            op,
+            1.0,
+            schedule,
+            durations,
+            created_at=job.created_at,
+            now=self.now,
+            progress=step.progress,
+            earlier=earlier,
+            deadline=job.created_at + self.settings.deadline_for(op.name),
+        )
+        self._planned(job, plan_, schedule.busy(self.now))
+
+    def _planned(self, job: _Job, plan_: polling.NextPoll, busy: bool) -> None:
+        slot_at = self.limiter.reserve(plan_.at, within=not busy, spare_until=plan_.spare_until)
+        self._wait(slot_at, polling.spares(slot_at, plan_.spare_until), lambda: self._poll(job), job)
+
+    def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: _Job) -> None:
+        """As `slots.wait_for` and `call_in_slot`: Step Functions waits whole seconds, the step wakes, reads the
+        send times shortly before the slot, announces its call (or learns a call that could not wait took its
+        spare slot) and calls."""
+        woken = self.now + TRANSITION_S + max(0, math.floor(slot_at - self.now - SLOT_LEAD_S))
+        self.at(max(woken, slot_at - READY_LEAD_S), lambda: self._announce(slot_at, spare, call, job))
+
+    def _announce(self, slot_at: float, spare: bool, call: Callable[[], None], job: _Job) -> None:
+        ready = self.limiter.ready_at(slot_at)
+        if self.limiter.missed(slot_at, at=ready):
+            self._wait(self.limiter.reserve(ready), False, call, job)
+            return
+        if not self.limiter.mark_called(slot_at, ready, spare=spare):
+            job.displaced += 1
+            self._wait(self.limiter.reserve(ready, within=True), False, call, job)
+            return
+        self.at(ready, lambda: self._call(call))
+
+    def _call(self, call: Callable[[], None]) -> None:
+        window = [t for t in self.calls[-8:] if t > self.now - 1.0]
+        if len(window) >= math.ceil(self.qps):
+            self.throttled += 1  # the API would answer 429; counted, and (rare) let through
+        self.calls.append(self.now)
+        call()
+
+    def _durations(self, schedule, op) -> polling.Durations:
+        return schedule.durations_of(op.name, op.typical_processing_s)
+
+    def report(self) -> dict:
+        lags = [j.lag for j in self.jobs if j.lag is not None]
+        polls = sum(j.polls for j in self.jobs)
+        return {
+            "tasks": len(lags),
+            "lag_p50_s": measure.percentile(lags, 0.5),
+            "lag_p95_s": measure.percentile(lags, 0.95),
+            "polls_per_image": round(polls / max(1, len(self.jobs)), 3),
+            "displaced_per_image": round(sum(j.displaced for j in self.jobs) / max(1, len(self.jobs)), 3),
+            "over_qps": self.throttled,
+            "lags_s": [round(x, 3) for x in lags],
+        }
+
+
+def simulate(uploads: list[Upload], qps: float = 2.0) -> dict:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sim = Simulation(uploads, qps=qps, client=client)
+        sim.run()
+        return sim.report()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", choices=("burst", "trickle"), default="trickle")
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--interval", type=float, default=4.0)
+    p.add_argument("--qps", type=float, default=2.0)
+    p.add_argument("--seeds", default="1-3", help="a range (1-20) or a list (1,2,3)")
+    p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
+    p.add_argument("--progress", default="power,stall,late,steps,noisy")
+    args = p.parse_args(argv)
+    if "-" in args.seeds:
+        low, high = (int(x) for x in args.seeds.split("-"))
+        seeds = list(range(low, high + 1))
+    else:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    pooled: list[float] = []
+    for seed in seeds:
+        uploads = plan(
+            args.n,
+            parse_mix(args.mix),
+            random.Random(seed),
+            scenario=args.scenario,
+            interval_s=args.interval,
+            shapes=parse_shapes(args.progress),
+            images=False,
+        )
+        report = simulate(uploads, args.qps)
+        pooled += report.pop("lags_s")
+        print(json.dumps({"seed": seed, **report}), flush=True)
+    print(
+        json.dumps(
+            {
+                "pooled_tasks": len(pooled),
+                "lag_p50_s": measure.percentile(pooled, 0.5),
+                "lag_p50_interval_s": measure.quantile_interval(pooled, 0.5),
+                "lag_p95_s": measure.percentile(pooled, 0.95),
+                "lag_p95_interval_s": measure.quantile_interval(pooled, 0.95),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

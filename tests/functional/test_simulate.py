@@ -1,0 +1,55 @@
+"""The poll timing's replay (`bench.simulate`): it runs the layer's planning and slot table on the mock's
+progress model, on a virtual clock, keeps the API's QPS, and finds every task done."""
+
+import itertools
+import math
+import random
+
+import pytest
+
+from bench.simulate import TRANSITION_S, Simulation, simulate
+from bench.workload import Upload, plan
+from picwish.catalog import OPERATIONS
+from picwish_pipeline.create import CREATE_LANE_GAP
+from picwish_pipeline.polling import FIRST_IDLE_QUANTILE, Durations
+
+MIX = {"idphoto": 1.0, "inpaint": 1.0, "correction": 1.0}
+
+
+def upload(processing_s: float, i: int = 0, at_s: float = 0.0) -> Upload:
+    return Upload(f"incoming/idphoto/{i}.jpg", b"", "idphoto", processing_s, progress_curve=1.0, at_s=at_s)
+
+
+def test_a_lone_task_is_polled_as_the_layer_plans_and_found_done_soon_after_its_end(rate_table):
+    sim = Simulation([upload(6.0)], qps=2, client=rate_table)
+    sim.run()
+    job = sim.jobs[0]
+    create, *polls = sim.calls
+    assert create == job.created_at and len(polls) == job.polls
+    # the first poll at the 5th percentile of the catalog's guess (idphoto: 2 s), inside its slot: an idle budget
+    first = Durations.prior(OPERATIONS["idphoto"].typical_processing_s).quantile(FIRST_IDLE_QUANTILE)
+    assert polls[0] - create == pytest.approx(first, abs=0.01)
+    # then readings no closer than 0.5 s and no further apart than 1 s (an idle budget's gaps), or the start of the
+    # next slot when the moment aimed at falls late in one
+    assert all(0.5 <= b - a <= 1.0 + sim.limiter.spacing for a, b in itertools.pairwise(polls))
+    assert polls[-1] >= create + 6.0 > polls[-2] and 0 <= job.lag < 0.5
+
+
+def test_a_burst_s_creates_take_their_places_in_the_lane(rate_table):
+    sim = Simulation([upload(3.0, i) for i in range(6)], qps=2, client=rate_table)
+    sim.run()
+    created = sorted(job.created_at for job in sim.jobs)
+    # a place every 2.1 slots, each create in the first slot at or after its place, called at its slot or, when
+    # the step woke after it, as soon as it woke
+    gaps = [b - a for a, b in itertools.pairwise(created)]
+    assert min(gaps) >= 2 * sim.limiter.spacing - TRANSITION_S
+    assert created[-1] - created[0] >= math.floor(CREATE_LANE_GAP * 5) * sim.limiter.spacing - TRANSITION_S
+    assert all(job.lag is not None and job.lag >= 0 for job in sim.jobs)
+
+
+def test_a_trickle_keeps_the_qps_finds_every_task_done_and_replays_the_same():
+    uploads = plan(30, MIX, random.Random(5), scenario="trickle", interval_s=2.0, small=True, images=False)
+    first, again = simulate(uploads), simulate(uploads)
+    assert first == again
+    assert first["tasks"] == 30 and first["over_qps"] == 0
+    assert all(lag >= 0 for lag in first["lags_s"]) and not math.isnan(first["polls_per_image"])
