@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
 
-.PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs build checkov clean
+.PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs simulate build checkov clean
 
 install: $(STAMP) $(BIN)/picwish-ops
 
@@ -58,6 +58,11 @@ bench: install
 
 bench-trickle: install
 	$(BIN)/python -m bench --scenario trickle --runs 3 --check
+
+# The poll timing replayed on a virtual clock (bench/simulate.py): 800 trickle tasks in about three minutes, to
+# judge a change before the real benchmark measures it.
+simulate: install
+	$(BIN)/python -m bench.simulate --scenario trickle --n 160 --seeds 11-15
 
 bench-faults: install
 	$(BIN)/python -m bench --faults --check

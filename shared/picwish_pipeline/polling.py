@@ -17,6 +17,8 @@ BUSY_QUANTILE = 0.92  # under a backlog a poll goes where most tasks are done: e
 BUSY_MARGIN = 0.15  # under a backlog a progress-based estimate is padded: a poll that comes early is wasted
 ARRIVAL_MARGIN_S = 0.05  # a poll aimed at the predicted end arrives just after it, not just before
 MAX_EXPONENT = 3.0  # the steepest progress curve (progress ∝ time^k) two readings may suggest, either way
+IDLE_AGE_SHARE = 1 / 4  # an idle budget reads a running task again within this share of its age ...
+STALLED_AGE_SHARE = 1 / 8  # ... and a stalled one (the same percent twice) within this share
 DEADLINE_LEAD_S = 2.0  # the last poll before a job's deadline comes this long before it
 MAX_TAIL = 0.999  # conditional quantiles stop here: past it a lognormal says "never", a task still ends
 
@@ -144,7 +146,7 @@ def next_poll(
         # again within a quarter of the task's age. A stall (the same percent twice) says nothing about when it
         # ends, and its jump to done may come at any moment: it is looked at every max gap while young, every
         # eighth of its age when old (a 170 s task stalled for 100 s was polled 43 times at 1 s).
-        at = min(at, now + max(max_gap_s, elapsed / (8 if stalled else 4)))
+        at = min(at, now + max(max_gap_s, elapsed * (STALLED_AGE_SHARE if stalled else IDLE_AGE_SHARE)))
     if not fitted:
         # One early reading can put the end far out (its curve unknown): the task is looked at again before it
         # has run twice as long — three times, under a backlog, where a poll saved is a create's slot. Two
