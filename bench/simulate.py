@@ -1,9 +1,10 @@
-"""A fast replay of the poll timing, for judging a change to it in seconds instead of half an hour: the benchmark's
-workload, the mock's own progress model, the layer's own poll planning and slot table (on an in-process DynamoDB),
-on a virtual clock. The Step Functions loop and the Lambda steps around them are imitated by a few fixed delays,
-so its figures guide tuning only; the figures reported are the real benchmark's (`python -m bench`).
+"""A fast replay of the poll timing, for judging a change to it in minutes instead of an hour of benchmark runs:
+the benchmark's workload, the mock's own progress model, the layer's own poll planning and slot table (on an
+in-process DynamoDB), on a virtual clock. The Step Functions loop and the Lambda steps around them are imitated by
+a few fixed delays, so its figures guide tuning only; the figures reported are the real benchmark's
+(`python -m bench`).
 
-    python -m bench.simulate --scenario trickle --n 160 --seeds 1-20
+    python -m bench.simulate --scenario trickle --n 160 --seeds 11-15
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ class NextPoll:
 
 
 def spares(at: float, spare_until: float | None) -> bool:
+    """Whether a poll at `at` is a reading, which gives its slot up to a call that cannot wait."""
     return spare_until is not None and at < spare_until - 1e-9
 
 
