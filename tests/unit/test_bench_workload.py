@@ -67,3 +67,17 @@ def test_shapes_leave_a_seed_s_images_processing_times_and_arrivals_as_they_were
     mixed, uploads = drawn(None)
     assert mixed == only_power
     assert {u.progress_shape for u in uploads} == set(PROGRESS_SHAPES)
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_a_plan_without_images_is_the_same_uploads_without_their_bytes(small):
+    """`bench.simulate` replays a seed's tasks without rendering them: the draws after each image stay the same."""
+
+    def seen(uploads):
+        return [(u.key, u.operation, u.processing_s, u.progress_curve, u.progress_shape, u.at_s) for u in uploads]
+
+    with_images = plan(6, MIX, random.Random(3), scenario="trickle", interval_s=4.0, small=small)
+    without = plan(6, MIX, random.Random(3), scenario="trickle", interval_s=4.0, small=small, images=False)
+    assert seen(without) == seen(with_images)
+    assert [u.progress_points for u in without] == [u.progress_points for u in with_images]
+    assert all(u.body == b"" and not u.masks for u in without) and all(u.body for u in with_images)
