@@ -70,6 +70,14 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return template
 
 
+def table_keys(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
+    """A DynamoDB table's keys and billing mode as the template declares them, for `create_table` outside a stack:
+    the QPS table of the slot limiter's tests and of the poll timing's replay (`bench.simulate`)."""
+    properties = load_template(path)["Resources"][logical_id]["Properties"]
+    wanted = {name: properties[name] for name in ("KeySchema", "AttributeDefinitions", "BillingMode")}
+    return json.loads(json.dumps(wanted))  # plain values: the decoder's nodes carry their place in the file
+
+
 def zip_directory(directory: Path) -> bytes:
     """A deterministic zip of a code folder (sorted entries, fixed timestamps), as `sam package` uploads. Without
     bytecode and hidden entries, as `sam build` leaves them out: a type checker's cache was 5 MB of the layer."""

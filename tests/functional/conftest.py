@@ -8,6 +8,9 @@ from moto import mock_aws
 
 from mock_server import MockConfig, create_app
 from offline.harness import AWS_ENV, build
+from offline.stack import table_keys
+
+RATE_TABLE_KEYS = table_keys("RateLimitTable")
 
 KEY = "func-key"
 OTHER_KEY = "func-key-2"
@@ -38,15 +41,7 @@ def rate_table():
     """In-process DynamoDB (moto) with the QPS table "slots", keyed as template.yaml's RateLimitTable."""
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName="slots", **RATE_TABLE_KEYS)
         yield client
 
 
