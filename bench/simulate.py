@@ -28,19 +28,20 @@ from mock_server.config import MockConfig
 from mock_server.forms import CreateRequest
 from mock_server.progression import Progression, Task
 from mock_server.scenarios import Outcome
+from offline.stack import table_keys
 from picwish.catalog import OPERATIONS
 from picwish.states import MAX_PROCESSING_S
-from picwish_pipeline import polling
+from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.create import CREATE_LANE_GAP
 from picwish_pipeline.poll import plan_next_poll
 from picwish_pipeline.ratelimit import SlotLimiter
 from picwish_pipeline.slots import READY_LEAD_S, SLOT_LEAD_S
 
-# Delays of the local stack, set by hand near what its step logs show (trickle, time scale 1), not fitted: the
-# upload to the create step's first run; a state transition and a warm invocation; a call's answer to the step's
-# next reservation. With them, the replay's lags come within about 0.1 s (p50) and 0.4 s (p95) of real runs of the
-# same seeds, and its polls per image within 0.1 (README, "A replay of the poll timing").
+# Delays of the local stack, set by hand (guessed, neither measured nor fitted): the upload to the create step's
+# first run; a state transition and a warm invocation; a call's answer to the step's next reservation. With them,
+# the replay's lags come within 0.13 s (p50) and 0.27 s (p95) of real runs of the same seeds, and its polls per
+# image within 0.08 (README, "A replay of the poll timing").
 SUBMIT_S = 0.45
 TRANSITION_S = 0.08
 ANSWER_S = 0.03
@@ -113,7 +114,7 @@ class Simulation:
         self.now += ANSWER_S
         schedule = self.limiter.schedule()
         busy = schedule.busy(self.now)
-        first = polling.first_poll(job.created_at, self._durations(schedule, op), busy=busy)
+        first = polling.first_poll(job.created_at, slots.durations(schedule, op, 1.0), busy=busy)
         self._planned(job, first, busy)
 
     def _poll(self, job: _Job) -> None:
@@ -123,7 +124,7 @@ class Simulation:
         self.now += ANSWER_S
         op = job.task.operation
         schedule = self.limiter.schedule()
-        durations = self._durations(schedule, op)
+        durations = slots.durations(schedule, op, 1.0)
         if step.terminal:
             ended = job.task.created + min(job.task.processing_s, MAX_PROCESSING_S)
             job.lag = self.now - ANSWER_S - ended
@@ -181,9 +182,6 @@ class Simulation:
         self.calls.append(self.now)
         call()
 
-    def _durations(self, schedule, op) -> polling.Durations:
-        return schedule.durations_of(op.name, op.typical_processing_s)
-
     def report(self) -> dict:
         lags = [j.lag for j in self.jobs if j.lag is not None]
         polls = sum(j.polls for j in self.jobs)
@@ -201,15 +199,7 @@ class Simulation:
 def simulate(uploads: list[Upload], qps: float = 2.0) -> dict:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=TABLE, **table_keys("RateLimitTable"))
         sim = Simulation(uploads, qps=qps, client=client)
         sim.run()
         return sim.report()

@@ -127,7 +127,7 @@ def _create_failed(counts: Create, reason: str, error: PicWishError | dict[str, 
 def _created(svc: Services, op: Operation, task_id: str, created_at: float, counts: Create) -> Create:
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = slots.durations(svc, schedule, op)
+    durations = slots.durations(schedule, op, svc.settings.wait_scale)
     busy = schedule.busy(svc.clock())
     first = polling.first_poll(created_at, durations, busy=busy)
     return Create(

@@ -105,7 +105,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
     polled = replace(polled, state=result.state, progress=result.progress, errors=0, polled_at=now, last_error=None)
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = slots.durations(svc, schedule, op)
+    durations = slots.durations(schedule, op, svc.settings.wait_scale)
     created_at = float(create.created_at or 0)
     if result.is_done:
         missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]

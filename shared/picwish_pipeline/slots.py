@@ -98,6 +98,6 @@ def sleep_until(svc: Services, moment: float) -> float:
     return svc.clock()
 
 
-def durations(svc: Services, schedule: Schedule, op: Operation) -> polling.Durations:
+def durations(schedule: Schedule, op: Operation, wait_scale: float) -> polling.Durations:
     """What the operation's tasks have been taking; before any completed, the catalog's guess (scaled)."""
-    return schedule.durations_of(op.name, op.typical_processing_s * svc.settings.wait_scale)
+    return schedule.durations_of(op.name, op.typical_processing_s * wait_scale)

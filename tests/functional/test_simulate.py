@@ -26,6 +26,14 @@ def test_a_lone_task_is_polled_as_the_layer_plans_and_found_done_soon_after_its_
     job = sim.jobs[0]
     create, *polls = sim.calls
     assert create == job.created_at and len(polls) == job.polls
+    # The job's trace says the same. With nothing else reserved, each poll goes at the moment planned, or at the
+    # next slot's start when that moment falls late in its slot: never more than half a slot after it.
+    traced = [(what, moment) for what, _, moment in job.trace]
+    assert [moment for what, moment in traced if what == "call"] == sim.calls
+    planned = [moment for what, moment in traced if what == "planned"]
+    assert [moment for what, moment in traced if what == "slot"] == polls
+    assert all(0 <= slot - plan <= sim.limiter.spacing / 2 for plan, slot in zip(planned, polls, strict=True))
+    assert "displaced" not in {what for what, _ in traced}
     # the first poll at the 5th percentile of the catalog's guess (idphoto: 2 s), inside its slot: an idle budget
     first = Durations.prior(OPERATIONS["idphoto"].typical_processing_s).quantile(FIRST_IDLE_QUANTILE)
     assert polls[0] - create == pytest.approx(first, abs=0.01)
@@ -52,4 +60,5 @@ def test_a_trickle_keeps_the_qps_finds_every_task_done_and_replays_the_same():
     first, again = simulate(uploads), simulate(uploads)
     assert first == again
     assert first["tasks"] == 30 and first["over_qps"] == 0
-    assert all(lag >= 0 for lag in first["lags_s"]) and not math.isnan(first["polls_per_image"])
+    # every task found done by a poll of its own, none before its end
+    assert all(lag >= 0 for lag in first["lags_s"]) and first["polls_per_image"] >= 1
