@@ -182,6 +182,15 @@ class Simulation:
         self.calls.append(self.now)
         call()
 
+    def budget_used(self) -> float | None:
+        """The share of the QPS the calls took between the 10th and the 90th percent of them (a slow task's last
+        few polls, minutes on, would make a whole run look idle): the trickle's readings buy latency with idle
+        slots, and this says how many were left."""
+        calls = sorted(self.calls)
+        low, high = int(len(calls) * 0.1), int(len(calls) * 0.9)
+        span = calls[high] - calls[low] if high > low else 0.0
+        return round((high - low) / (self.qps * span), 3) if span > 0 else None
+
     def report(self) -> dict:
         lags = [j.lag for j in self.jobs if j.lag is not None]
         polls = sum(j.polls for j in self.jobs)
@@ -192,6 +201,7 @@ class Simulation:
             "polls_per_image": round(polls / max(1, len(self.jobs)), 3),
             "displaced_per_image": round(sum(j.displaced for j in self.jobs) / max(1, len(self.jobs)), 3),
             "over_qps": self.throttled,
+            "budget_used": self.budget_used(),
             "lags_s": [round(x, 3) for x in lags],
         }
 

@@ -62,3 +62,15 @@ def test_a_trickle_keeps_the_qps_finds_every_task_done_and_replays_the_same():
     assert first["tasks"] == 30 and first["over_qps"] == 0
     # every task found done by a poll of its own, none before its end
     assert all(lag >= 0 for lag in first["lags_s"]) and first["polls_per_image"] >= 1
+
+
+def test_the_share_of_the_budget_used_grows_with_the_arrival_rate_and_never_passes_the_qps():
+    def used(interval_s: float) -> float:
+        uploads = plan(30, MIX, random.Random(7), scenario="trickle", interval_s=interval_s, small=True, images=False)
+        return simulate(uploads)["budget_used"]
+
+    # An upload every 8 s leaves most slots idle, even with an idle budget's readings; one every 2 s takes nearly
+    # all of them, up to the slots' 97 % of the QPS (a call may go inside its slot: a little over it at most)
+    sparse, crowded = used(8.0), used(2.0)
+    assert 0.1 < sparse < 0.5
+    assert 0.8 < crowded <= 1.0
