@@ -49,6 +49,20 @@ TABLE = "slots"
 EPOCH = 1.8e9  # the virtual clock's start: a Unix time, as the slot table and the create lane expect
 
 
+def api_task(upload: Upload, created_at: float) -> Task:
+    """The mock's task for an upload created at `created_at`: its processing time and progress curve."""
+    op = OPERATIONS[upload.operation]
+    outcome = Outcome(
+        processing=upload.processing_s, progress_curve=upload.progress_curve, progress_points=upload.progress_points
+    )
+    return Task(upload.key, upload.key, op, CreateRequest(op, False, {}), outcome, created_at, upload.processing_s)
+
+
+def ended_at(task: Task) -> float:
+    """When the API ends the task: its processing time, or its limit."""
+    return task.created + min(task.processing_s, MAX_PROCESSING_S)
+
+
 @dataclass(order=True)
 class _Event:
     at: float
@@ -102,14 +116,8 @@ class Simulation:
         self._wait(self.limiter.reserve_create(CREATE_LANE_GAP), False, lambda: self._created(job), job)
 
     def _created(self, job: _Job) -> None:
-        upload, op = job.upload, OPERATIONS[job.upload.operation]
-        outcome = Outcome(
-            processing=upload.processing_s,
-            progress_curve=upload.progress_curve,
-            progress_points=upload.progress_points,
-        )
-        request = CreateRequest(op, False, {})
-        job.task = Task(upload.key, upload.key, op, request, outcome, self.now, upload.processing_s)
+        op = OPERATIONS[job.upload.operation]
+        job.task = api_task(job.upload, self.now)
         job.created_at = self.now
         self.now += ANSWER_S
         schedule = self.limiter.schedule()
@@ -126,7 +134,7 @@ class Simulation:
         schedule = self.limiter.schedule()
         durations = slots.durations(schedule, op, 1.0)
         if step.terminal:
-            ended = job.task.created + min(job.task.processing_s, MAX_PROCESSING_S)
+            ended = ended_at(job.task)
             job.lag = self.now - ANSWER_S - ended
             # the API's whole-second timestamps, as the mock answers them
             stamps = int(job.task.created), int(ended)
@@ -215,6 +223,14 @@ def simulate(uploads: list[Upload], qps: float = 2.0) -> dict:
         return sim.report()
 
 
+def parse_seeds(text: str) -> list[int]:
+    """A range (`11-30`) or a list (`1,2,3`)."""
+    if "-" in text:
+        low, high = (int(x) for x in text.split("-"))
+        return list(range(low, high + 1))
+    return [int(x) for x in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", choices=("burst", "trickle"), default="trickle")
@@ -225,13 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
     p.add_argument("--progress", default="power,stall,late,steps,noisy")
     args = p.parse_args(argv)
-    if "-" in args.seeds:
-        low, high = (int(x) for x in args.seeds.split("-"))
-        seeds = list(range(low, high + 1))
-    else:
-        seeds = [int(x) for x in args.seeds.split(",")]
     pooled: list[float] = []
-    for seed in seeds:
+    for seed in parse_seeds(args.seeds):
         uploads = plan(
             args.n,
             parse_mix(args.mix),

@@ -1,0 +1,182 @@
+"""What deciding late could give, at best: one dispatcher hands each moment the API's rolling window admits to the
+most urgent call wanted by then, with the layer's own poll planning, the mock's progress model and no Step
+Functions or Lambda delays. A bound for the question whether the reserve-ahead slot table (`ratelimit`) should
+give way to a central dispatcher; the answer is in the README ("Deciding late").
+
+    python -m bench.dispatch_bound --n 160 --seeds 11-30 [--creates-last]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+
+from bench import measure
+from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, api_task, ended_at, parse_seeds
+from bench.workload import Upload, parse_mix, parse_shapes, plan
+from mock_server.config import MockConfig
+from mock_server.progression import Progression, Task
+from picwish.catalog import OPERATIONS
+from picwish_pipeline import polling
+from picwish_pipeline.config import PipelineSettings
+from picwish_pipeline.poll import plan_next_poll
+from picwish_pipeline.ratelimit import Schedule, SlotLimiter
+
+# The order calls are served in, most urgent first. Today's slot table: a poll expected to find its task done
+# keeps its slot, a create takes a reading's, a reading takes what is left.
+AIMED, CREATE, READING = 0, 1, 2
+CREATES_LAST = 3
+
+
+@dataclass
+class _Job:
+    upload: Upload
+    task: Task | None = None
+    created_at: float | None = None
+    reading: tuple[float, int] | None = None
+    polled_at: float | None = None
+    polls: int = 0
+    seen_done: float | None = None
+
+
+@dataclass
+class _Want:
+    at: float
+    job: _Job
+    create: bool
+    spare_until: float | None = None
+
+    def rank(self, now: float, creates_last: bool) -> tuple[int, float]:
+        if self.create:
+            return (CREATES_LAST if creates_last else CREATE), self.at
+        return (READING if polling.spares(now, self.spare_until) else AIMED), self.at
+
+
+@dataclass
+class Dispatcher:
+    uploads: list[Upload]
+    qps: float = 2.0
+    creates_last: bool = False
+    margin_s: float = SlotLimiter.margin_s
+    now: float = EPOCH
+    calls: list[float] = field(default_factory=list)
+    durations: dict[str, polling.Durations] = field(default_factory=dict)
+
+    def run(self) -> list[_Job]:
+        progression = Progression(MockConfig(), clock=lambda: self.now)
+        settings = PipelineSettings(rate_table="none", qps=self.qps)
+        jobs = [_Job(u) for u in self.uploads]
+        wants = [_Want(EPOCH + job.upload.at_s + SUBMIT_S, job, True) for job in jobs]
+        per_second = max(1, math.ceil(self.qps))
+        while wants:
+            # the first moment the API's window admits one more call, and something is wanted by then (calls
+            # passed over at the last one are still wanted: never before it)
+            admitted = self.calls[-per_second] + 1 + self.margin_s if len(self.calls) >= per_second else -math.inf
+            self.now = max(admitted, min(w.at for w in wants), self.calls[-1] if self.calls else -math.inf)
+            want = min((w for w in wants if w.at <= self.now), key=lambda w: w.rank(self.now, self.creates_last))
+            wants.remove(want)
+            self.calls.append(self.now)
+            job = want.job
+            op = OPERATIONS[job.upload.operation]
+            durations = self.durations.get(op.name) or polling.Durations.prior(op.typical_processing_s)
+            if want.create:
+                job.task, job.created_at = api_task(job.upload, self.now), self.now
+                first = polling.first_poll(self.now, durations, busy=False)
+                wants.append(_Want(first.at, job, False, first.spare_until))
+                continue
+            assert job.task is not None and job.created_at is not None
+            job.polls += 1
+            step = progression.look(job.task)
+            answered = self.now + ANSWER_S
+            if step.terminal:
+                job.seen_done = self.now
+                stamps = int(job.task.created), int(ended_at(job.task))
+                seconds = polling.completion_sample(job.created_at, job.polled_at, answered, *stamps)
+                self.durations[op.name] = durations.learn(seconds)
+                continue
+            earlier, job.polled_at = job.reading, answered
+            job.reading = (answered - job.created_at, step.progress) if step.progress else None
+            schedule = Schedule(None, {name: d.to_item() for name, d in self.durations.items()})
+            nxt = plan_next_poll(
+                op,
+                1.0,
+                schedule,
+                durations,
+                created_at=job.created_at,
+                now=answered,
+                progress=step.progress,
+                earlier=earlier,
+                deadline=job.created_at + settings.deadline_for(op.name),
+            )
+            wants.append(_Want(nxt.at, job, False, nxt.spare_until))
+        return jobs
+
+
+def report(jobs: list[_Job]) -> dict:
+    """The detection lag (the task's end to the poll that saw it done), and what the user waits: the create's wait
+    (from when the create step would start) and the upload to the poll that saw the task done."""
+    rows = [
+        (j.seen_done, ended_at(j.task), j.created_at, EPOCH + j.upload.at_s)
+        for j in jobs
+        if j.seen_done is not None and j.task is not None and j.created_at is not None
+    ]
+    lags = [seen - end for seen, end, _, _ in rows]
+    waits = [created - (uploaded + SUBMIT_S) for _, _, created, uploaded in rows]
+    totals = [seen - uploaded for seen, _, _, uploaded in rows]
+    return {
+        "tasks": len(rows),
+        "lag_p50_s": measure.percentile(lags, 0.5),
+        "lag_p95_s": measure.percentile(lags, 0.95),
+        "polls_per_image": round(sum(j.polls for j in jobs) / max(1, len(jobs)), 3),
+        "create_wait_p95_s": measure.percentile(waits, 0.95),
+        "upload_to_done_p50_s": measure.percentile(totals, 0.5),
+        "upload_to_done_p95_s": measure.percentile(totals, 0.95),
+        "lags_s": [round(x, 3) for x in lags],
+        "totals_s": [round(x, 3) for x in totals],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.dispatch_bound", description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=160)
+    p.add_argument("--interval", type=float, default=4.0)
+    p.add_argument("--qps", type=float, default=2.0)
+    p.add_argument("--seeds", default="11-15", help="a range (11-30) or a list (1,2,3)")
+    p.add_argument("--creates-last", action="store_true", help="creates wait for every poll wanted (not only aimed)")
+    p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
+    p.add_argument("--progress", default="power,stall,late,steps,noisy")
+    args = p.parse_args(argv)
+    lags: list[float] = []
+    totals: list[float] = []
+    for seed in parse_seeds(args.seeds):
+        uploads = plan(
+            args.n,
+            parse_mix(args.mix),
+            random.Random(seed),
+            scenario="trickle",
+            interval_s=args.interval,
+            shapes=parse_shapes(args.progress),
+            images=False,
+        )
+        one = report(Dispatcher(uploads, qps=args.qps, creates_last=args.creates_last).run())
+        lags += one.pop("lags_s")
+        totals += one.pop("totals_s")
+        print(json.dumps({"seed": seed, **one}), flush=True)
+    pooled = {
+        "pooled_tasks": len(lags),
+        "lag_p50_s": measure.percentile(lags, 0.5),
+        "lag_p95_s": measure.percentile(lags, 0.95),
+        "lag_p95_interval_s": measure.quantile_interval(lags, 0.95),
+        "upload_to_done_p50_s": measure.percentile(totals, 0.5),
+        "upload_to_done_p95_s": measure.percentile(totals, 0.95),
+    }
+    print(json.dumps(pooled))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
