@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 from dataclasses import dataclass, field
 
 from bench import measure
-from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, api_task, ended_at, parse_seeds
-from bench.workload import Upload, parse_mix, parse_shapes, plan
+from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, add_workload_args, api_task, ended_at, workloads
+from bench.workload import Upload
 from mock_server.config import MockConfig
 from mock_server.progression import Progression, Task
 from picwish.catalog import OPERATIONS
@@ -142,26 +141,12 @@ def report(jobs: list[_Job]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.dispatch_bound", description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=160)
-    p.add_argument("--interval", type=float, default=4.0)
-    p.add_argument("--qps", type=float, default=2.0)
-    p.add_argument("--seeds", default="11-15", help="a range (11-30) or a list (1,2,3)")
+    add_workload_args(p, n=160, seeds="11-15")
     p.add_argument("--creates-last", action="store_true", help="creates wait for every poll wanted (not only aimed)")
-    p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
-    p.add_argument("--progress", default="power,stall,late,steps,noisy")
     args = p.parse_args(argv)
     lags: list[float] = []
     totals: list[float] = []
-    for seed in parse_seeds(args.seeds):
-        uploads = plan(
-            args.n,
-            parse_mix(args.mix),
-            random.Random(seed),
-            scenario="trickle",
-            interval_s=args.interval,
-            shapes=parse_shapes(args.progress),
-            images=False,
-        )
+    for seed, uploads in workloads(args, "trickle"):
         one = report(Dispatcher(uploads, qps=args.qps, creates_last=args.creates_last).run())
         lags += one.pop("lags_s")
         totals += one.pop("totals_s")

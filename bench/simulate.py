@@ -16,7 +16,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import boto3
@@ -231,27 +231,31 @@ def parse_seeds(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
+def add_workload_args(p: argparse.ArgumentParser, *, n: int, seeds: str) -> None:
+    """The benchmark's workload, as the replays take it: a seed gives the benchmark's own uploads."""
+    p.add_argument("--n", type=int, default=n)
+    p.add_argument("--interval", type=float, default=4.0)
+    p.add_argument("--qps", type=float, default=2.0)
+    p.add_argument("--seeds", default=seeds, help="a range (11-30) or a list (1,2,3)")
+    p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
+    p.add_argument("--progress", default="power,stall,late,steps,noisy")
+
+
+def workloads(args: argparse.Namespace, scenario: str) -> Iterator[tuple[int, list[Upload]]]:
+    """Each seed's uploads, drawn as the benchmark draws them, without rendering the images."""
+    for seed in parse_seeds(args.seeds):
+        mix, shapes = parse_mix(args.mix), parse_shapes(args.progress)
+        rng = random.Random(seed)
+        yield seed, plan(args.n, mix, rng, scenario=scenario, interval_s=args.interval, shapes=shapes, images=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", choices=("burst", "trickle"), default="trickle")
-    p.add_argument("--n", type=int, default=40)
-    p.add_argument("--interval", type=float, default=4.0)
-    p.add_argument("--qps", type=float, default=2.0)
-    p.add_argument("--seeds", default="1-3", help="a range (1-20) or a list (1,2,3)")
-    p.add_argument("--mix", default="idphoto=1,correction=1,inpaint=1,retouching-collection=1,clothing-segmentation=1")
-    p.add_argument("--progress", default="power,stall,late,steps,noisy")
+    add_workload_args(p, n=40, seeds="1-3")
     args = p.parse_args(argv)
     pooled: list[float] = []
-    for seed in parse_seeds(args.seeds):
-        uploads = plan(
-            args.n,
-            parse_mix(args.mix),
-            random.Random(seed),
-            scenario=args.scenario,
-            interval_s=args.interval,
-            shapes=parse_shapes(args.progress),
-            images=False,
-        )
+    for seed, uploads in workloads(args, args.scenario):
         report = simulate(uploads, args.qps)
         pooled += report.pop("lags_s")
         print(json.dumps({"seed": seed, **report}), flush=True)
