@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bench.dispatch_bound import Dispatcher, report
+from bench.dispatch_bound import Dispatcher, _Job, _Want, report
 from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S
 from bench.workload import Upload, plan
 from picwish.catalog import OPERATIONS
@@ -34,6 +34,19 @@ def test_a_lone_task_is_created_at_once_and_polled_at_the_moments_the_layer_plan
     assert polls[-1] >= create + 6.0 > polls[-2]
     (lag,) = report([job])["lags_s"]
     assert 0 <= lag < 1.0
+
+
+def test_a_moment_goes_to_a_poll_expected_to_find_its_task_done_then_a_create_then_a_reading():
+    job = _Job(upload(3.0))
+    reading = _Want(9.0, job, False, spare_until=20.0)  # wanted first, but its task is not expected done before 20
+    create = _Want(9.5, job, True)
+    aimed = _Want(9.8, job, False, spare_until=9.8)  # its task expected done from 9.8 on
+    stale = _Want(9.2, job, False, spare_until=9.9)  # a reading until 9.9
+    wants = [reading, create, aimed, stale]
+    assert sorted(wants, key=lambda w: w.rank(10.0, False)) == [stale, aimed, create, reading]
+    # before 9.9 the stale one is still a reading: readings by the moment wanted
+    assert sorted(wants, key=lambda w: w.rank(9.85, False)) == [aimed, create, reading, stale]
+    assert sorted(wants, key=lambda w: w.rank(9.85, True)) == [aimed, reading, stale, create]
 
 
 def test_a_crowded_trickle_keeps_the_rolling_window_and_finds_every_task_done():
