@@ -72,10 +72,11 @@ class Dispatcher:
         wants = [_Want(EPOCH + job.upload.at_s + SUBMIT_S, job, True) for job in jobs]
         per_second = max(1, math.ceil(self.qps))
         while wants:
-            # the first moment the API's window admits one more call, and something is wanted by then (calls
-            # passed over at the last one are still wanted: never before it)
+            # The first moment the API's window admits one more call, and something is wanted by then. Never before
+            # the last call: if it went when the window allowed, the window's next moment is no earlier; if it went
+            # at the moment it was wanted, nothing still wanted is earlier than that.
             admitted = self.calls[-per_second] + 1 + self.margin_s if len(self.calls) >= per_second else -math.inf
-            self.now = max(admitted, min(w.at for w in wants), self.calls[-1] if self.calls else -math.inf)
+            self.now = max(admitted, min(w.at for w in wants))
             want = min((w for w in wants if w.at <= self.now), key=lambda w: w.rank(self.now, self.creates_last))
             wants.remove(want)
             self.calls.append(self.now)
