@@ -15,14 +15,13 @@ import sys
 from dataclasses import dataclass, field
 
 from bench import measure
-from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, add_workload_args, api_task, ended_at, workloads
+from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, Job, add_workload_args, workloads
 from bench.workload import Upload
 from mock_server.config import MockConfig
-from mock_server.progression import Progression, Task
+from mock_server.progression import Progression
 from picwish.catalog import OPERATIONS
-from picwish_pipeline import polling
+from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
-from picwish_pipeline.poll import plan_next_poll
 from picwish_pipeline.ratelimit import Schedule, SlotLimiter
 
 # The order calls are served in, most urgent first. Today's slot table: a poll expected to find its task done
@@ -32,20 +31,9 @@ CREATES_LAST = 3
 
 
 @dataclass
-class _Job:
-    upload: Upload
-    task: Task | None = None
-    created_at: float | None = None
-    reading: tuple[float, int] | None = None
-    polled_at: float | None = None
-    polls: int = 0
-    seen_done: float | None = None
-
-
-@dataclass
 class _Want:
     at: float
-    job: _Job
+    job: Job
     create: bool
     spare_until: float | None = None
 
@@ -63,12 +51,12 @@ class Dispatcher:
     margin_s: float = SlotLimiter.margin_s
     now: float = EPOCH
     calls: list[float] = field(default_factory=list)
-    durations: dict[str, polling.Durations] = field(default_factory=dict)
+    schedule: Schedule = field(default_factory=lambda: Schedule(None, {}))  # no create lane: the learned durations
 
-    def run(self) -> list[_Job]:
+    def run(self) -> list[Job]:
         progression = Progression(MockConfig(), clock=lambda: self.now)
         settings = PipelineSettings(rate_table="none", qps=self.qps)
-        jobs = [_Job(u) for u in self.uploads]
+        jobs = [Job(u) for u in self.uploads]
         wants = [_Want(EPOCH + job.upload.at_s + SUBMIT_S, job, True) for job in jobs]
         per_second = max(1, math.ceil(self.qps))
         while wants:
@@ -81,52 +69,34 @@ class Dispatcher:
             wants.remove(want)
             self.calls.append(self.now)
             job = want.job
-            op = OPERATIONS[job.upload.operation]
-            durations = self.durations.get(op.name) or polling.Durations.prior(op.typical_processing_s)
             if want.create:
-                job.task, job.created_at = api_task(job.upload, self.now), self.now
+                job.created(self.now)
+                durations = slots.durations(self.schedule, OPERATIONS[job.upload.operation], 1.0)
                 first = polling.first_poll(self.now, durations, busy=False)
                 wants.append(_Want(first.at, job, False, first.spare_until))
                 continue
-            assert job.task is not None and job.created_at is not None
-            job.polls += 1
+            assert job.task is not None
             step = progression.look(job.task)
-            answered = self.now + ANSWER_S
-            if step.terminal:
-                job.seen_done = self.now
-                stamps = int(job.task.created), int(ended_at(job.task))
-                seconds = polling.completion_sample(job.created_at, job.polled_at, answered, *stamps)
-                self.durations[op.name] = durations.learn(seconds)
-                continue
-            earlier, job.polled_at = job.reading, answered
-            job.reading = (answered - job.created_at, step.progress) if step.progress else None
-            schedule = Schedule(None, {name: d.to_item() for name, d in self.durations.items()})
-            nxt = plan_next_poll(
-                op,
-                1.0,
-                schedule,
-                durations,
-                created_at=job.created_at,
-                now=answered,
-                progress=step.progress,
-                earlier=earlier,
-                deadline=job.created_at + settings.deadline_for(op.name),
-            )
-            wants.append(_Want(nxt.at, job, False, nxt.spare_until))
+            answer = job.answered(step, progression, self.now, self.now + ANSWER_S, self.schedule, settings)
+            if isinstance(answer, polling.Durations):
+                learned = {**self.schedule.durations, job.task.operation.name: answer.to_item()}
+                self.schedule = Schedule(None, learned)
+            else:
+                wants.append(_Want(answer.at, job, False, answer.spare_until))
         return jobs
 
 
-def report(jobs: list[_Job]) -> dict:
+def report(jobs: list[Job]) -> dict:
     """The detection lag (the task's end to the poll that saw it done), and what the user waits: the create's wait
     (from when the create step would start) and the upload to the poll that saw the task done."""
     rows = [
-        (j.seen_done, ended_at(j.task), j.created_at, EPOCH + j.upload.at_s)
+        (j.lag, j.task.completed, j.created_at, EPOCH + j.upload.at_s)
         for j in jobs
-        if j.seen_done is not None and j.task is not None and j.created_at is not None
+        if j.lag is not None and j.task is not None and j.task.completed is not None and j.created_at is not None
     ]
-    lags = [seen - end for seen, end, _, _ in rows]
+    lags = [lag for lag, _, _, _ in rows]
     waits = [created - (uploaded + SUBMIT_S) for _, _, created, uploaded in rows]
-    totals = [seen - uploaded for seen, _, _, uploaded in rows]
+    totals = [ended + lag - uploaded for lag, ended, _, uploaded in rows]
     return {
         "tasks": len(rows),
         "lag_p50_s": measure.percentile(lags, 0.5),

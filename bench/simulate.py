@@ -26,16 +26,15 @@ from bench import measure
 from bench.workload import Upload, parse_mix, parse_shapes, plan
 from mock_server.config import MockConfig
 from mock_server.forms import CreateRequest
-from mock_server.progression import Progression, Task
+from mock_server.progression import Progression, Step, Task
 from mock_server.scenarios import Outcome
 from offline.stack import table_keys
 from picwish.catalog import OPERATIONS
-from picwish.states import MAX_PROCESSING_S
 from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.create import CREATE_LANE_GAP
 from picwish_pipeline.poll import plan_next_poll
-from picwish_pipeline.ratelimit import SlotLimiter
+from picwish_pipeline.ratelimit import Schedule, SlotLimiter
 from picwish_pipeline.slots import READY_LEAD_S, SLOT_LEAD_S
 
 # Delays of the local stack, set by hand (guessed, neither measured nor fitted): the upload to the create step's
@@ -49,20 +48,6 @@ TABLE = "slots"
 EPOCH = 1.8e9  # the virtual clock's start: a Unix time, as the slot table and the create lane expect
 
 
-def api_task(upload: Upload, created_at: float) -> Task:
-    """The mock's task for an upload created at `created_at`: its processing time and progress curve."""
-    op = OPERATIONS[upload.operation]
-    outcome = Outcome(
-        processing=upload.processing_s, progress_curve=upload.progress_curve, progress_points=upload.progress_points
-    )
-    return Task(upload.key, upload.key, op, CreateRequest(op, False, {}), outcome, created_at, upload.processing_s)
-
-
-def ended_at(task: Task) -> float:
-    """When the API ends the task: its processing time, or its limit."""
-    return task.created + min(task.processing_s, MAX_PROCESSING_S)
-
-
 @dataclass(order=True)
 class _Event:
     at: float
@@ -71,7 +56,11 @@ class _Event:
 
 
 @dataclass
-class _Job:
+class Job:
+    """One upload's task as the poll step sees it, in either replay: the create's moment, the previous poll's
+    reading, and what the run measures of it (polls, readings displaced, the lag, a `trace` of its plans, slots,
+    displacements and calls)."""
+
     upload: Upload
     task: Task | None = None
     created_at: float | None = None
@@ -79,8 +68,58 @@ class _Job:
     polled_at: float | None = None
     polls: int = 0
     displaced: int = 0
-    lag: float | None = None
+    lag: float | None = None  # from the task's end to the call that saw it done
     trace: list[tuple[str, float, float]] = field(default_factory=list)  # (what, when, the moment it concerns)
+
+    def created(self, at: float) -> None:
+        """The API's task, created at `at`: the upload's processing time and progress curve, as the mock runs it."""
+        op = OPERATIONS[self.upload.operation]
+        outcome = Outcome(
+            processing=self.upload.processing_s,
+            progress_curve=self.upload.progress_curve,
+            progress_points=self.upload.progress_points,
+        )
+        request = CreateRequest(op, False, {})
+        self.task = Task(self.upload.key, self.upload.key, op, request, outcome, at, self.upload.processing_s)
+        self.created_at = at
+
+    def answered(
+        self,
+        step: Step,
+        progression: Progression,
+        called_at: float,
+        now: float,
+        schedule: Schedule,
+        settings: PipelineSettings,
+    ) -> polling.Durations | polling.NextPoll:
+        """What the poll step makes of a poll's answer (`step`, looked at when called), at `now`. A task seen done
+        ends as the mock ends it: its lag, and its operation's durations with it learned (from the API's
+        whole-second timestamps, as the mock answers them). Else when to poll next, from this answer and the
+        previous poll's reading only, as the poll step keeps them."""
+        assert self.task is not None and self.created_at is not None
+        self.polls += 1
+        op = self.task.operation
+        durations = slots.durations(schedule, op, 1.0)
+        if step.terminal:
+            progression.end(self.task, step.state)
+            ended = self.task.completed
+            assert ended is not None
+            self.lag = called_at - ended
+            stamps = int(self.task.created), int(ended)
+            return durations.learn(polling.completion_sample(self.created_at, self.polled_at, now, *stamps))
+        earlier, self.polled_at = self.reading, now
+        self.reading = (now - self.created_at, step.progress) if step.progress else None
+        return plan_next_poll(
+            op,
+            1.0,
+            schedule,
+            durations,
+            created_at=self.created_at,
+            now=now,
+            progress=step.progress,
+            earlier=earlier,
+            deadline=self.created_at + settings.deadline_for(op.name),
+        )
 
 
 class Simulation:
@@ -95,7 +134,7 @@ class Simulation:
         self.limiter = SlotLimiter(TABLE, qps, client, clock=lambda: self.now)
         self.progression = Progression(MockConfig(), clock=lambda: self.now)
         self.calls: list[float] = []  # when each API call reached the API
-        self.jobs = [_Job(u) for u in uploads]
+        self.jobs = [Job(u) for u in uploads]
         self.qps = qps
         self.throttled = 0
 
@@ -112,65 +151,42 @@ class Simulation:
 
     # -- the steps -----------------------------------------------------------------------------------------
 
-    def _create(self, job: _Job) -> None:
+    def _create(self, job: Job) -> None:
         self._wait(self.limiter.reserve_create(CREATE_LANE_GAP), False, lambda: self._created(job), job)
 
-    def _created(self, job: _Job) -> None:
-        op = OPERATIONS[job.upload.operation]
-        job.task = api_task(job.upload, self.now)
-        job.created_at = self.now
+    def _created(self, job: Job) -> None:
+        job.created(self.now)
         self.now += ANSWER_S
         schedule = self.limiter.schedule()
         busy = schedule.busy(self.now)
-        first = polling.first_poll(job.created_at, slots.durations(schedule, op, 1.0), busy=busy)
-        self._planned(job, first, busy)
+        assert job.created_at is not None
+        durations = slots.durations(schedule, OPERATIONS[job.upload.operation], 1.0)
+        self._planned(job, polling.first_poll(job.created_at, durations, busy=busy), busy)
 
-    def _poll(self, job: _Job) -> None:
-        assert job.task is not None and job.created_at is not None
-        job.polls += 1
+    def _poll(self, job: Job) -> None:
+        assert job.task is not None
         step = self.progression.look(job.task)
-        self.now += ANSWER_S
-        op = job.task.operation
+        called, self.now = self.now, self.now + ANSWER_S
         schedule = self.limiter.schedule()
-        durations = slots.durations(schedule, op, 1.0)
-        if step.terminal:
-            ended = ended_at(job.task)
-            job.lag = self.now - ANSWER_S - ended
-            # the API's whole-second timestamps, as the mock answers them
-            stamps = int(job.task.created), int(ended)
-            seconds = polling.completion_sample(job.created_at, job.polled_at, self.now, *stamps)
-            self.limiter.learn(op.name, durations.learn(seconds))
-            return
-        # as the poll step: the poll before this one, when it saw progress
-        earlier = job.reading
-        job.polled_at = self.now
-        job.reading = (self.now - job.created_at, step.progress) if step.progress else None
-        plan_ = plan_next_poll(
-            op,
-            1.0,
-            schedule,
-            durations,
-            created_at=job.created_at,
-            now=self.now,
-            progress=step.progress,
-            earlier=earlier,
-            deadline=job.created_at + self.settings.deadline_for(op.name),
-        )
-        self._planned(job, plan_, schedule.busy(self.now))
+        answer = job.answered(step, self.progression, called, self.now, schedule, self.settings)
+        if isinstance(answer, polling.Durations):
+            self.limiter.learn(job.task.operation.name, answer)
+        else:
+            self._planned(job, answer, schedule.busy(self.now))
 
-    def _planned(self, job: _Job, plan_: polling.NextPoll, busy: bool) -> None:
+    def _planned(self, job: Job, plan_: polling.NextPoll, busy: bool) -> None:
         slot_at = self.limiter.reserve(plan_.at, within=not busy, spare_until=plan_.spare_until)
         job.trace += [("planned", self.now, plan_.at), ("slot", self.now, slot_at)]
         self._wait(slot_at, polling.spares(slot_at, plan_.spare_until), lambda: self._poll(job), job)
 
-    def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: _Job) -> None:
+    def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job) -> None:
         """As `slots.wait_for` and `call_in_slot`: Step Functions waits whole seconds, the step wakes, reads the
         send times shortly before the slot, announces its call (or learns a call that could not wait took its
         spare slot) and calls."""
         woken = self.now + TRANSITION_S + max(0, math.floor(slot_at - self.now - SLOT_LEAD_S))
         self.at(max(woken, slot_at - READY_LEAD_S), lambda: self._announce(slot_at, spare, call, job))
 
-    def _announce(self, slot_at: float, spare: bool, call: Callable[[], None], job: _Job) -> None:
+    def _announce(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job) -> None:
         ready = self.limiter.ready_at(slot_at)
         if self.limiter.missed(slot_at, at=ready):
             self._wait(self.limiter.reserve(ready), False, call, job)
@@ -182,7 +198,7 @@ class Simulation:
             return
         self.at(ready, lambda: self._call(call, job))
 
-    def _call(self, call: Callable[[], None], job: _Job) -> None:
+    def _call(self, call: Callable[[], None], job: Job) -> None:
         job.trace.append(("call", self.now, self.now))
         window = [t for t in self.calls[-8:] if t > self.now - 1.0]
         if len(window) >= math.ceil(self.qps):

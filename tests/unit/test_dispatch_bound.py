@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from bench.dispatch_bound import Dispatcher, _Job, _Want, report
-from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S
+from bench.dispatch_bound import Dispatcher, _Want, report
+from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, Job
 from bench.workload import Upload, plan
 from picwish.catalog import OPERATIONS
 from picwish_pipeline.polling import FIRST_IDLE_QUANTILE, Durations
@@ -37,7 +37,7 @@ def test_a_lone_task_is_created_at_once_and_polled_at_the_moments_the_layer_plan
 
 
 def test_a_moment_goes_to_a_poll_expected_to_find_its_task_done_then_a_create_then_a_reading():
-    job = _Job(upload(3.0))
+    job = Job(upload(3.0))
     reading = _Want(9.0, job, False, spare_until=20.0)  # wanted first, but its task is not expected done before 20
     create = _Want(9.5, job, True)
     aimed = _Want(9.8, job, False, spare_until=9.8)  # its task expected done from 9.8 on
