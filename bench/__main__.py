@@ -293,11 +293,8 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
     wall = max(last - started, 1e-9)
     # Between the 10th and the 90th percent of records: the rate the pipeline sustains, without the start-up
     # and without the last tasks' own processing time (a heavy tail the pipeline cannot shorten).
-    ends = sorted(measure.written_at(r) for r in records.values())
-    sustained = None
-    if len(ends) >= 10 and ends[int(0.9 * len(ends))] > ends[int(0.1 * len(ends))]:
-        span = ends[int(0.9 * len(ends))] - ends[int(0.1 * len(ends))]
-        sustained = round((int(0.9 * len(ends)) - int(0.1 * len(ends))) / span / (args.qps / 2), 3)
+    rate = measure.sustained_rate(measure.written_at(r) for r in records.values())
+    sustained = None if rate is None else round(rate / (args.qps / 2), 3)
     bound = measure.bound_wall_s(journal, task_times, args.qps)
     ended = measure.outcomes(keys, records)
     reasons = collections.Counter(r.get("reason") for r in records.values() if r.get("outcome") == "failed")

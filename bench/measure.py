@@ -82,6 +82,17 @@ def quantile_interval(values: Iterable[float], q: float, level: float = 0.9) -> 
     )
 
 
+def sustained_rate(moments: Iterable[float]) -> float | None:
+    """Events per second between the 10th and the 90th percent of them: the rate held in the middle of a run,
+    without its start-up and without a slow task's last events minutes on. None for fewer than ten events or a
+    middle of no length."""
+    ordered = sorted(moments)
+    low, high = int(0.1 * len(ordered)), int(0.9 * len(ordered))
+    if len(ordered) < 10 or ordered[high] <= ordered[low]:
+        return None
+    return (high - low) / (ordered[high] - ordered[low])
+
+
 def upload_key_of(entry: dict, by_digest: dict[str, str]) -> str | None:
     """The upload a create was for: its presigned URL's path (url mode) or its file's digest (bytes mode)."""
     fields = entry.get("fields") or {}

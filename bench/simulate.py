@@ -207,13 +207,11 @@ class Simulation:
         call()
 
     def budget_used(self) -> float | None:
-        """The share of the QPS the calls took between the 10th and the 90th percent of them (a slow task's last
-        few polls, minutes on, would make a whole run look idle): the trickle's readings buy latency with idle
+        """The share of the QPS the calls took in the middle of the run (`measure.sustained_rate`: one slow task's
+        last polls, minutes on, would make a whole run look idle): the trickle's readings buy latency with idle
         slots, and this says how many were left."""
-        calls = sorted(self.calls)
-        low, high = int(len(calls) * 0.1), int(len(calls) * 0.9)
-        span = calls[high] - calls[low] if high > low else 0.0
-        return round((high - low) / (self.qps * span), 3) if span > 0 else None
+        rate = measure.sustained_rate(self.calls)
+        return None if rate is None else round(rate / self.qps, 3)
 
     def report(self) -> dict:
         lags = [j.lag for j in self.jobs if j.lag is not None]

@@ -145,3 +145,12 @@ def test_a_summary_pools_the_runs_overheads():
     report = measure.summary(runs)
     assert report["spread"]["overhead_p50_s"] == {"min": 0.3, "median": 0.6, "max": 0.6}
     assert report["pooled"]["overheads"] == 6 and report["pooled"]["overhead_p50_s"] == 0.6
+
+
+def test_the_sustained_rate_is_the_middle_of_a_run_without_its_start_or_a_straggler():
+    steady = [10.0 + 0.5 * i for i in range(40)]  # two a second
+    # a slow start and one slow task's last event minutes on leave the middle's rate as it was
+    assert measure.sustained_rate([0.0, 5.0, *steady, 300.0]) == pytest.approx(2.0)
+    assert measure.sustained_rate(steady) == pytest.approx(2.0)
+    assert measure.sustained_rate(steady[:9]) is None  # too few to have a middle
+    assert measure.sustained_rate([7.0] * 20) is None  # a middle of no length
