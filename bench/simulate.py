@@ -257,8 +257,8 @@ def add_workload_args(p: argparse.ArgumentParser, *, n: int, seeds: str) -> None
 
 def workloads(args: argparse.Namespace, scenario: str) -> Iterator[tuple[int, list[Upload]]]:
     """Each seed's uploads, drawn as the benchmark draws them, without rendering the images."""
+    mix, shapes = parse_mix(args.mix), parse_shapes(args.progress)
     for seed in parse_seeds(args.seeds):
-        mix, shapes = parse_mix(args.mix), parse_shapes(args.progress)
         rng = random.Random(seed)
         yield seed, plan(args.n, mix, rng, scenario=scenario, interval_s=args.interval, shapes=shapes, images=False)
 
