@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import random
@@ -22,9 +23,10 @@ from pathlib import Path
 import boto3
 
 from bench import measure
-from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults
+from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults, replaced_bytes, reuploads
 from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan
 from offline.harness import build
+from offline.record_reader import read_records
 from offline.stopping import unwind_on_sigterm
 from picwish_pipeline.uploads import parse_job_path
 
@@ -165,16 +167,18 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
             "sandboxes": lambda: runtime.memory_bytes() - _rss(os),
             "mock": lambda: _rss(pipeline.mock.process),
         }
+        feed = Feed(mine, pipeline.stack.input_bucket, uploads, reuploads(args, uploads, seed))
         with MemoryPeak(parts) as memory:
-            started = time.time()
-            feeder = threading.Thread(target=_upload_all, args=(mine, pipeline, uploads, started), daemon=True)
-            feeder.start()
-            records = wait_for_records(args, pipeline, mine, [u.key for u in uploads], progress)
-            feeder.join()
+            feed.start()
+            records = wait_for_records(args, pipeline, mine, feed, progress)
             last = max((measure.written_at(r) for r in records.values()), default=time.time())
             runtime.wait_idle()
             wait_for_executions(pipeline)
+            stale = stale_records(pipeline, mine, feed)
+        started = feed.started
         report = report_of(args, seed, pipeline, uploads, records, started, last)
+        report["reuploads"] = len(feed.again)
+        report["stale_records"] = stale
         if args.save_journal:
             table = pipeline.stack.resources["RateLimitTable"]
             slots = [
@@ -203,36 +207,82 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
     return report
 
 
-def _upload_all(s3, pipeline, uploads: list[Upload], started: float) -> None:
-    for upload in uploads:
-        delay = started + upload.at_s - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        s3.put_object(Bucket=pipeline.stack.input_bucket, Key=upload.key, Body=upload.body)
+class Feed:
+    """The uploads at their times, and the keys uploaded again with new bytes (`again`: key → delay); `newest`
+    holds each key's latest version as S3 answered it, the version its one record must describe."""
+
+    def __init__(self, s3, bucket: str, uploads: list[Upload], again: dict[str, float]) -> None:
+        self.s3, self.bucket, self.uploads, self.again = s3, bucket, uploads, again
+        self.newest: dict[str, str | None] = {}
+        self.started = 0.0
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.started = time.time()
+        feeder = threading.Thread(target=self._upload_all, daemon=True)
+        self._threads.append(feeder)
+        feeder.start()
+
+    @property
+    def done(self) -> bool:
+        return not any(thread.is_alive() for thread in list(self._threads))
+
+    def _put(self, key: str, body: bytes) -> None:
+        answer = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        self.newest[key] = answer.get("VersionId")
+
+    def _upload_all(self) -> None:
+        for upload in self.uploads:
+            delay = self.started + upload.at_s - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            self._put(upload.key, upload.body)
+            if upload.key in self.again:
+                later = threading.Timer(self.again[upload.key], self._put, (upload.key, replaced_bytes(upload.body)))
+                self._threads.append(later)
+                later.start()
 
 
-def wait_for_records(args, pipeline, s3, keys: list[str], progress) -> dict[str, dict]:
+def wait_for_records(args, pipeline, s3, feed: Feed, progress) -> dict[str, dict]:
+    """Each key's record once it describes the key's newest version (and every upload, re-uploads too, is made)."""
     bucket = pipeline.stack.output_bucket
+    keys = [u.key for u in feed.uploads]
     wanted = {}
     for key in keys:
         for _kind, record_key in parse_job_path(key).record_keys:
             wanted[record_key] = key
     records: dict[str, dict] = {}
     deadline = time.monotonic() + args.timeout
-    while len(records) < len(keys) and time.monotonic() < deadline:
+    while (len(records) < len(keys) or not feed.done) and time.monotonic() < deadline:
         for prefix in ("results/", "failed/"):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     key = wanted.get(item["Key"])
-                    if key and key not in records:
+                    if key and (key not in records or not _of_newest(records[key], feed)):
                         body = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-                        records[key] = {**body, "_seen": time.time()}
+                        if _of_newest(body, feed):
+                            records[key] = {**body, "_seen": time.time()}
         journal = pipeline.mock.requests()
         calls = sum(1 for e in journal if e["path"].startswith("/api/"))
         throttled = sum(1 for e in journal if e["status"] == 429)
         progress(f"{len(records)}/{len(keys)} recorded · {calls} API calls · {throttled} × 429")
         time.sleep(2.0)  # listing costs the local stack's CPU; the end of the run comes from the records' own times
     return records
+
+
+def _of_newest(record: dict, feed: Feed) -> bool:
+    key = (record.get("source") or {}).get("key")
+    return feed.newest.get(key) in (None, (record.get("source") or {}).get("version_id"))
+
+
+def stale_records(pipeline, s3, feed: Feed) -> int:
+    """Keys uploaded again whose record, once every job has ended, is not of their newest version (or missing)."""
+    stale = 0
+    for key in feed.again:
+        found = read_records(s3, pipeline.stack.output_bucket, key)
+        if len(found) != 1 or not _of_newest(found[0][1], feed):
+            stale += 1
+    return stale
 
 
 def wait_for_executions(pipeline, timeout_s: float = 120) -> None:
@@ -261,6 +311,8 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
     journal = [e for e in pipeline.mock.requests() if e["path"].startswith("/api/")]
     polls = [e for e in journal if e["method"] == "GET"]
     by_digest = {u.sha256: u.key for u in uploads}
+    # Bytes uploaded again are another upload: each version may be paid once.
+    by_digest.update({hashlib.sha256(replaced_bytes(u.body)).hexdigest(): f"{u.key}@again" for u in uploads})
     paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, by_digest))
     task_times = pipeline.mock.task_times()
     overheads = measure.overheads(records, task_times)
@@ -276,7 +328,8 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
     gb_s += sum(ms / 1000 * memory[fn] / 1024 for fn, ms in runtime.cold_starts)
     calls = measure_calls(runtime.aws_calls)
     size_of = {u.key: len(u.body) for u in uploads}
-    fetched = sum(size_of.get(k, 0) for k in paid if k)  # the API reads each paid upload once (masks aside)
+    # The API reads each paid upload once (masks aside); a version's key is its upload's, `@` and the version after.
+    fetched = sum(size_of.get(k, size_of.get(k.rsplit("@", 1)[0], 0)) for k in paid if k)
     counts = {
         "state_transitions": transitions,
         "lambda_requests": len(invocations),

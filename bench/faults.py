@@ -1,6 +1,7 @@
 """The faults a benchmark run injects: the API's (500s, 429s, cut-off answers, slow answers, expired links) by
-the mock's chaos, and the functions' (crashes in every window where a record could be lost or a task paid twice,
-throttles) by the local stack's fault hooks. Returns, live, how many crashes hit each window."""
+the mock's chaos, the functions' (crashes in every window where a record could be lost or a task paid twice,
+throttles) by the local stack's fault hooks, and the users' (keys uploaded again while their job runs). Returns,
+live, how many crashes hit each window."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ FAULT_PRESET = {
     "crash_after_submit": 0.02,
     "lambda_throttle": 0.02,
     "duplicate_deliveries": True,
+    "reupload_rate": 0.05,
 }
 CRASH_HELP = {
     "crash_before_post": "creates that die after the claim, before the POST",
@@ -48,6 +50,13 @@ def add_fault_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0, help=f"rate of {text}")
     p.add_argument("--lambda-throttle", type=float, default=0.0, help="rate of throttled Lambda invocations")
     p.add_argument("--duplicate-deliveries", action="store_true", help="deliver every S3 event twice")
+    p.add_argument(
+        "--reupload-rate",
+        type=float,
+        default=0.0,
+        help="share of keys uploaded again with new bytes while their job runs (a record not of the newest "
+        "version fails --check)",
+    )
 
 
 def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> collections.Counter:
@@ -108,3 +117,19 @@ def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> 
         if args.lambda_throttle or any(name in crashes for name in mine.values()):
             runtime.faults[function] = hook
     return crashes
+
+
+def reuploads(args: argparse.Namespace, uploads, seed: int) -> dict[str, float]:
+    """Key → seconds after its first upload when it is uploaded again with new bytes: anywhere from its create's
+    wait to its task's end, so some are replaced before their create and some after it."""
+    rng = random.Random(seed + 2)
+    chosen = {}
+    for upload in uploads:
+        if args.reupload_rate and rng.random() < args.reupload_rate:
+            chosen[upload.key] = rng.uniform(0.2, 2 * upload.processing_s * args.time_scale + 5)
+    return chosen
+
+
+def replaced_bytes(body: bytes) -> bytes:
+    """Other bytes of the same picture: decoders stop at the image's end marker and ignore what follows."""
+    return body + b"\0reuploaded"

@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 # Published us-east-1 prices (USD), keyed as the counts they price: Step Functions Standard per state transition;
 # Lambda per request and per GB-second on arm64 (INIT included: Lambda bills it since August 2025); DynamoDB
@@ -94,12 +94,16 @@ def sustained_rate(moments: Iterable[float]) -> float | None:
 
 
 def upload_key_of(entry: dict, by_digest: dict[str, str]) -> str | None:
-    """The upload a create was for: its presigned URL's path (url mode) or its file's digest (bytes mode)."""
+    """The upload a create was for: its presigned URL's path and version (url mode) or its file's digest (bytes
+    mode). Two versions of one key are two uploads, each paid for at most once."""
     fields = entry.get("fields") or {}
     url = fields.get("image_url")
     if url:
-        path = unquote(urlsplit(url).path)
-        return path.split("/", 2)[2] if path.count("/") >= 2 else None
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        version = parse_qs(parts.query).get("versionId")
+        key = path.split("/", 2)[2] if path.count("/") >= 2 else None
+        return f"{key}@{version[0]}" if key and version else key
     part = fields.get("image_file") or {}
     return by_digest.get(part.get("sha256", ""))
 
@@ -221,6 +225,8 @@ def verdict(report: dict) -> list[str]:
         problems.append(f"{report['lost']} uploads ended without a record")
     if report["duplicate_tasks"]:
         problems.append(f"{report['duplicate_tasks']} tasks paid twice")
+    if report.get("stale_records"):
+        problems.append(f"{report['stale_records']} keys uploaded again ended in a record not of their newest version")
     missed = [name for name, count in report.get("crashes_injected", {}).items() if count == 0]
     if missed:
         problems.append(f"crash windows never hit: {', '.join(missed)}")

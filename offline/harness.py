@@ -25,6 +25,7 @@ from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
+from offline.moto_versions import name_versions_in_events
 from offline.record_reader import wait_record
 from offline.stack import TEMPLATE, DeployedStack, deploy
 from picwish_pipeline.ratelimit import SCHEDULE
@@ -120,6 +121,7 @@ def build(
     make_moto_atomic()
     keep_function_layers()
     enforce_s3_limits()
+    name_versions_in_events()
     speed_up_moto()
     stack = ExitStack()
     environment = dict(AWS_ENV)

@@ -10,7 +10,9 @@
   delivered twice reached two submits at once: one upload paid twice). Starts are serialized.
 - S3: overwriting an object closed the old version's buffer at once, so a GET that had just found it failed
   with "I/O operation on closed file" (a record rewritten while a test read it); S3 serves such a read. The old
-  buffer now closes when the last reader lets go of it.
+  buffer now closes when the last reader lets go of it. A conditional PUT (If-Match, If-None-Match) compared
+  the ETag, then stored: two redrives claiming one failure record with If-Match could both win. Conditional PUTs
+  are serialized.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.s3.models import FakeKey
+from moto.s3.responses import S3Response
 from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -34,6 +37,7 @@ _DYNAMODB_SERIALIZED = (
     "scan",
 )
 _STEPFUNCTIONS_LOCK = threading.RLock()
+_S3_CONDITIONAL_LOCK = threading.RLock()
 
 
 def make_moto_atomic() -> None:
@@ -42,6 +46,23 @@ def make_moto_atomic() -> None:
     for backend in (StepFunctionBackend, StepFunctionsParserBackend):
         _serialize(backend, "start_execution", _STEPFUNCTIONS_LOCK)
     _close_s3_buffers_when_unreferenced()
+    _serialize_conditional_puts()
+
+
+def _serialize_conditional_puts() -> None:
+    original = S3Response.__dict__["put_object"]
+    if getattr(original, "_atomic", False):
+        return
+
+    @functools.wraps(original)
+    def put_object(self, *args, **kwargs):
+        if self.headers.get("If-Match") is None and self.headers.get("If-None-Match") is None:
+            return original(self, *args, **kwargs)
+        with _S3_CONDITIONAL_LOCK:
+            return original(self, *args, **kwargs)
+
+    put_object._atomic = True
+    S3Response.put_object = put_object
 
 
 def _close_s3_buffers_when_unreferenced() -> None:

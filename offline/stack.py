@@ -148,6 +148,22 @@ def deploy(
     return stack
 
 
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the S3 API's shape."""
+    api: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    expiration = {
+        **({"Days": rule["ExpirationInDays"]} if "ExpirationInDays" in rule else {}),
+        **({"ExpiredObjectDeleteMarker": True} if rule.get("ExpiredObjectDeleteMarker") else {}),
+    }
+    if expiration:
+        api["Expiration"] = expiration
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = rule["NoncurrentVersionExpiration"]
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return api
+
+
 def _replace_refs(value: Any, known: dict[str, str]) -> Any:
     """Every Ref / GetAtt Arn / ${Name} of a set-aside resource becomes its ARN."""
     if isinstance(value, list):
@@ -180,6 +196,8 @@ class _MotoGaps:
       definitions: the state machine is created through the Step Functions API, with its DefinitionSubstitutions
       resolved from the deployed resources.
     - Bucket policies are applied without their TLS-only deny (the local endpoint is plain HTTP).
+    - Buckets created through CloudFormation ignore their VersioningConfiguration and LifecycleConfiguration: both
+      are applied through their APIs.
     - AWS::SecretsManager::Secret, AWS::S3::BucketPolicy and AWS::Lambda::EventInvokeConfig have no moto
       CloudFormation support: they are created through their own APIs, before (secrets) or after the stack.
     References to set-aside resources are replaced by their (predictable) ARNs before CloudFormation sees them.
@@ -253,6 +271,8 @@ class _MotoGaps:
                 )
         s3 = self.session.client("s3")
         for logical_id, resource in translated["Resources"].items():
+            if resource["Type"] == "AWS::S3::Bucket":
+                self._configure_bucket(stack.resources[logical_id], resource.get("Properties", {}))
             config = resource.get("Properties", {}).get("NotificationConfiguration")
             if resource["Type"] == "AWS::S3::Bucket" and config:
                 resolved = self.resolve(config, stack)
@@ -273,6 +293,17 @@ class _MotoGaps:
                         ]
                     },
                 )
+
+    def _configure_bucket(self, bucket: str, props: dict[str, Any]) -> None:
+        """Versioning and lifecycle rules, which moto's CloudFormation ignores, through their APIs."""
+        s3 = self.session.client("s3")
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=props["VersioningConfiguration"])
+        rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
+        if rules:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in rules]}
+            )
 
     def _create_state_machine(self, logical_id: str, resource: dict[str, Any], stack: DeployedStack) -> None:
         props = resource["Properties"]

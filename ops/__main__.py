@@ -65,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     candidates = redriving.plan(
         target, s3, args.since, reason=args.reason, prefix=args.prefix, include_ambiguous=args.include_ambiguous
     )
-    started = redriving.redrive(target, s3, candidates) if args.yes else []
+    started = redriving.redrive(target, s3, candidates, target.client("stepfunctions")) if args.yes else []
     if args.json:
         rows = [{"upload": c.upload, "reason": c.reason, "decision": c.decision} for c in candidates]
         print(json.dumps({"candidates": rows, "redriven": started, "dry_run": not args.yes}))
     else:
         for c in candidates:
-            shown = f"redrive    {c.upload}  ({c.reason})" if c.decision == "redrive" else f"{c.upload}: {c.decision}"
-            print(shown)
-        todo = sum(1 for c in candidates if c.decision == "redrive")
+            runs = c.decision in ("redrive", "resume")
+            print(f"{c.decision:<10} {c.upload}  ({c.reason})" if runs else f"{c.upload}: {c.decision}")
+        todo = sum(1 for c in candidates if c.decision in ("redrive", "resume"))
         print(f"{len(started)} redriven" if args.yes else f"{todo} would be redriven: run again with --yes")
     return 0
 

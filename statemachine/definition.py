@@ -44,6 +44,15 @@ API_TRANSIENT = {
     "MaxDelaySeconds": 60,
     "JitterStrategy": "FULL",
 }
+# Another job of the same key holds the key's record lock (picwish_pipeline.keyrecord): it lets go within seconds.
+KEY_BUSY = {
+    "ErrorEquals": ["KeyBusy"],
+    "IntervalSeconds": 2,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 8,
+    "MaxDelaySeconds": 60,
+    "JitterStrategy": "FULL",
+}
 
 
 def task(
@@ -61,7 +70,7 @@ def task(
         "Parameters": parameters,
         "ResultPath": f"$.{result}",
         "TimeoutSeconds": timeout_s,
-        "Retry": [LAMBDA_THROTTLED, LAMBDA_FAILED, *([API_TRANSIENT] if api else [])],
+        "Retry": [LAMBDA_THROTTLED, LAMBDA_FAILED, *([API_TRANSIENT] if api else []), KEY_BUSY],
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}],
         "Next": next_state,
     }
@@ -78,7 +87,7 @@ def choice(variable: str, routes: dict[str, str], default: str) -> dict[str, Any
 
 def definition() -> dict[str, Any]:
     record_failure = task(
-        "RecordFailure", carries=("job", "create", "poll", "error"), result="result", next_state="Recorded", api=False
+        "RecordFailure", carries=("job", "create", "poll", "error"), result="result", next_state="Recorded?", api=False
     )
     # The last resort has nowhere else to go: its failure ends the execution, and the backstop writes the record.
     record_failure["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "RecordingFailed"}]
@@ -102,11 +111,22 @@ def definition() -> dict[str, Any]:
             },
             "WaitForNextPoll": wait("$.poll.wait_s", "PollTask"),
             "Finalize": task(
-                "Finalize", carries=("job", "create", "poll"), result="result", next_state="Stored", timeout_s=120
+                "Finalize", carries=("job", "create", "poll"), result="result", next_state="Stored?", timeout_s=120
             ),
+            "Stored?": choice("$.result.status", {"succeeded": "Stored", "superseded": "Superseded"}, "JobFailed"),
             "Stored": {"Type": "Succeed"},
             "RecordFailure": record_failure,
-            "Recorded": {"Type": "Succeed", "Comment": "The job failed and its failure record is written."},
+            "Recorded?": choice("$.result.status", {"superseded": "Superseded"}, "JobFailed"),
+            "Superseded": {
+                "Type": "Succeed",
+                "Comment": "A newer upload (or a delete) replaced this one: its record is the key's, this job's is "
+                "under superseded/.",
+            },
+            "JobFailed": {
+                "Type": "Fail",
+                "Error": "JobFailed",
+                "Cause": "The job failed; its failure record (failed/<key>.json) says why.",
+            },
             "RecordingFailed": {
                 "Type": "Fail",
                 "Error": "RecordingFailed",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 
-from . import records, storage
+from . import keyrecord, records, storage
 from .payloads import Outcome
 from .reasons import Reason
 from .services import Services
-from .uploads import parse_job_path
+from .uploads import UploadRef, parse_job_path
 
 
 def backstop_step(svc: Services, event: dict) -> Outcome:
     """For executions that ended FAILED, TIMED_OUT or ABORTED — failures no Catch can see (States.Runtime,
-    States.DataLimitExceeded, the machine's own timeout) — write the record unless one already exists."""
+    States.DataLimitExceeded, the machine's own timeout) — write the record unless this upload's version already
+    has one. A record of another version does not count: it may be an older one's."""
     detail = event.get("detail") or {}
     try:
         job = json.loads(detail.get("input") or "{}").get("job")
@@ -22,18 +23,20 @@ def backstop_step(svc: Services, event: dict) -> Outcome:
     path = parse_job_path(str((job.get("upload") or {}).get("key", ""))) if isinstance(job, dict) else None
     if path is None:
         return Outcome("ignored")
+    upload = UploadRef.from_dict(job["upload"])
     bucket = svc.settings.output_bucket
-    if storage.exists(svc, bucket, path.result_key) or storage.exists(svc, bucket, path.failure_key):
-        return Outcome("already recorded")
+    for _kind, key in path.record_keys:
+        found = storage.read_json(svc, bucket, key)
+        if found is not None and UploadRef.from_dict(found.get("source") or {}).identity == upload.identity:
+            return Outcome("already recorded")
     status = str(detail.get("status", "FAILED"))
     error = {"error": detail.get("error"), "message": detail.get("cause") or f"the execution ended {status}"}
+    reason = Reason.of_execution(status)
     record = records.failure(
-        path,
-        job["upload"],
-        reason=Reason.of_execution(status),
-        error=error,
-        clock=svc.clock,
-        execution=detail.get("name"),
+        path, job["upload"], reason=reason, error=error, clock=svc.clock, execution=detail.get("name")
     )
-    storage.put_json(svc.s3, bucket, path.failure_key, record)
-    return Outcome("failed", reason=record["reason"], failure_key=path.failure_key)
+    standing = keyrecord.commit(svc, path, upload, str(detail.get("name")), lambda: ("failed", record, set()))
+    if standing.state == keyrecord.REPLACED:
+        keyrecord.supersede(svc, path, upload, standing, execution=detail.get("name"), ended=reason)
+        return Outcome("superseded", reason=reason)
+    return Outcome("failed", reason=reason, failure_key=path.failure_key)

@@ -16,7 +16,7 @@ from picwish.errors import (
     UnexpectedResponseError,
 )
 
-from . import polling, slots, storage
+from . import keyrecord, polling, slots, storage
 from .payloads import Create, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
@@ -35,6 +35,13 @@ def create_step(svc: Services, payload: StepInput) -> Create:
     found = storage.read_claim(svc, name)
     if found is not None:
         return _from_claim(svc, job.operation, found, previous)
+    replaced = _replaced(svc, job)
+    if replaced is not None:
+        return _create_failed(previous, *replaced)
+    if previous.status == "resume" and previous.task_id:
+        # A redrive of a job whose task was paid and can still be read: poll it, never create another. Its
+        # deadline runs from now (the old one has passed).
+        return _created(svc, job.operation, previous.task_id, svc.clock(), replace(previous, api_calls=0))
     # 429s before this attempt count too: they spent budget.
     waiting = Create(
         status="wait", throttles=previous.throttles, api_calls=previous.api_calls, refresh_key=previous.refresh_key
@@ -59,6 +66,18 @@ def create_step(svc: Services, payload: StepInput) -> Create:
         otherwise=waiting,
         prepare=claim,
     )
+
+
+def _replaced(svc: Services, job: Job) -> tuple[str, dict[str, Any]] | None:
+    """(reason, error) when the upload is no longer the key's newest version: a newer upload or a delete came
+    before its create, so nothing is paid for it."""
+    found = keyrecord.standing(svc, job.upload)
+    if found.state == keyrecord.NEWEST:
+        return None
+    if found.state == keyrecord.DELETED:
+        return Reason.OBJECT_MISSING, {"message": "the upload was deleted before its task was created"}
+    message = f"version {found.newest_version} of the key replaced this upload before its task was created"
+    return Reason.SUPERSEDED, {"message": message}
 
 
 @dataclass(frozen=True)
@@ -141,15 +160,15 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
 
 
 def _api_inputs(svc: Services, job: Job) -> tuple[Any, dict[str, Any]]:
-    """(image, mask=..., retain_mask=...) as presigned URLs (default) or bytes, per the deploy-time switch. A URL
-    longer than the API accepts (a long key signs long) is sent as bytes instead."""
+    """(image, mask=..., retain_mask=...) as presigned URLs (default) or bytes, per the deploy-time switch, each at
+    the version submit judged. A URL longer than the API accepts (a long key signs long) is sent as bytes."""
     upload = job.upload
     refs = {"image": (upload.bucket, upload.key, upload.version_id)}
-    refs.update({slot: (upload.bucket, key, None) for slot, key in job.masks.items()})
+    refs.update({slot: (upload.bucket, key, job.mask_versions.get(slot)) for slot, key in job.masks.items()})
     sources: dict[str, Any] = {}
     for slot, (bucket, key, version) in refs.items():
         params = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
-        if svc.settings.input_mode != "bytes":
+        if svc.settings.input_mode != "bytes" and not _has_dot_segment(key):
             url = svc.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=svc.settings.presign_expiry_s)
             if len(url) <= MAX_URL_LENGTH:
                 sources[slot] = url
@@ -158,6 +177,12 @@ def _api_inputs(svc: Services, job: Job) -> tuple[Any, dict[str, Any]]:
         sources[slot] = (key.rsplit("/", 1)[-1], svc.s3.get_object(**params)["Body"].read())
     image = sources.pop("image")
     return image, sources
+
+
+def _has_dot_segment(key: str) -> bool:
+    """`.` and `..` segments are rewritten by every fetcher (RFC 3986 dot-segment removal) before the request is
+    made, so a presigned URL naming them is fetched at another path than was signed: such images go as bytes."""
+    return any(segment in (".", "..") for segment in key.split("/"))
 
 
 def _from_claim(svc: Services, op: Operation, claim: Claim, previous: Create) -> Create:

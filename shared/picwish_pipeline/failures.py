@@ -7,7 +7,7 @@ from typing import Any
 from picwish.errors import TaskFailedError, UnknownStateError
 from picwish.states import FAILED_STATES, parse_state
 
-from . import records, storage
+from . import keyrecord, records
 from .payloads import Outcome, StepInput
 from .reasons import Reason
 from .services import Services
@@ -15,7 +15,8 @@ from .services import Services
 
 def record_failure_step(svc: Services, payload: StepInput) -> Outcome:
     """The one place a failed job gets its record, whatever failed: the create, the task, the deadline, an
-    undocumented state, or a step that threw (the Catch passes `error`)."""
+    undocumented state, or a step that threw (the Catch passes `error`). The record becomes the key's only if
+    the upload is still its newest version; a replaced upload's failure goes to `superseded/`."""
     job, create, poll = payload.job, payload.create, payload.poll
     path = job.path
     reason, error = _failure_reason(payload)
@@ -28,8 +29,16 @@ def record_failure_step(svc: Services, payload: StepInput) -> Outcome:
         task_id=create.task_id,
         execution=payload.execution,
         api_calls=create.api_calls if poll.api_calls is None else poll.api_calls,
+        job=job,
     )
-    storage.put_json(svc.s3, svc.settings.output_bucket, path.failure_key, record)
+    owner = str(payload.execution or job.upload.identity)
+    found = keyrecord.commit(svc, path, job.upload, owner, lambda: ("failed", record, set()))
+    if found.state == keyrecord.REPLACED:
+        facts = {"task_id": create.task_id, "execution": payload.execution, "ended": reason}
+        keyrecord.supersede(svc, path, job.upload, found, **facts)
+        return Outcome("superseded", reason=reason)
+    if found.state == keyrecord.DELETED:
+        reason = Reason.OBJECT_MISSING
     return Outcome("failed", reason=reason, failure_key=path.failure_key)
 
 

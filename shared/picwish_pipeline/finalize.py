@@ -1,14 +1,16 @@
-"""The finalize step: every result downloaded and written, then result.json, the commit marker."""
+"""The finalize step: every result downloaded, then written under the key with result.json, the commit marker —
+if the upload is still the key's newest version."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from picwish.download import fetch_output
 from picwish.errors import PicWishError, ResultExpiredError
 from picwish.results import Output
 
-from . import records, storage
+from . import keyrecord, records, storage
 from .failures import record_failure_step
 from .payloads import Outcome, StepInput
 from .reasons import Reason
@@ -16,14 +18,14 @@ from .services import Services, TransientApiError
 
 
 def finalize_step(svc: Services, payload: StepInput) -> Outcome:
-    """Download every result at once (links die after an hour), write them and result.json under deterministic
-    keys (a retried finalize rewrites the same objects), and drop an older failure record of the same path."""
+    """Download every result at once (links die after an hour), then replace the key's record and outputs with
+    this job's, under deterministic keys (a retried finalize rewrites the same objects)."""
     job, poll = payload.job, payload.poll
     path = job.path
-    written: dict[str, str] = {}
+    fetched: dict[str, tuple[bytes, str | None]] = {}
     for name, ref in (poll.outputs or {}).items():
-        if "key" in ref:
-            written[name] = ref["key"]
+        if "key" in ref:  # came as bytes and waits under staging/
+            fetched[name] = (storage.read_staged(svc, ref["key"]), None)
             continue
         try:
             got = fetch_output(Output(url=ref["url"]), svc.settings.client)
@@ -32,13 +34,37 @@ def finalize_step(svc: Services, payload: StepInput) -> Outcome:
             return record_failure_step(svc, replace(payload, failure=expired))
         except PicWishError as exc:
             raise TransientApiError(f"result download failed: {exc.message}") from None
-        key = storage.output_key(path, name, got.data)
-        svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=got.data, ContentType=got.content_type)
-        written[name] = key
-    # An older failure record goes first and result.json comes last: it is the commit marker readers wait for.
-    svc.s3.delete_object(Bucket=svc.settings.output_bucket, Key=path.failure_key)
-    record = records.result(path, job, payload.create, poll, written, credits=job.operation.credits, clock=svc.clock)
-    storage.put_json(svc.s3, svc.settings.output_bucket, path.result_key, record)
+        fetched[name] = (got.data, got.content_type)
+    written: dict[str, str] = {}
+    built: dict[str, Any] = {}
+
+    def write() -> tuple[str, dict[str, Any], set[str]]:
+        for name, (data, content_type) in fetched.items():
+            key = storage.output_key(path, name, data)
+            extra = {"ContentType": content_type} if content_type else {}
+            svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=data, **extra)
+            written[name] = key
+        built.update(
+            records.result(path, job, payload.create, poll, written, credits=job.operation.credits, clock=svc.clock)
+        )
+        return "result", built, set(written.values())
+
+    # Staged outputs stay for a retried finalize to read again; a lifecycle rule of the output bucket ends them.
+    found = keyrecord.commit(svc, path, job.upload, str(payload.execution), write)
+    return _outcome(svc, payload, found, written, built)
+
+
+def _outcome(
+    svc: Services, payload: StepInput, found: keyrecord.Standing, written: dict[str, str], record: dict[str, Any]
+) -> Outcome:
+    path, upload = payload.job.path, payload.job.upload
+    if found.state == keyrecord.REPLACED:
+        keyrecord.supersede(
+            svc, path, upload, found, task_id=payload.create.task_id, execution=payload.execution, ended="succeeded"
+        )
+        return Outcome("superseded")
+    if found.state == keyrecord.DELETED:
+        return Outcome("failed", reason=Reason.OBJECT_MISSING, failure_key=path.failure_key)
     durations = record["durations_s"]  # the metrics report what the record says
     return Outcome(
         "succeeded",

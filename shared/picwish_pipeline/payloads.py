@@ -31,6 +31,7 @@ class Job:
     operation: Operation
     options: dict[str, Any] = field(default_factory=dict)
     masks: dict[str, str] = field(default_factory=dict)  # slot -> key in the input bucket
+    mask_versions: dict[str, str] = field(default_factory=dict)  # slot -> the version submit checked
     ignored_metadata: list[str] = field(default_factory=list)
 
     @classmethod
@@ -40,6 +41,7 @@ class Job:
             operation=get_operation(data["operation"]),
             options=dict(data.get("options") or {}),
             masks=dict(data.get("masks") or {}),
+            mask_versions=dict(data.get("mask_versions") or {}),
             ignored_metadata=list(data.get("ignored_metadata") or []),
         )
 
@@ -57,6 +59,7 @@ class Job:
             "operation": self.operation.name,
             "options": self.options,
             "masks": self.masks,
+            **({"mask_versions": self.mask_versions} if self.mask_versions else {}),
             "ignored_metadata": self.ignored_metadata,
         }
 
@@ -87,7 +90,8 @@ class _StepState:
 
 @dataclass(frozen=True)
 class Create(_StepState):
-    """The create's state. `status`: new, wait (for `slot_at`), created (with the task) or failed (with why)."""
+    """The create's state. `status`: new, wait (for `slot_at`), created (with the task) or failed (with why);
+    `resume` (with `task_id`) when a redrive hands in a task already paid for."""
 
     status: str = "new"
     throttles: int = 0  # 429s so far: they spent budget too

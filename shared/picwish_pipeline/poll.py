@@ -75,8 +75,8 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
     try:
         result = client.get_task(op.name, str(create.task_id))
     except AuthenticationError as exc:
-        if refreshed:
-            return _poll_failed(polled, Reason.UNAUTHORIZED, exc)
+        if refreshed:  # the task is paid for: a revoked key is waited out (read again each time) like a 5xx
+            return _failing(svc, op, replace(polled, refresh_key=True), exc)
         # The key may have been rotated: read it again and poll again, in a slot of its own.
         return replace(polled, refresh_key=True).waiting(slots.wait_for(svc, svc.limiter().reserve(svc.clock())))
     except TaskFailedError as exc:
@@ -93,12 +93,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
         return polled.waiting(slots.wait_for(svc, later))
     except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
-        # The task exists and is paid for: a failing poll is waited out (backing off) until the job's deadline.
-        errors = polled.errors + 1
-        backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
-        later = svc.limiter().reserve(svc.clock() + backoff * svc.settings.wait_scale)
-        failing = replace(polled, errors=errors, last_error=exc.to_record())
-        return failing.waiting(slots.wait_for(svc, later))
+        return _failing(svc, op, polled, exc)
     except PicWishError as exc:
         return _poll_failed(polled, Reason.API_ERROR, exc)
     now = svc.clock()
@@ -121,7 +116,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         return replace(
             polled,
             phase="done",
-            outputs=storage.stash_outputs(svc, job, result.outputs()),
+            outputs=storage.stash_outputs(svc, job, str(payload.execution), result.outputs()),
             completed_at=result.completed_at,
             task_created_at=result.created_at,
         )
@@ -176,6 +171,15 @@ def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:
     if previous.polled_at is None or not previous.progress:
         return None
     return previous.polled_at - created_at, int(previous.progress)
+
+
+def _failing(svc: Services, op: Operation, polled: Poll, exc: PicWishError) -> Poll:
+    """The task exists and is paid for: a failing poll is waited out (backing off) until the job's deadline."""
+    errors = polled.errors + 1
+    backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
+    later = svc.limiter().reserve(svc.clock() + backoff * svc.settings.wait_scale)
+    failing = replace(polled, errors=errors, last_error=exc.to_record())
+    return failing.waiting(slots.wait_for(svc, later))
 
 
 def _poll_failed(polled: Poll, reason: str, error: PicWishError) -> Poll:

@@ -12,6 +12,7 @@ class Reason(StrEnum):
     UNKNOWN_OPERATION = "unknown operation"
     OBJECT_MISSING = "object missing"
     INTERNAL_ERROR = "internal error"
+    SUPERSEDED = "replaced by a newer upload"  # before its create: nothing was paid for it
     # The create
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate limited"

@@ -27,8 +27,10 @@ def failure(
     task_id: str | None = None,
     execution: str | None = None,
     api_calls: int | None = None,
+    job: Job | None = None,
 ) -> dict[str, Any]:
-    """What failed, in the API's own terms: the HTTP status or state code with its documented meaning."""
+    """What failed, in the API's own terms: the HTTP status or state code with its documented meaning. A job's
+    record also says what it asked for (options, masks at their versions): a redrive resumes its task from it."""
     status, state = error.get("status"), error.get("state")
     if error.get("meaning"):
         meaning = error["meaning"]
@@ -54,7 +56,12 @@ def failure(
         "execution": execution,
         "api_calls": api_calls,
         "recorded_at": iso(clock()),
+        **({} if job is None else _asked(job)),
     }
+
+
+def _asked(job: Job) -> dict[str, Any]:
+    return {"options": job.options, "masks": job.masks, "mask_versions": job.mask_versions}
 
 
 def result(

@@ -17,7 +17,7 @@ from picwish.validation import check_image_size
 
 from .payloads import Job
 from .services import Services
-from .uploads import JobPath
+from .uploads import STAGING, JobPath
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +30,26 @@ def put_json(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
+@dataclass(frozen=True)
+class Read:
+    """An object's bytes as read, its user metadata, and the version they are (None in an unversioned bucket)."""
+
+    data: bytes
+    metadata: dict[str, str]
+    version_id: str | None
+
+
 def read_capped(
     svc: Services, op: Operation, field_name: str, bucket: str, key: str, version_id: str | None = None
-) -> tuple[bytes, dict[str, str]] | None:
-    """(bytes, user metadata) of an object, None when it does not exist. Its size is judged by a HEAD before a
-    byte is read, and the read stops one byte past the limit: the object may be replaced in between."""
+) -> Read | None:
+    """An object, None when it does not exist. Its size is judged by a HEAD before a byte is read, and the GET
+    names the version the HEAD saw, so what is judged is what is read (and what the API will be sent)."""
     params = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
     try:
         head = svc.s3.head_object(**params)
         check_image_size(op, field_name, int(head.get("ContentLength", 0)))
-        body = svc.s3.get_object(**params)["Body"]
+        version = version_id or _real_version(head.get("VersionId"))
+        body = svc.s3.get_object(**{**params, **({"VersionId": version} if version else {})})["Body"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] in NOT_FOUND:
             return None
@@ -49,7 +59,28 @@ def read_capped(
     finally:
         body.close()
     check_image_size(op, field_name, len(data))
-    return data, dict(head.get("Metadata") or {})
+    return Read(data, dict(head.get("Metadata") or {}), version)
+
+
+def _real_version(version_id: str | None) -> str | None:
+    """S3 names an object written before versioning was enabled "null": it is read without a version."""
+    return None if version_id in (None, "", "null") else version_id
+
+
+def read_json(svc: Services, bucket: str, key: str) -> dict[str, Any] | None:
+    """A record, None when there is none."""
+    try:
+        body = svc.s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in NOT_FOUND:
+            return None
+        raise
+    return json.loads(body.read())
+
+
+def read_staged(svc: Services, key: str) -> bytes:
+    """An output the poll step staged (it came as bytes)."""
+    return svc.s3.get_object(Bucket=svc.settings.output_bucket, Key=key)["Body"].read()
 
 
 def claim(svc: Services, name: str, operation: str) -> bool:
@@ -122,15 +153,15 @@ def record_task(svc: Services, name: str, task_id: str, created_at: float) -> No
         logger.warning("task id not recorded", extra={"execution": name, "error": exc.response["Error"]["Code"]})
 
 
-def stash_outputs(svc: Services, job: Job, outputs: dict[str, Output]) -> dict[str, dict[str, str]]:
-    """URLs go on in the state; base64 results are written at their final key now, so no bytes enter the state."""
-    path = job.path
+def stash_outputs(svc: Services, job: Job, execution: str, outputs: dict[str, Output]) -> dict[str, dict[str, str]]:
+    """URLs go on in the state; results that came as bytes wait under `staging/`, so no bytes enter the state and
+    nothing is written under the key before finalize knows this upload is still the key's newest."""
     stashed: dict[str, dict[str, str]] = {}
     for name, output in outputs.items():
         if output.data is None:  # Output.parse makes a URL or bytes, never neither
             stashed[name] = {"url": str(output.url)}
         else:
-            key = output_key(path, name, output.data)
+            key = f"{STAGING}{execution}/{name}"
             svc.s3.put_object(Bucket=svc.settings.output_bucket, Key=key, Body=output.data)
             stashed[name] = {"key": key}
     return stashed

@@ -11,7 +11,7 @@ from picwish.catalog import OPERATIONS, get_operation
 from picwish.errors import PicWishError, ValidationError
 from picwish.validation import validate_request
 
-from . import records, storage
+from . import keyrecord, records, storage
 from .options import options_from_metadata, parse_defaults
 from .payloads import Job
 from .reasons import Reason
@@ -88,33 +88,37 @@ def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str,
 
 
 def _judge_upload(svc: Services, path: JobPath, upload: UploadRef) -> Job:
-    """The job an upload asks for, or the ValidationError / MissingUpload that refuses it."""
+    """The job an upload asks for, or the ValidationError / MissingUpload that refuses it. Each object is read at
+    one version, and the job names those versions: the API is only ever sent the bytes judged here."""
     if not path.known_operation:
         raise ValidationError("operation", f"must be one of {', '.join(OPERATIONS)}; got {path.operation!r}")
     op = get_operation(path.operation)
     read = storage.read_capped(svc, op, op.slots[0].file_field, upload.bucket, upload.key, upload.version_id)
     if read is None:
         raise MissingUpload(upload.key)
-    image, metadata = read
-    masks: dict[str, bytes] = {}
+    masks: dict[str, storage.Read] = {}
     for slot in op.slots[1:]:
         key = path.mask_key(slot.name)
         found = None if key is None else storage.read_capped(svc, op, slot.file_field, upload.bucket, key)
         if found is not None:
-            masks[slot.name] = found[0]
-    options, ignored = options_from_metadata(op, metadata, parse_defaults(svc.settings.operation_defaults))
+            masks[slot.name] = found
+    options, ignored = options_from_metadata(op, read.metadata, parse_defaults(svc.settings.operation_defaults))
     if "rectangles" in options:
         masks.pop("mask", None)  # rectangles stand in for the mask
-    validate_request(op, {"image": image, **masks}, options)
+    validate_request(op, {"image": read.data, **{name: m.data for name, m in masks.items()}}, options)
     return Job(
         upload=upload,
         operation=op,
         options=options,
         masks={name: str(path.mask_key(name)) for name in masks},
+        mask_versions={name: str(m.version_id) for name, m in masks.items() if m.version_id},
         ignored_metadata=ignored,
     )
 
 
 def _fail_input(svc: Services, path: JobPath, upload: UploadRef, error: PicWishError, *, reason: str) -> None:
+    """The upload's failure record, as the key's record if this upload is still the key's newest version."""
     record = records.failure(path, upload.to_dict(), reason=reason, error=error.to_record(), clock=svc.clock)
-    storage.put_json(svc.s3, svc.settings.output_bucket, path.failure_key, record)
+    found = keyrecord.commit(svc, path, upload, f"submit-{upload.identity}", lambda: ("failed", record, set()))
+    if found.state == keyrecord.REPLACED:
+        keyrecord.supersede(svc, path, upload, found, reason=reason, message=record["message"])

@@ -15,6 +15,8 @@ from picwish.results import CLASS_NAME  # output names are class names or the ca
 INCOMING = "incoming/"
 RESULTS = "results/"
 FAILED = "failed/"
+SUPERSEDED = "superseded/"  # records of jobs whose version was replaced while they ran
+STAGING = "staging/"  # outputs that came as bytes, until finalize writes them under the key
 EXECUTION_NAME_MAX = 80
 S3_KEY_MAX_BYTES = 1024
 MAX_OUTPUT_NAME_BYTES = 40  # `<name>.<ext>` under a result prefix: class names are capped to fit
@@ -43,6 +45,17 @@ class UploadRef:
             version_id=obj.get("versionId") or None,
             etag=(obj.get("eTag") or obj.get("etag") or "").strip('"') or None,
             sequencer=obj.get("sequencer") or None,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UploadRef:
+        """From a record's or a state's `source`; fields it lacks are unset."""
+        return cls(
+            bucket=str(data.get("bucket") or ""),
+            key=str(data.get("key") or ""),
+            version_id=data.get("version_id"),
+            etag=data.get("etag"),
+            sequencer=data.get("sequencer"),
         )
 
     @property

@@ -46,6 +46,19 @@ def record_at(pipeline, key: str) -> dict:
     return json.loads(pipeline.output(key))
 
 
+def uploaded(pipeline, s3_object: dict, key: str, body: bytes) -> None:
+    """Upload `key` and make the event's object (its `s3.object`) name the version S3 gave it, as a real event
+    of a versioned bucket does."""
+    s3_object["versionId"] = pipeline.s3.put_object(Bucket=pipeline.stack.input_bucket, Key=key, Body=body)["VersionId"]
+
+
+def uploaded_job(pipeline, state: dict, body: bytes) -> dict:
+    """A step's sample input whose upload exists, at the version the input names."""
+    upload = state["job"]["upload"]
+    upload["version_id"] = pipeline.s3.put_object(Bucket=upload["bucket"], Key=upload["key"], Body=body)["VersionId"]
+    return state
+
+
 def test_s3_test_event_is_a_no_op(pipeline):
     before = len(pipeline.executions())
     assert invoke(pipeline, "SubmitFunction", event("s3-test-event.json")) == {
@@ -58,7 +71,9 @@ def test_s3_test_event_is_a_no_op(pipeline):
 
 
 def test_every_record_is_decoded_and_handled(pipeline):
-    counts = invoke(pipeline, "SubmitFunction", event("s3-put-multi.json"))
+    multi = event("s3-put-multi.json")
+    uploaded(pipeline, multi["Records"][1]["s3"]["object"], "incoming/resize/batch/c.jpg", images.portrait())
+    counts = invoke(pipeline, "SubmitFunction", multi)
     assert counts["rejected"] == 3
     assert record_at(pipeline, "failed/idphoto/batch/a b.jpg.json")["reason"] == "object missing"
     assert record_at(pipeline, "failed/resize/batch/c.jpg.json")["reason"] == "unknown operation"
@@ -75,8 +90,11 @@ def test_put_event_per_operation_starts_one_execution_and_a_redelivery_none(pipe
     if operation in ("inpaint", "retouching-collection"):
         mask_key = upload.key.replace("incoming/", "masks/", 1).rsplit(".", 1)[0] + ".png"
         pipeline.s3.put_object(Bucket=upload.bucket, Key=mask_key, Body=images.mask(80, 60))
-    pipeline.upload(upload.key, images.photo(80, 60, fmt="PNG"))
-    assert invoke(pipeline, "SubmitFunction", sample)["started"] == 1
+    uploaded(pipeline, sample["Records"][0]["s3"]["object"], upload.key, images.photo(80, 60, fmt="PNG"))
+    upload = UploadRef.from_event_record(sample["Records"][0])
+    # The sample is the very event S3 delivers for this upload: whichever of the two comes first starts the job.
+    first = invoke(pipeline, "SubmitFunction", sample)
+    assert first["started"] + first["duplicate"] == 1 and first["rejected"] == 0
     # A redelivery: Step Functions returns the running execution (same name, same input) or refuses the name
     # once it closed; either way nothing new starts.
     again = invoke(pipeline, "SubmitFunction", sample)
@@ -94,7 +112,8 @@ def test_one_event_delivered_to_many_submits_at_once_starts_one_execution(pipeli
     pipeline.runtime.wait_idle()  # earlier tests' deliveries done, and S3 delivers none of this upload:
     pipeline.runtime.s3_delivery_copies = 0  # the eight submits below are the only ones, all at once
     try:
-        pipeline.upload(upload.key, images.photo(80, 60, fmt="PNG"))
+        uploaded(pipeline, record, upload.key, images.photo(80, 60, fmt="PNG"))
+        upload = UploadRef.from_event_record(sample["Records"][0])
         with ThreadPoolExecutor(max_workers=8) as pool:
             counts = list(pool.map(lambda _: invoke(pipeline, "SubmitFunction", sample), range(8)))
     finally:
@@ -136,8 +155,7 @@ def test_starts_of_one_execution_at_the_same_instant_run_it_once(pipeline, monke
 
 
 def test_create_is_idempotent_per_execution(pipeline):
-    state = event("state-create.json")
-    pipeline.upload(state["job"]["upload"]["key"], images.portrait())
+    state = uploaded_job(pipeline, event("state-create.json"), images.portrait())
     first = invoke(pipeline, "CreateFunction", state)
     for _ in range(30):  # the QPS budget may be busy with other jobs: come back when told, as the machine does
         if first["status"] != "wait":
@@ -157,7 +175,8 @@ def test_create_is_idempotent_per_execution(pipeline):
 
 
 def test_record_failure_for_a_timeout(pipeline):
-    body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-timeout.json"))
+    state = uploaded_job(pipeline, event("state-record-failure-timeout.json"), images.portrait())
+    body = invoke(pipeline, "RecordFailureFunction", state)
     assert body == {"status": "failed", "reason": "timeout", "failure_key": "failed/idphoto/fixtures/gone.jpg.json"}
     record = record_at(pipeline, body["failure_key"])
     assert (record["task_id"], record["state"], record["api_calls"]) == ("TASK-TIMEOUT", 4, 13)
@@ -165,7 +184,8 @@ def test_record_failure_for_a_timeout(pipeline):
 
 
 def test_record_failure_for_a_caught_error_keeps_no_stack_trace(pipeline):
-    body = invoke(pipeline, "RecordFailureFunction", event("state-record-failure-caught.json"))
+    state = uploaded_job(pipeline, event("state-record-failure-caught.json"), images.portrait())
+    body = invoke(pipeline, "RecordFailureFunction", state)
     record = record_at(pipeline, body["failure_key"])
     assert record["reason"] == "step failed" and record["message"] == "APIServerError talking to the API"
     assert "stackTrace" not in json.dumps(record) and "app.py" not in json.dumps(record)
@@ -175,10 +195,11 @@ def test_backstop_writes_a_record_only_when_none_exists(pipeline):
     failure_key = "failed/idphoto/fixtures/gone.jpg.json"
     pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key=failure_key)
     pipeline.s3.delete_object(Bucket=pipeline.stack.output_bucket, Key="results/idphoto/fixtures/gone.jpg/result.json")
-    body = invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json"))
+    failed = event("eventbridge-execution-failed.json")
+    state = uploaded_job(pipeline, json.loads(failed["detail"]["input"]), images.portrait())
+    failed["detail"]["input"] = json.dumps(state)
+    body = invoke(pipeline, "BackstopFunction", failed)
     assert body["reason"] == "execution failed"
     record = record_at(pipeline, failure_key)
     assert record["message"] == "The SecondsPath parameter cannot be parsed as a long value"
-    assert invoke(pipeline, "BackstopFunction", event("eventbridge-execution-failed.json")) == {
-        "status": "already recorded"
-    }
+    assert invoke(pipeline, "BackstopFunction", failed) == {"status": "already recorded"}

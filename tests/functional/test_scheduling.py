@@ -15,6 +15,7 @@ from picwish_pipeline import create, poll, polling, storage
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
 from picwish_pipeline.services import Services
+from tests.support.fake_services import FakeS3
 
 make_moto_atomic()
 
@@ -67,7 +68,11 @@ class Sim:
             def client(self, *, refresh: bool = False):
                 return api
 
-        self.svc = SimServices(settings=settings, s3=None, dynamodb=tables, clock=self.clock, sleep=self.sleep)
+        # The upload every simulated job is, as its key's current version (creates check it is still the newest).
+        s3 = FakeS3()
+        upload = json.loads((EVENTS / "state-create.json").read_text())["job"]["upload"]
+        s3.put(upload["bucket"], upload["key"], b"uploaded bytes", version_id=upload["version_id"])
+        self.svc = SimServices(settings=settings, s3=s3, dynamodb=tables, clock=self.clock, sleep=self.sleep)
 
     def clock(self) -> float:
         return self.now
@@ -178,7 +183,7 @@ def complete(sim, name: str, task_seconds: float) -> None:
 
 
 def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypatch):
-    monkeypatch.setattr(storage, "stash_outputs", lambda svc, job, outputs: {})
+    monkeypatch.setattr(storage, "stash_outputs", lambda *args: {})
     first = run_create(sim.svc, job_payload("exec-a"))
     guessed = first["slot_at"] - first["created_at"]  # before any task: the catalog's guess (3 s for idphoto)
     for i in range(12):  # idphoto tasks have been taking 9 s
@@ -203,6 +208,6 @@ def test_a_sample_that_cannot_be_stored_does_not_cost_the_done_task_a_poll(sim, 
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
 
     monkeypatch.setattr(SlotLimiter, "learn", refuse)
-    monkeypatch.setattr(storage, "stash_outputs", lambda svc, job, outputs: {})
+    monkeypatch.setattr(storage, "stash_outputs", lambda *args: {})
     complete(sim, "exec-x", 4.0)  # asserts the poll came back done
     assert [kind for _, kind, _ in sim.api.calls] == ["create", "poll"]

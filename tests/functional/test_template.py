@@ -145,9 +145,16 @@ def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
 
 
 def test_every_choice_has_a_default_so_no_state_loops_forever():
-    for state in ASL["States"].values():
-        if state["Type"] == "Choice":
-            assert state["Default"] == "RecordFailure"
+    # Before a record exists the default writes one; after (the outcome of Finalize or RecordFailure) it ends the
+    # execution as failed, so the console, Step Functions' redrive and the alarms see a failed job as failed.
+    defaults = {name: state["Default"] for name, state in ASL["States"].items() if state["Type"] == "Choice"}
+    assert defaults == {
+        "Created?": "RecordFailure",
+        "Done?": "RecordFailure",
+        "Stored?": "JobFailed",
+        "Recorded?": "JobFailed",
+    }
+    assert ASL["States"]["JobFailed"]["Type"] == "Fail"
 
 
 def test_definition_substitutions_cover_every_placeholder():

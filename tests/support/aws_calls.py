@@ -20,6 +20,10 @@ ACTIONS = {
     "delete_object": "s3:DeleteObject",
     "list_objects_v2": "s3:ListBucket",
     "generate_presigned_url": "s3:GetObject",  # the URL carries the signer's permission to GetObject
+    # The steps that read (or presign) an object at a version — the one its event named, the one submit judged:
+    # S3 authorizes a request that names a version as GetObjectVersion.
+    "read_capped": "s3:GetObjectVersion",
+    "_api_inputs": "s3:GetObjectVersion",
     "get_item": "dynamodb:GetItem",
     "put_item": "dynamodb:PutItem",
     "update_item": "dynamodb:UpdateItem",

@@ -40,43 +40,76 @@ def client_error(code: str, operation: str = "Op") -> ClientError:
 
 @dataclass
 class FakeS3:
-    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """A versioned bucket: each put makes a new current version; a read may name an older one."""
+
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the current versions
+    versions: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, bucket, key), in order
 
-    def put(self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
-        self.objects[(bucket, key)] = {"Body": body, "Metadata": metadata or {}}
+    def put(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None, version_id: str | None = None
+    ) -> str:
+        version = version_id or f"v{len(self.versions) + 1}"
+        stored = {"Body": body, "Metadata": metadata or {}, "VersionId": version, "ETag": f'"etag-{version}"'}
+        self.objects[(bucket, key)] = self.versions[(bucket, key, version)] = stored
+        return version
 
     def json(self, bucket: str, key: str) -> dict:
         return json.loads(self.objects[(bucket, key)]["Body"])
 
-    def _get(self, Bucket: str, Key: str) -> dict[str, Any]:
-        if (Bucket, Key) not in self.objects:
-            raise client_error("NoSuchKey", "GetObject")
-        return self.objects[(Bucket, Key)]
+    def _get(self, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
+        found = self.objects.get((Bucket, Key)) if VersionId is None else self.versions.get((Bucket, Key, VersionId))
+        if found is None:
+            raise client_error("NoSuchKey" if VersionId is None else "NoSuchVersion", "GetObject")
+        return found
 
-    def head_object(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
+    def head_object(self, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
         self.log.append(("head_object", Bucket, Key))
-        if (Bucket, Key) not in self.objects:
-            raise client_error("404", "HeadObject")
-        found = self.objects[(Bucket, Key)]
-        return {"ContentLength": len(found["Body"]), "Metadata": found["Metadata"]}
+        try:
+            found = self._get(Bucket, Key, VersionId)
+        except ClientError:
+            raise client_error("404", "HeadObject") from None
+        return {
+            "ContentLength": len(found["Body"]),
+            "Metadata": found["Metadata"],
+            "VersionId": found["VersionId"],
+            "ETag": found["ETag"],
+        }
 
-    def get_object(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
+    def get_object(self, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
         self.log.append(("get_object", Bucket, Key))
-        return {"Body": io.BytesIO(self._get(Bucket, Key)["Body"])}
+        return {"Body": io.BytesIO(self._get(Bucket, Key, VersionId)["Body"])}
+
+    def in_bucket(self, bucket: str) -> dict[str, bytes]:
+        """Key → bytes of the current objects of one bucket."""
+        return {k: o["Body"] for (b, k), o in self.objects.items() if b == bucket}
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, **kw: Any) -> dict[str, Any]:
         self.log.append(("put_object", Bucket, Key))
-        self.objects[(Bucket, Key)] = {"Body": Body, "Metadata": kw.get("Metadata", {}), **kw}
-        return {}
+        version = self.put(Bucket, Key, Body, kw.get("Metadata"))
+        self.objects[(Bucket, Key)].update(kw)
+        return {"VersionId": version}
 
     def delete_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         self.log.append(("delete_object", Bucket, Key))
         self.objects.pop((Bucket, Key), None)
         return {}
 
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str, Delimiter: str | None = None) -> list[dict[str, Any]]:
+        """list_objects_v2 as one page; with a Delimiter, only the keys directly under the prefix."""
+        self.log.append(("list_objects_v2", Bucket, Prefix))
+        keys = sorted(k for b, k in self.objects if b == Bucket and k.startswith(Prefix))
+        if Delimiter:
+            keys = [k for k in keys if Delimiter not in k[len(Prefix) :]]
+        return [{"Contents": [{"Key": k} for k in keys]}]
+
     def generate_presigned_url(self, method: str, Params: dict, ExpiresIn: int) -> str:
-        return f"https://{Params['Bucket']}.s3.test/{Params['Key']}?X-Amz-Expires={ExpiresIn}"
+        version = f"&versionId={Params['VersionId']}" if "VersionId" in Params else ""
+        return f"https://{Params['Bucket']}.s3.test/{Params['Key']}?X-Amz-Expires={ExpiresIn}{version}"
 
 
 @dataclass
@@ -86,9 +119,20 @@ class FakeTaskTable:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     hidden_reads: int = 0  # reads that miss an item written meanwhile by another attempt
 
-    def put_item(self, TableName: str, Item: dict, ConditionExpression: str) -> dict:
-        assert ConditionExpression == "attribute_not_exists(execution)"
+    def put_item(
+        self, TableName: str, Item: dict, ConditionExpression: str, ExpressionAttributeValues: dict | None = None
+    ) -> dict:
         name = Item["execution"]["S"]
+        if name.startswith("record#"):  # a key's record lock
+            assert ConditionExpression == ("attribute_not_exists(execution) OR held_until < :now OR lock_owner = :me")
+            held = self.items.get(name)
+            values = ExpressionAttributeValues or {}
+            live = held and float(held["held_until"]["N"]) >= float(values[":now"]["N"])
+            if live and held["lock_owner"] != values[":me"]:
+                raise client_error("ConditionalCheckFailedException", "PutItem")
+            self.items[name] = dict(Item)
+            return {}
+        assert ConditionExpression == "attribute_not_exists(execution)"
         if name in self.items:
             raise client_error("ConditionalCheckFailedException", "PutItem")
         self.items[name] = dict(Item)
@@ -107,9 +151,17 @@ class FakeTaskTable:
         item.update(task_id=ExpressionAttributeValues[":t"], created_at=ExpressionAttributeValues[":c"])
         return {}
 
-    def delete_item(self, TableName: str, Key: dict, ConditionExpression: str) -> dict:
-        assert ConditionExpression == "attribute_not_exists(task_id)"
+    def delete_item(
+        self, TableName: str, Key: dict, ConditionExpression: str, ExpressionAttributeValues: dict | None = None
+    ) -> dict:
         name = Key["execution"]["S"]
+        if name.startswith("record#"):
+            assert ConditionExpression == "lock_owner = :me"
+            if self.items.get(name, {}).get("lock_owner") != (ExpressionAttributeValues or {})[":me"]:
+                raise client_error("ConditionalCheckFailedException", "DeleteItem")
+            self.items.pop(name)
+            return {}
+        assert ConditionExpression == "attribute_not_exists(task_id)"
         if "task_id" in self.items.get(name, {}):
             raise client_error("ConditionalCheckFailedException", "DeleteItem")
         self.items.pop(name, None)
@@ -254,6 +306,11 @@ class Fakes:
             sleep=self.sleep,
             jitter=lambda: 0.5,
         )
+
+        # The uploads the events/ state files name, each as its key's current version.
+        for path in sorted(EVENTS.glob("state-*.json")):
+            upload = json.loads(path.read_text())["job"]["upload"]
+            self.s3.put(upload["bucket"], upload["key"], b"uploaded bytes", version_id=upload["version_id"])
 
     def clock(self) -> float:
         return self.now

@@ -23,6 +23,14 @@ def test_a_second_paid_create_for_one_upload_is_a_duplicate_in_url_mode():
     assert measure.duplicate_tasks(paid) == 1
 
 
+def test_two_versions_of_one_key_are_two_uploads_each_paid_once_in_url_mode():
+    base = "http://127.0.0.1:5000/bucket-in/incoming/idphoto/bench/b0001.jpg?X-Amz-Signature=abc&versionId="
+    journal = [create(image_url=base + "v1"), create(image_url=base + "v2"), create(image_url=base + "v2")]
+    paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, {}))
+    assert paid == {"incoming/idphoto/bench/b0001.jpg@v1": 1, "incoming/idphoto/bench/b0001.jpg@v2": 2}
+    assert measure.duplicate_tasks(paid) == 1
+
+
 def test_a_second_paid_create_for_one_upload_is_a_duplicate_in_bytes_mode():
     body = b"\xff\xd8 one photo"
     digest = hashlib.sha256(body).hexdigest()
@@ -45,6 +53,9 @@ def test_the_check_says_no_to_a_lost_upload_a_double_payment_or_a_missed_crash_w
     assert measure.verdict({**clean, "duplicate_tasks": 2}) == ["2 tasks paid twice"]
     missed = {**clean, "crashes_injected": {"crash_before_post": 2, "crash_mid_finalize": 0}}
     assert measure.verdict(missed) == ["crash windows never hit: crash_mid_finalize"]
+    assert measure.verdict({**clean, "stale_records": 1}) == [
+        "1 keys uploaded again ended in a record not of their newest version"
+    ]
 
 
 def test_outcomes_count_an_upload_without_a_record_as_lost():

@@ -14,6 +14,9 @@ from picwish_pipeline.services import TransientApiError
 from tests.support.fake_services import NOW, Fakes, step_input
 
 EXECUTION = "idphoto-0000000000000000000000000000000000000000000000000000000000000001"
+INPUT = "picwish-input-123456789012"
+KEY = "incoming/idphoto/fixtures/portrait.jpg"
+VERSION = "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH"  # the upload the events/ state files name
 
 
 @pytest.fixture
@@ -32,7 +35,8 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
         (
             "create",
             "idphoto",
-            "https://picwish-input-123456789012.s3.test/incoming/idphoto/fixtures/portrait.jpg?X-Amz-Expires=900",
+            "https://picwish-input-123456789012.s3.test/incoming/idphoto/fixtures/portrait.jpg?X-Amz-Expires=900"
+            f"&versionId={VERSION}",  # the exact bytes submit judged, whatever the key holds by now
             {"size": "150x200", "format": "jpg"},
             {},
         )
@@ -60,10 +64,49 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
 
 def test_a_create_sends_the_upload_itself_in_bytes_mode(fakes):
     fakes.svc.settings = replace(fakes.svc.settings, input_mode="bytes")
-    fakes.s3.put("picwish-input-123456789012", "incoming/idphoto/fixtures/portrait.jpg", b"\xff\xd8 a photo")
+    fakes.s3.put(INPUT, KEY, b"\xff\xd8 a photo", version_id=VERSION)
     fakes.api.answers = ["task-1"]
     assert create(fakes).status == "created"
     assert fakes.api.calls[0][2] == ("portrait.jpg", b"\xff\xd8 a photo")
+
+
+def test_an_upload_replaced_before_its_create_is_never_sent_or_claimed(fakes):
+    newer = fakes.s3.put(INPUT, KEY, b"not an image: a newer upload")
+    out = create(fakes)
+    assert (out.status, out.reason, out.api_calls) == ("failed", "replaced by a newer upload", 0)
+    assert newer in out.error["message"]
+    assert fakes.api.calls == [] and fakes.tasks.items == {} and fakes.limiter.reserved == []
+
+
+def test_an_upload_deleted_before_its_create_is_never_sent(fakes):
+    fakes.s3.delete_object(Bucket=INPUT, Key=KEY)
+    out = create(fakes)
+    assert (out.status, out.reason) == ("failed", "object missing")
+    assert fakes.api.calls == [] and fakes.tasks.items == {}
+
+
+def test_masks_are_sent_at_the_versions_submit_judged(fakes):
+    mask = "masks/inpaint/fixtures/portrait.png"
+    judged = fakes.s3.put(INPUT, mask, b"the judged mask")
+    fakes.s3.put(INPUT, mask, b"a mask uploaded later")
+    job = {**step_input("state-create.json").job.to_dict(), "operation": "inpaint"}
+    job.update(options={}, masks={"mask": mask}, mask_versions={"mask": judged})
+    fakes.svc.settings = replace(fakes.svc.settings, input_mode="bytes")
+    fakes.api.answers = ["task-1"]
+    assert create_step(fakes.svc, step_input("state-create.json", job=job)).status == "created"
+    assert fakes.api.calls[0][4] == {"mask": ("portrait.png", b"the judged mask")}
+
+
+@pytest.mark.parametrize(
+    "key", ["incoming/idphoto/a/./b.jpg", "incoming/idphoto/a/../b.jpg", "incoming/idphoto/../b.jpg"]
+)
+def test_a_key_with_dot_segments_goes_as_bytes_no_fetcher_would_ask_for_the_signed_path(fakes, key):
+    fakes.s3.put(INPUT, key, b"\xff\xd8 dotted", version_id="dotted-1")
+    job = step_input("state-create.json").job.to_dict()
+    job["upload"] = {**job["upload"], "key": key, "version_id": "dotted-1"}
+    fakes.api.answers = ["task-1"]
+    assert create_step(fakes.svc, step_input("state-create.json", job=job)).status == "created"
+    assert fakes.api.calls[0][2] == (key.rsplit("/", 1)[-1], b"\xff\xd8 dotted")
 
 
 def test_a_queued_create_waits_for_its_place_in_the_lane_without_claiming_or_calling(fakes):

@@ -7,7 +7,8 @@ from picwish_pipeline.failures import record_failure_step
 from picwish_pipeline.finalize import finalize_step
 from picwish_pipeline.metrics import Measure
 from picwish_pipeline.poll import poll_step
-from tests.support.fake_services import NOW, Fakes, step_input
+from tests.support.fake_services import NOW, OUTPUT_BUCKET, Fakes, step_input
+from tests.support.images import photo
 
 
 def test_a_waiting_create_reports_how_far_ahead_its_slot_is_and_nothing_else():
@@ -35,6 +36,7 @@ def test_a_poll_reports_the_jobs_calls_only_when_polling_ends():
 
 def test_a_result_reports_its_processing_time_and_overhead_and_a_failure_its_reason(monkeypatch):
     fakes = Fakes(now=1795000006.5)  # the API said done at 1795000004
+    fakes.s3.put(OUTPUT_BUCKET, "staging/x/image", photo(fmt="PNG"))
     finished = finalize_step(
         fakes.svc,
         step_input(
@@ -44,7 +46,7 @@ def test_a_result_reports_its_processing_time_and_overhead_and_a_failure_its_rea
                 "state": 1,
                 "completed_at": 1795000004,
                 "task_created_at": 1795000000,
-                "outputs": {"image": {"key": "results/x.png"}},
+                "outputs": {"image": {"key": "staging/x/image"}},
             },
         ),
     )

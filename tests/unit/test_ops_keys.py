@@ -1,6 +1,8 @@
 """picwish-ops finds a job's records where the pipeline writes them, long keys included (not by re-deriving the
 layout)."""
 
+from botocore.exceptions import ClientError
+
 from ops import redrive
 from ops.target import Target
 from picwish_pipeline.uploads import parse_job_path
@@ -12,8 +14,10 @@ class ListingS3:
     def __init__(self, keys: set[str]) -> None:
         self.keys = keys
 
-    def list_objects_v2(self, Bucket: str, Prefix: str, MaxKeys: int) -> dict:
-        return {"KeyCount": min(MaxKeys, sum(1 for k in self.keys if k.startswith(Prefix)))}
+    def head_object(self, Bucket: str, Key: str) -> dict:
+        if Key not in self.keys:
+            raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+        return {}
 
 
 def test_redrive_sees_the_result_of_an_upload_whose_key_the_output_keys_shorten():
@@ -23,3 +27,9 @@ def test_redrive_sees_the_result_of_an_upload_whose_key_the_output_keys_shorten(
     s3 = ListingS3({path.result_key})
     assert redrive._has_result(TARGET, s3, key)  # else a paid upload would be run (and paid) again
     assert not redrive._has_result(TARGET, ListingS3(set()), key)
+
+
+def test_redrive_judges_a_result_by_the_exact_key_not_a_prefix_another_key_extends():
+    failed, longer = "incoming/idphoto/pfx.jpg", "incoming/idphoto/pfx.jpg/result.json.jpg"
+    s3 = ListingS3({parse_job_path(longer).result_key})
+    assert not redrive._has_result(TARGET, s3, failed)

@@ -40,11 +40,12 @@ def test_a_done_task_carries_its_links_on_and_teaches_the_operations_durations(f
     assert operation == "idphoto" and learned.samples == 1
 
 
-def test_a_base64_result_is_written_at_its_final_key_and_no_bytes_enter_the_state(fakes):
+def test_a_base64_result_is_staged_for_finalize_and_no_bytes_enter_the_state(fakes):
     image = photo(fmt="PNG")
     fakes.api.answers = [done(image=base64.b64encode(image).decode())]
     out = poll(fakes)
-    key = "results/idphoto/fixtures/portrait.jpg/image.png"
+    # Not under the key: only finalize, once it knows the upload is still the key's newest, writes there.
+    key = f"staging/{step_input('state-poll.json').execution}/image"
     assert out.outputs == {"image": {"key": key}}
     assert fakes.s3.objects[(OUTPUT_BUCKET, key)]["Body"] == image
 
@@ -134,14 +135,20 @@ def test_a_failed_or_undocumented_state_ends_the_job_with_it(fakes, state, reaso
     assert out.failure["error"]["state"] == state
 
 
-def test_a_401_polls_again_with_the_key_read_again_and_a_second_one_ends_the_job(fakes):
+def test_a_401_polls_again_with_the_key_read_again_and_later_ones_are_waited_out_until_the_deadline(fakes):
     fakes.api.answers = [AuthenticationError("bad key", status=401)]
     out = poll(fakes)
     assert (out.phase, out.refresh_key, out.slot_at) == ("processing", True, NOW)
     fakes.api.answers = [AuthenticationError("bad key", status=401)]
     again = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=out.to_dict()))
-    assert (again.phase, again.failure["reason"], again.api_calls) == ("failed", "unauthorized", 3)
-    assert fakes.keys_read == [False, True]
+    # The task is paid for: a revoked key is read again at each poll, backing off, until the job's deadline.
+    assert (again.phase, again.refresh_key, again.errors, again.api_calls) == ("processing", True, 1, 3)
+    assert again.last_error["status"] == 401
+    assert again.slot_at > NOW
+    fakes.api.answers = [{"state": 1, "progress": 100, "image": "https://results.example/x.png"}]
+    done = poll_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=again.to_dict()))
+    assert (done.phase, done.errors) == ("done", 0)
+    assert fakes.keys_read == [False, True, True]
 
 
 def test_a_429_waits_as_long_as_the_api_asks_and_too_many_end_the_job(fakes):

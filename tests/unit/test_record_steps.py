@@ -10,11 +10,13 @@ from picwish.download import Downloaded
 from picwish_pipeline import finalize
 from picwish_pipeline.backstop import backstop_step
 from picwish_pipeline.failures import record_failure_step
+from picwish_pipeline.keyrecord import KeyBusy
 from picwish_pipeline.payloads import Outcome
 from picwish_pipeline.services import TransientApiError
 from tests.support.fake_services import OUTPUT_BUCKET, Fakes, event, step_input
 from tests.support.images import photo
 
+INPUT, UPLOAD = "picwish-input-123456789012", "incoming/idphoto/fixtures/portrait.jpg"
 RESULT = "results/idphoto/fixtures/portrait.jpg/result.json"
 FAILURE = "failed/idphoto/fixtures/portrait.jpg.json"
 CREATED = {"status": "created", "task_id": "t-1", "created_at": 1795000000, "deadline_at": 1795000240, "api_calls": 1}
@@ -42,18 +44,76 @@ def test_finalize_downloads_each_link_writes_it_and_result_json_last(fakes, monk
     assert fetched == ["https://results.example.com/TASK-DONE/image.jpg"]
     assert fakes.s3.objects[(OUTPUT_BUCKET, key)]["Body"] == image
     written = [(op, k) for op, _, k in fakes.s3.log]
-    assert written == [("put_object", key), ("delete_object", FAILURE), ("put_object", RESULT)]
+    assert written == [
+        ("head_object", UPLOAD),  # still the key's newest version, judged under the key's lock
+        ("delete_object", RESULT),
+        ("delete_object", FAILURE),
+        ("put_object", key),
+        ("list_objects_v2", prefix),
+        ("put_object", RESULT),  # the commit marker, last
+    ]
     record = fakes.s3.json(OUTPUT_BUCKET, RESULT)
     assert (record["outcome"], record["task_id"], record["outputs"]) == ("succeeded", "TASK-DONE", {"image": key})
     assert (record["api_calls"], record["polls"], record["durations_s"]["task"]) == (3, 2, 4)
     assert record["durations_s"]["completed_to_written"] == out.overhead_s  # the metric is the record's figure
 
 
-def test_finalize_keeps_an_output_already_written_by_the_poll(fakes):
+def test_finalize_writes_an_output_the_poll_staged_under_the_key(fakes):
+    image, staged = photo(fmt="PNG"), "staging/exec-1/image"
+    fakes.s3.put(OUTPUT_BUCKET, staged, image)
+    payload = step_input("state-poll.json", create=CREATED, poll=done({"image": {"key": staged}}))
     key = "results/idphoto/fixtures/portrait.jpg/image.png"
-    payload = step_input("state-poll.json", create=CREATED, poll=done({"image": {"key": key}}))
     assert finalize.finalize_step(fakes.svc, payload).outputs == {"image": key}
-    assert [op for op, _, _ in fakes.s3.log] == ["delete_object", "put_object"]
+    assert fakes.s3.in_bucket(OUTPUT_BUCKET)[key] == image
+    assert staged in fakes.s3.in_bucket(OUTPUT_BUCKET)  # kept for a retried finalize; a lifecycle rule ends it
+
+
+def test_finalize_of_a_replaced_upload_writes_nothing_under_the_key(fakes, monkeypatch):
+    monkeypatch.setattr(finalize, "fetch_output", lambda o, s: Downloaded(photo(), "image/jpeg"))
+    newer = fakes.s3.put(INPUT, UPLOAD, b"a newer upload")
+    fakes.s3.put(OUTPUT_BUCKET, RESULT, b'{"source": {"version_id": "newer"}}')
+    before = dict(fakes.s3.in_bucket(OUTPUT_BUCKET))
+    payload = step_input("state-finalize.json")
+    assert finalize.finalize_step(fakes.svc, payload) == Outcome("superseded")
+    after = fakes.s3.in_bucket(OUTPUT_BUCKET)
+    history = f"superseded/idphoto/fixtures/portrait.jpg/{payload.job.upload.version_id}.json"
+    assert set(after) - set(before) == {history}
+    assert all(after[k] == v for k, v in before.items())
+    record = fakes.s3.json(OUTPUT_BUCKET, history)
+    assert (record["outcome"], record["newest_version_id"], record["task_id"]) == ("superseded", newer, "TASK-DONE")
+
+
+def test_finalize_clears_outputs_an_older_version_left_but_not_a_longer_keys(fakes, monkeypatch):
+    monkeypatch.setattr(finalize, "fetch_output", lambda o, s: Downloaded(photo(), "image/jpeg"))
+    prefix = "results/idphoto/fixtures/portrait.jpg/"
+    fakes.s3.put(OUTPUT_BUCKET, f"{prefix}image.png", b"an older version's output")
+    fakes.s3.put(OUTPUT_BUCKET, f"{prefix}deeper.jpg/image.png", b"incoming/idphoto/fixtures/portrait.jpg/deeper.jpg")
+    finalize.finalize_step(fakes.svc, step_input("state-finalize.json"))
+    under = sorted(k for k in fakes.s3.in_bucket(OUTPUT_BUCKET) if k.startswith(prefix))
+    assert under == [f"{prefix}deeper.jpg/image.png", f"{prefix}image.jpg", f"{prefix}result.json"]
+
+
+def test_a_failure_record_replaces_the_result_and_outputs_of_an_older_version(fakes):
+    prefix = "results/idphoto/fixtures/gone.jpg/"
+    fakes.s3.put(OUTPUT_BUCKET, f"{prefix}image.png", b"an older version's output")
+    fakes.s3.put(OUTPUT_BUCKET, f"{prefix}result.json", b"{}")
+    record_failure_step(fakes.svc, step_input("state-record-failure-caught.json"))
+    assert sorted(fakes.s3.in_bucket(OUTPUT_BUCKET)) == ["failed/idphoto/fixtures/gone.jpg.json"]
+
+
+def test_a_record_waits_for_another_job_of_the_key_then_gives_the_retry_its_turn(fakes):
+    fakes.tasks.items["record#idphoto/fixtures/portrait.jpg"] = {
+        "execution": {"S": "record#idphoto/fixtures/portrait.jpg"},
+        "lock_owner": {"S": "another-execution"},
+        "held_until": {"N": repr(fakes.now + 60)},
+    }
+    with pytest.raises(KeyBusy):
+        finalize.finalize_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=done({})))
+    assert fakes.s3.in_bucket(OUTPUT_BUCKET) == {}
+    fakes.now += 60  # a holder that died lets go when its hold runs out
+    assert finalize.finalize_step(fakes.svc, step_input("state-poll.json", create=CREATED, poll=done({}))).status == (
+        "succeeded"
+    )
 
 
 def test_finalize_records_an_expired_link_as_a_failure(fakes, monkeypatch):
@@ -76,7 +136,7 @@ def test_finalize_leaves_a_failed_download_to_the_state_machines_retry(fakes, mo
     payload = step_input("state-poll.json", create=CREATED, poll=done({"image": {"url": "https://results.test/a"}}))
     with pytest.raises(TransientApiError, match="result download failed: connection reset"):
         finalize.finalize_step(fakes.svc, payload)
-    assert fakes.s3.objects == {}
+    assert fakes.s3.in_bucket(OUTPUT_BUCKET) == {}
 
 
 @pytest.mark.parametrize(
@@ -136,10 +196,22 @@ def test_the_backstop_writes_a_record_only_for_an_upload_without_one(fakes):
     assert backstop_step(fakes.svc, failed) == Outcome("already recorded")
 
 
+def test_the_backstop_writes_over_the_record_of_an_older_version(fakes):
+    failed = event("eventbridge-execution-failed.json")
+    key = "failed/idphoto/fixtures/gone.jpg.json"
+    older = {"outcome": "failed", "reason": "task failed", "source": {"key": "x", "version_id": "an-older-one"}}
+    fakes.s3.put(OUTPUT_BUCKET, key, json.dumps(older).encode())
+    assert backstop_step(fakes.svc, failed) == Outcome("failed", reason="execution failed", failure_key=key)
+    assert (
+        fakes.s3.json(OUTPUT_BUCKET, key)["source"]["version_id"]
+        == json.loads(failed["detail"]["input"])["job"]["upload"]["version_id"]
+    )
+
+
 def test_the_backstop_ignores_an_execution_without_a_job(fakes):
     failed = event("eventbridge-execution-failed.json")
     failed["detail"]["input"] = "not json"
-    assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.objects == {}
+    assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.in_bucket(OUTPUT_BUCKET) == {}
 
 
 def test_the_backstop_ignores_an_execution_whose_job_is_not_an_upload(fakes):
@@ -147,4 +219,4 @@ def test_the_backstop_ignores_an_execution_whose_job_is_not_an_upload(fakes):
     job = json.loads(failed["detail"]["input"])
     job["job"]["upload"]["key"] = "elsewhere/photo.jpg"
     failed["detail"]["input"] = json.dumps(job)
-    assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.objects == {}
+    assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.in_bucket(OUTPUT_BUCKET) == {}

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from picwish_pipeline.submit import submit_event
+from picwish_pipeline.uploads import UploadRef
 from tests.support.fake_services import OUTPUT_BUCKET, Fakes, client_error, event
 from tests.support.images import photo
 
@@ -19,8 +20,15 @@ def fakes():
     return Fakes()
 
 
+def uploaded(fakes, event_name: str, key: str, body: bytes, metadata: dict | None = None) -> None:
+    """The object in the input bucket at the version the event names (the bucket is versioned)."""
+    refs = [UploadRef.from_event_record(r) for r in event(event_name)["Records"]]
+    [ref] = [r for r in refs if r.key == key]
+    fakes.s3.put(INPUT, key, body, metadata=metadata, version_id=ref.version_id)
+
+
 def test_an_upload_starts_one_execution_named_for_it_with_its_job_as_input(fakes):
-    fakes.s3.put(INPUT, ME, photo(), metadata={"size": "295x413"})
+    uploaded(fakes, "s3-put-idphoto.json", ME, photo(), metadata={"size": "295x413"})
     assert submit_event(fakes.svc, event("s3-put-idphoto.json")) == {
         "started": 1,
         "duplicate": 0,
@@ -35,7 +43,7 @@ def test_an_upload_starts_one_execution_named_for_it_with_its_job_as_input(fakes
             "upload": {
                 "bucket": INPUT,
                 "key": ME,
-                "version_id": None,
+                "version_id": "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIb01",
                 "etag": "0123456789abcdef0123456789abcdef",
                 "sequencer": "0062B4C0F3A1D2E3F4",
             },
@@ -51,15 +59,16 @@ def test_an_upload_starts_one_execution_named_for_it_with_its_job_as_input(fakes
 
 
 def test_a_redelivered_event_is_a_duplicate_not_a_second_job(fakes):
-    fakes.s3.put(INPUT, ME, photo())
+    uploaded(fakes, "s3-put-idphoto.json", ME, photo())
     fakes.sfn.fail_with = client_error("ExecutionAlreadyExists", "StartExecution")
     assert submit_event(fakes.svc, event("s3-put-idphoto.json"))["duplicate"] == 1
-    assert fakes.s3.objects.keys() == {(INPUT, ME)}  # no record: the first delivery's job writes it
+    assert fakes.s3.in_bucket(OUTPUT_BUCKET) == {}  # no record: the first delivery's job writes it
 
 
 def test_every_record_of_a_notification_is_judged_on_its_own(fakes):
-    fakes.s3.put(INPUT, "incoming/idphoto/batch/a b.jpg", photo())
-    fakes.s3.put(INPUT, "incoming/correction/batch/ünï cödé.jpg", b"not an image")
+    uploaded(fakes, "s3-put-multi.json", "incoming/idphoto/batch/a b.jpg", photo())
+    uploaded(fakes, "s3-put-multi.json", "incoming/correction/batch/ünï cödé.jpg", b"not an image")
+    uploaded(fakes, "s3-put-multi.json", "incoming/resize/batch/c.jpg", photo())
     counts = submit_event(fakes.svc, event("s3-put-multi.json"))
     assert counts == {"started": 1, "duplicate": 0, "rejected": 2, "ignored": 0}
     unknown = fakes.s3.json(OUTPUT_BUCKET, "failed/resize/batch/c.jpg.json")
@@ -75,12 +84,15 @@ def test_every_record_of_a_notification_is_judged_on_its_own(fakes):
 def test_an_upload_deleted_before_it_was_read_gets_a_record(fakes):
     assert submit_event(fakes.svc, event("s3-put-idphoto.json"))["rejected"] == 1
     record = fakes.s3.json(OUTPUT_BUCKET, ME_FAILED)
-    assert (record["reason"], record["message"]) == ("object missing", "the object was deleted before it could be read")
+    assert (record["reason"], record["message"]) == (
+        "object missing",
+        "the upload was deleted before its job ended; nothing was written for it",
+    )
     assert fakes.sfn.started == []
 
 
 def test_a_start_that_fails_leaves_an_internal_error_record_and_goes_on_to_lambdas_retry(fakes):
-    fakes.s3.put(INPUT, ME, photo())
+    uploaded(fakes, "s3-put-idphoto.json", ME, photo())
     fakes.sfn.fail_with = client_error("ServiceUnavailable", "StartExecution")
     with pytest.raises(Exception, match="ServiceUnavailable"):
         submit_event(fakes.svc, event("s3-put-idphoto.json"))
