@@ -23,7 +23,9 @@ STEPS = {
     "Done?": "processing",
     "WaitForNextPoll": "processing",
     "Finalize": "finalizing",
+    "Stored?": "finalizing",
     "RecordFailure": "recording a failure",
+    "Recorded?": "recording a failure",
 }
 
 
