@@ -24,6 +24,7 @@ from .errors import (
     UnexpectedResponseError,
     UnknownStateError,
     ValidationError,
+    WaitTimeoutError,
     error_for,
 )
 from .results import Output, TaskResult
@@ -75,6 +76,7 @@ __all__ = [
     "UnexpectedResponseError",
     "UnknownStateError",
     "ValidationError",
+    "WaitTimeoutError",
     "classify_state",
     "error_for",
     "fetch_output",

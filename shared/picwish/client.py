@@ -18,13 +18,16 @@ from .errors import (
     NO_STATE,
     APIConnectionError,
     PicWishError,
+    RateLimitError,
     UnexpectedResponseError,
     ValidationError,
+    WaitTimeoutError,
     error_for,
 )
 from .images import CONTENT_TYPES, EXTENSIONS, sniff_format
 from .results import Output, TaskResult
 from .retry import Backoff, parse_retry_after, should_retry
+from .states import MAX_PROCESSING_S
 from .validation import ImageSource, upload_bytes, validate_request
 
 USER_AGENT = "picwish-pipeline/1.0"
@@ -44,6 +47,7 @@ class PicWishClient:
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         validate: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -56,6 +60,7 @@ class PicWishClient:
         self.max_retries = max_retries
         self.backoff = backoff or Backoff()
         self._sleep = sleep
+        self._clock = clock
         self.validate = validate
         self.calls = 0  # HTTP requests sent, retries included (every one spends QPS budget)
 
@@ -93,6 +98,29 @@ class PicWishClient:
         check_task_id(task_id, operation=op.name)
         response = self._send("GET", op, f"{op.path}/{task_id}", is_create=False, task_id=task_id)
         return self._parse(op, response, expect_state=True, task_id=task_id)
+
+    def wait(self, operation: str, task_id: str, *, deadline_s: float = MAX_PROCESSING_S) -> TaskResult:
+        """Poll the task until it is done, at the operation's documented interval, waiting at least as long as a
+        429's Retry-After asks; the done result, or TaskFailedError / UnknownStateError as `get_task` raises them,
+        or WaitTimeoutError once `deadline_s` (default: the API's 180 s processing limit) has passed."""
+        op = self._operation(operation)
+        give_up = self._clock() + deadline_s
+        state: Any = None
+        while True:
+            pause = float(op.poll_interval_s)
+            try:
+                result = self.get_task(op.name, task_id)
+            except RateLimitError as exc:
+                pause = max(pause, exc.retry_after or 0.0)
+            else:
+                if result.is_done:
+                    return result
+                state = result.state
+            left = give_up - self._clock()
+            if left <= 0 or pause > left:
+                message = f"the task was still processing after {deadline_s:g} s"
+                raise WaitTimeoutError(message, state=state, task_id=task_id, operation=op.name)
+            self._sleep(pause)
 
     # -- internals --------------------------------------------------------------------------------------------
 

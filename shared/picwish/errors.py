@@ -128,6 +128,11 @@ class UnknownStateError(PicWishError):
     """The task reported a state that is not documented (7, -18, null, "1", missing)."""
 
 
+class WaitTimeoutError(PicWishError):
+    """`PicWishClient.wait()` reached its deadline with the task still processing; `state` is the last one seen.
+    The task is paid for and may still finish: poll it again, or wait longer."""
+
+
 class ResultDownloadError(PicWishError):
     """A result could not be fetched (refused by policy, too large, timed out, bad status)."""
 

@@ -23,6 +23,7 @@ from picwish import (
     UnexpectedResponseError,
     UnknownStateError,
     ValidationError,
+    WaitTimeoutError,
 )
 from tests.support import images, multipart
 
@@ -286,3 +287,79 @@ def test_api_key_never_leaks_into_errors_reprs_or_logs(client, api, caplog):
 def test_client_requires_a_key():
     with pytest.raises(ValueError):
         PicWishClient("")
+
+
+# -- wait(): poll until done, at the docs' interval, within a deadline ---------------------------------------------
+
+
+class Clock:
+    """The client's monotonic clock, moved on by its sleeps."""
+
+    def __init__(self, sleeps: list) -> None:
+        self.now, self.sleeps = 100.0, sleeps
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clocked(sleeps):
+    clock = Clock(sleeps)
+    made = PicWishClient(
+        KEY,
+        settings=ClientSettings(base_url=BASE),
+        backoff=Backoff(base_s=1.0, cap_s=8.0, jitter=lambda: 0.5),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    return made, clock
+
+
+def test_wait_polls_at_the_docs_interval_until_the_task_is_done(api, clocked, sleeps):
+    client, _ = clocked
+    done = {"task_id": "t1", "state": 1, "progress": 100, "image": "https://r.test/x.png"}
+    for data in ({"task_id": "t1", "state": 0}, {"task_id": "t1", "state": 2, "progress": 40}, done):
+        api.add(responses.GET, url("idphoto", "t1"), json=envelope(data))
+    result = client.wait("idphoto", "t1")
+    assert result.is_done and result.image.url == "https://r.test/x.png"
+    assert sleeps == [1, 1]  # idphoto's poll interval, between the three polls
+    assert len(api.calls) == 3
+
+
+def test_wait_honours_retry_after(api, clocked, sleeps):
+    client, _ = clocked
+    client.max_retries = 0
+    api.add(
+        responses.GET,
+        url("idphoto", "t1"),
+        json=envelope(status=429, message="slow"),
+        status=429,
+        headers={"Retry-After": "7"},
+    )
+    api.add(
+        responses.GET, url("idphoto", "t1"), json=envelope({"task_id": "t1", "state": 1, "image": "https://r.test/x"})
+    )
+    assert client.wait("idphoto", "t1").is_done
+    assert sleeps == [7.0]
+
+
+def test_wait_gives_up_at_its_deadline_with_the_last_state(api, clocked, sleeps):
+    client, clock = clocked
+    api.add(responses.GET, url("idphoto", "t1"), json=envelope({"task_id": "t1", "state": 4, "progress": 90}))
+    with pytest.raises(WaitTimeoutError) as timed_out:
+        client.wait("idphoto", "t1", deadline_s=3.5)
+    assert timed_out.value.task_id == "t1" and timed_out.value.state == 4
+    assert "still processing after 3.5 s" in str(timed_out.value)
+    assert sum(sleeps) <= 3.5 and clock.now - 100 <= 3.5
+
+
+def test_wait_raises_a_failed_task_at_once(api, clocked, sleeps):
+    client, _ = clocked
+    api.add(responses.GET, url("idphoto", "t1"), json=envelope({"task_id": "t1", "state": -7}))
+    with pytest.raises(TaskFailedError):
+        client.wait("idphoto", "t1")
+    assert sleeps == []
