@@ -3,16 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt
+REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt pyproject.toml
 
 .PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs simulate build checkov clean
 
-install: $(STAMP) $(BIN)/picwish-ops
-
-# The operator's tool (ops/), as a command in the virtualenv: picwish-ops --local status
-$(BIN)/picwish-ops: $(STAMP)
-	@printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m ops "$$@"\n' > $@
-	@chmod +x $@
+install: $(STAMP)
 
 # Re-installs only when a requirements file changed, so repeated runs cost a file check.
 $(STAMP): $(REQS)
@@ -20,6 +15,8 @@ $(STAMP): $(REQS)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	@# The project's packages (picwish and picwish_pipeline from shared/, mock_server, offline, bench) importable without PYTHONPATH.
 	@$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'picwish-pipeline.pth').write_text('$(CURDIR)/shared\n$(CURDIR)\n')"
+	@# The wheel's own commands (picwish-ops, picwish-mock), from pyproject.toml, over this checkout's code.
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 lint: install

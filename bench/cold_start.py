@@ -32,7 +32,7 @@ LAMBDA_ENV = {
     "POWERTOOLS_SERVICE_NAME": "picwish-pipeline",
     "POWERTOOLS_METRICS_NAMESPACE": "PicWishPipeline",
     "POWERTOOLS_TRACE_DISABLED": os.environ.get("POWERTOOLS_TRACE_DISABLED", "false"),
-    "OUTPUT_BUCKET": "picwish-output-123456789012",
+    "OUTPUT_BUCKET": "picwish-output-123456789012-us-east-1",
     "TASKS_TABLE": "picwish-tasks",
     "RATE_TABLE": "picwish-slots",
     "PICWISH_API_KEY_SECRET": "picwish/api-key",

@@ -19,10 +19,10 @@ from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, Job, add_workload_args, wo
 from bench.workload import Upload
 from mock_server.config import MockConfig
 from mock_server.progression import Progression
-from picwish.catalog import OPERATIONS
 from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.ratelimit import Schedule, SlotLimiter
+from picwish_visual.catalog import OPERATIONS
 
 # The order calls are served in, most urgent first. Today's slot table: a poll expected to find its task done
 # keeps its slot, a create takes a reading's, a reading takes what is left.

@@ -29,13 +29,13 @@ from mock_server.forms import CreateRequest
 from mock_server.progression import Progression, Step, Task
 from mock_server.scenarios import Outcome
 from offline.stack import table_keys
-from picwish.catalog import OPERATIONS
 from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.create import CREATE_LANE_GAP
 from picwish_pipeline.poll import plan_next_poll
 from picwish_pipeline.ratelimit import Schedule, SlotLimiter
 from picwish_pipeline.slots import READY_LEAD_S, SLOT_LEAD_S
+from picwish_visual.catalog import OPERATIONS
 
 # Delays of the local stack, set by hand (guessed, neither measured nor fitted): the upload to the create step's
 # first run; a state transition and a warm invocation; a call's answer to the step's next reservation. With them,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from offline.samples import encode, mask, portrait
-from picwish.catalog import OPERATIONS
+from picwish_visual.catalog import OPERATIONS
 
 # Processing time per operation: median seconds and the sigma of its log. Chosen apart from the catalog's
 # `typical_processing_s` (retouching 8, correction 2, inpaint 4, clothing 3, idphoto 2), so a pipeline that only

@@ -3,26 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
-
-from waitress.server import create_server
+from pathlib import Path
 
 from . import config as cfg
-from .app import create_app
+
+NEEDS = ("flask", "waitress")  # the `mock` extra of the wheel
+EXTRA_HINT = "pip install 'picwish-visual[mock]'"
+
+
+def _port(text: str) -> int:
+    """0 (a free port) or 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535; got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 (a free port) to 65535; got {port}")
+    return port
+
+
+def _prog() -> str:
+    """How the user started it: the console script's name, else `python -m <this package>`."""
+    name = Path(sys.argv[0]).name
+    return name if name and not name.startswith("__main__") else f"python -m {__package__}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m mock_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--host", default=env.get(cfg.ENV_HOST, "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env.get(cfg.ENV_PORT, "8080")), help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=env.get(cfg.ENV_PORT, "8080"), help="0 picks a free port")
     parser.add_argument("--api-key", action="append", dest="api_keys", help="repeatable; default mock-key-1")
     parser.add_argument("--qps", type=float, help="per key, rolling one-second window (default 2; 0 = no limit)")
     parser.add_argument("--result-ttl", type=float, dest="result_ttl_s", help="seconds result links live (3600)")
     parser.add_argument("--time-scale", type=float, help="multiplies every processing time (0.1 = ten times faster)")
-    parser.add_argument("--admin", action="store_true", default=None, help="enable /__mock__/ (default on)")
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        default=None,
+        help="serve the scenario API at /__mock__/ (off by default: it resets the mock and shows live result links)",
+    )
     parser.add_argument("--no-admin", action="store_false", dest="admin")
     parser.add_argument("--errors-in-body", action="store_true", default=None, help="errors as HTTP 200 + status")
     parser.add_argument("--public-url", help="base of result links (default: the URL a request came in on)")
@@ -33,7 +58,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("picwish-visual")
+    except metadata.PackageNotFoundError:
+        return "(checkout)"
+
+
 def main(argv: list[str] | None = None) -> None:
+    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.stderr.write(f"{_prog()}: the mock server needs {' and '.join(missing)}: {EXTRA_HINT}\n")
+        sys.exit(2)
+    from waitress.server import create_server
+
+    from .app import create_app
+
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = cfg.MockConfig.from_env(

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from picwish.catalog import OPERATIONS, Operation
+from picwish_visual.catalog import OPERATIONS, Operation
 
 from .config import MockConfig
 from .exceptions import AdminError, MockAPIError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
@@ -22,7 +22,7 @@ from .responses import task_data
 from .result_store import StoredResult
 from .scenarios import Outcome, parse_prefer, prefer_status, rule_from_mapping
 
-log = logging.getLogger("mock_server")
+log = logging.getLogger(__package__ or "mock_server")
 api = Blueprint("api", __name__)
 admin = Blueprint("admin", __name__, url_prefix="/__mock__")
 
@@ -245,7 +245,7 @@ def result(token: str, filename: str) -> Response:
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    text = resources.files("mock_server").joinpath("openapi.json").read_text()
+    text = resources.files(__package__ or "mock_server").joinpath("openapi.json").read_text()
     return Response(text, 200, mimetype="application/json")
 
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from picwish.catalog import OPERATIONS
-from picwish.states import MAX_PROCESSING_S
+from picwish_visual.catalog import OPERATIONS
+from picwish_visual.states import MAX_PROCESSING_S
 
 ENV_HOST = "PICWISH_MOCK_HOST"
 ENV_PORT = "PICWISH_MOCK_PORT"
@@ -29,7 +29,7 @@ class MockConfig:
     qps: float = 2.0  # per key, rolling one-second window; 0 disables the limit
     result_ttl_s: float = 3600.0
     time_scale: float = 1.0  # multiplies every processing time and the 180 s processing limit
-    admin: bool = True  # the /__mock__/ scenario API
+    admin: bool = False  # the /__mock__/ scenario API: it resets the mock and shows live links, so only on request
     errors_in_body: bool = False  # errors as HTTP 200 with the error status in the body, as the real API may
     public_url: str | None = None  # base of result links; default: the URL the request came in on
     download_timeout_s: float = 10.0  # image_url / mask_url fetches, as documented

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from picwish.states import HTTP_STATUSES
+from picwish_visual.states import HTTP_STATUSES
 
 
 class MockAPIError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from picwish.catalog import MAX_SIDE, MAX_URL_LENGTH, SIZE_RANGE, URL_CHARACTERS, Operation
+from picwish_visual.catalog import MAX_SIDE, MAX_URL_LENGTH, SIZE_RANGE, URL_CHARACTERS, Operation
 
 from .exceptions import BadRequest, PayloadTooLarge
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
-from picwish.catalog import CLOTHING_CLASSES
+from picwish_visual.catalog import CLOTHING_CLASSES
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from picwish.catalog import MAX_SIDE, Operation
-from picwish.images import sniff_format
+from picwish_visual.catalog import MAX_SIDE, Operation
+from picwish_visual.images import sniff_format
 
 from . import imaging
 from .config import MockConfig

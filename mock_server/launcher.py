@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from picwish.config import ClientSettings
+from picwish_visual.config import ClientSettings
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ class RunningMock:
         return response.json()
 
     def client_settings(self) -> ClientSettings:
-        """`picwish` client settings for this mock: its URL, and its plain-HTTP loopback result links allowed (a
+        """`picwish_visual` client settings for this mock: its URL, and its plain-HTTP loopback result links allowed (a
         client refuses both by default: results come from public HTTPS hosts)."""
         return ClientSettings(base_url=self.url, result_hosts=(urlsplit(self.url).netloc,), allow_http_results=True)
 
@@ -73,11 +73,15 @@ class RunningMock:
 
 
 def start_mock(*args: str, api_key: str = "mock-key-1", timeout_s: float = 30.0) -> RunningMock:
-    """Start `python -m mock_server` on a free port and wait for its ready line."""
+    """Start this package's server (`python -m <package>`) on a free port, its scenario API on, and wait for its
+    ready line."""
     env = dict(os.environ)
-    if (_ROOT / "shared" / "picwish").is_dir():  # a checkout; installed from the wheel, the packages are on the path
+    if (
+        _ROOT / "shared" / "picwish_visual"
+    ).is_dir():  # a checkout; installed from the wheel, the packages are on the path
         env["PYTHONPATH"] = os.pathsep.join([str(_ROOT / "shared"), str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    command = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0", "--api-key", api_key, *args]
+    server = [sys.executable, "-m", str(__package__), "--host", "127.0.0.1", "--port", "0", "--admin"]
+    command = [*server, "--api-key", api_key, *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     output = process.stdout
     assert output is not None  # stdout=PIPE

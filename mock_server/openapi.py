@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from picwish.catalog import MAX_URL_LENGTH, OPERATIONS, TASK_ID_PATTERN, URL_CHARACTERS, Operation, Param
-from picwish.states import HTTP_STATUSES, TASK_STATES
+from picwish_visual.catalog import MAX_URL_LENGTH, OPERATIONS, TASK_ID_PATTERN, URL_CHARACTERS, Operation, Param
+from picwish_visual.states import HTTP_STATUSES, TASK_STATES
 
 SPEC_PATH = Path(__file__).with_name("openapi.json")
 # http(s)://host… in RFC 3986 characters: what the mock's form parser accepts for a *_url field.

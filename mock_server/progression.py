@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from picwish.catalog import Operation
+from picwish_visual.catalog import Operation
 
 from .config import MockConfig
 from .forms import CreateRequest

@@ -37,10 +37,12 @@ def route_function_logs() -> Path:
     log_path = ROOT / ".local" / "lambda.log"
     log_path.parent.mkdir(exist_ok=True)
     sys.stdout = log_path.open("w", encoding="utf-8")  # Powertools logs and EMF metrics write to stdout
-    logging.captureWarnings(True)  # library warnings belong in the log too, not on the user's screen
-    warnings_log = logging.getLogger("py.warnings")
-    warnings_log.addHandler(logging.StreamHandler(sys.stdout))
-    warnings_log.propagate = False
+    # Library warnings and log records (moto logs an ERROR for every execution that ends in a Fail state, as a
+    # failed job's does) belong in the log too, not on the user's screen.
+    logging.captureWarnings(True)
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     return log_path
 
 
@@ -55,6 +57,7 @@ def start(args: argparse.Namespace) -> tuple[Pipeline, object]:
         server=True,
     )
     pipeline.runtime.s3_delivery_copies = getattr(args, "s3_delivery_copies", 1)
+    pipeline.runtime.one_log_stream = True  # the functions' stderr to .local/lambda.log too
     say(f"Ready in {time.monotonic() - started:.1f} s.")
     return pipeline, stack
 

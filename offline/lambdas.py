@@ -147,6 +147,8 @@ class LambdaRuntime:
         # function name → {"AWS_ACCESS_KEY_ID": …, "AWS_SECRET_ACCESS_KEY": …}: its execution role's credentials
         self.credentials: dict[str, dict[str, str]] = {}
         self.s3_delivery_delay_s = 0.1
+        # Lambda sends a function's stdout and stderr to one log; the local stack's console keeps only its own lines.
+        self.one_log_stream = False
         self.s3_delivery_copies = 1  # 2 delivers every S3 event twice (S3 is at-least-once)
         self.async_failures: list[Invocation] = []
         self._original = None
@@ -201,6 +203,9 @@ class LambdaRuntime:
                 pool.idle.clear()
         for sandbox in sandboxes:
             sandbox.kill()
+
+    def _error_log(self) -> Any:
+        return sys.stdout if self.one_log_stream else sys.stderr
 
     # -- S3 → Lambda: asynchronous, as in AWS -----------------------------------------------------------------
 
@@ -298,14 +303,14 @@ class LambdaRuntime:
         except _Died as died:
             error = "Lambda.Unknown"
             payload = json.dumps({"errorMessage": str(died), "errorType": error})
-            sys.stderr.write(f"[ERROR] {name} {died}\n")
+            self._error_log().write(f"[ERROR] {name} {died}\n")
         except (Exception, LambdaCrash) as exc:  # a fault hook's or the service's own: Lambda's error payload
             error = ERROR_TYPES.get(type(exc), type(exc).__name__)
             if isinstance(exc, _ServiceError):
                 error = "Lambda.ServiceException"
             payload = json.dumps({"errorMessage": str(exc), "errorType": error})
             if not isinstance(exc, LambdaThrottled):  # Lambda logs what the function raised; a throttle never ran
-                sys.stderr.write(f"[ERROR] {name} {error}: {exc}\n")
+                self._error_log().write(f"[ERROR] {name} {error}: {exc}\n")
         with self._lock:
             self.invocations.append(Invocation(name, event, payload, error, time.monotonic() - started, cold_ms))
         return payload, error is not None, ""
@@ -409,7 +414,8 @@ class LambdaRuntime:
         )
         child.close()
         for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
-            threading.Thread(target=_forward, args=(pipe, name, spec.name, self.log_bytes), daemon=True).start()
+            stream = "stdout" if self.one_log_stream else name
+            threading.Thread(target=_forward, args=(pipe, stream, spec.name, self.log_bytes), daemon=True).start()
         channel = Channel(parent)
         channel.send({"paths": list(spec.paths), "handler": spec.handler, "function_name": spec.name})
         sandbox = Sandbox(spec, process, channel, 0.0)
@@ -420,7 +426,7 @@ class LambdaRuntime:
             raise _ServiceError(f"{spec.name}: init failed: {died}") from None
         if "init_error" in ready:
             sandbox.kill()
-            sys.stderr.write(ready["trace"])
+            self._error_log().write(ready["trace"])
             raise _ServiceError(f"{spec.name}: Runtime.ImportModuleError: {ready['init_error']}")
         sandbox.init_ms = ready["ready_ms"]
         with self._lock:

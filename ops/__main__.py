@@ -4,15 +4,18 @@ local one (`--local`, reading .local/stack.json)."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
-from . import redrive as redriving
-from . import status as statuses
-from .target import LOCAL_INFO, Target
+CHECKOUT = Path(__file__).resolve().parents[1]
+# `make stack` writes it in the checkout; installed from the wheel, the command looks in the working directory.
+LOCAL_INFO = (CHECKOUT if (CHECKOUT / "template.yaml").is_file() else Path.cwd()) / ".local" / "stack.json"
+EXTRA_HINT = "pip install 'picwish-visual[ops]'"
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -31,13 +34,37 @@ def since(value: str, now: datetime | None = None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _prog() -> str:
+    """How the user started it: the console script's name, else `python -m <this package>`."""
+    name = Path(sys.argv[0]).name
+    return name if name and not name.startswith("__main__") else f"python -m {__package__}"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("picwish-visual")
+    except metadata.PackageNotFoundError:
+        return "(checkout)"
+
+
+def _where(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Which stack: before the subcommand or after it (`picwish-ops status --local` as `picwish-ops --local
+    status`). Given in both places, the one after the subcommand wins."""
+    default = None if top else argparse.SUPPRESS
+    group = parser.add_mutually_exclusive_group()
+    local = False if top else argparse.SUPPRESS
+    group.add_argument("--local", action="store_true", default=local, help="the local stack (make stack)")
+    group.add_argument("--stack", default=default, help="a deployed stack's name")
+    parser.add_argument("--region", default=default)
+    parser.add_argument(
+        "--stack-file", type=Path, default=LOCAL_INFO if top else argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="picwish-ops", description=__doc__)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", action="store_true", help="the local stack (make stack)")
-    where.add_argument("--stack", help="a deployed stack's name")
-    parser.add_argument("--region")
-    parser.add_argument("--stack-file", type=Path, default=LOCAL_INFO, help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _where(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("status", help="in flight by step, ended by outcome, oldest in flight, API calls")
     show.add_argument("--since", type=since, default="24h")
@@ -51,11 +78,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--dry-run", action="store_true", help="list what would run (the default)")
     mode.add_argument("--yes", action="store_true", help="run them")
     again.add_argument("--json", action="store_true")
-    return parser.parse_args(argv)
+    for sub in (show, again):
+        _where(sub, top=False)
+    args = parser.parse_args(argv)
+    if not args.local and not args.stack:
+        parser.error("say which stack: --local (the local stack) or --stack NAME (a deployed one)")
+    if args.local and args.stack:
+        parser.error("argument --stack: not allowed with argument --local")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if importlib.util.find_spec("boto3") is None:
+        sys.stderr.write(f"{_prog()}: it talks to AWS through boto3: {EXTRA_HINT}\n")
+        return 2
+    from . import redrive as redriving
+    from . import status as statuses
+    from .target import Target
+
     target = Target.local(args.stack_file) if args.local else Target.deployed(args.stack, args.region)
     if args.command == "status":
         report = statuses.status(target, args.since)

@@ -10,8 +10,6 @@ from typing import Any
 
 import boto3
 
-LOCAL_INFO = Path(__file__).resolve().parents[1] / ".local" / "stack.json"
-
 
 @dataclass(frozen=True)
 class Target:
@@ -23,7 +21,7 @@ class Target:
     credentials: tuple[str, str] | None = None  # the local stack's operator key
 
     @classmethod
-    def local(cls, info_file: Path = LOCAL_INFO) -> Target:
+    def local(cls, info_file: Path) -> Target:
         if not info_file.exists():
             raise SystemExit(f"{info_file} not found: start the local stack with `make stack` first")
         info = json.loads(info_file.read_text())

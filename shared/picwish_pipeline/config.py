@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from picwish.config import ClientSettings
+from picwish_visual.config import ClientSettings
 
 ENV_API_KEY_SECRET = "PICWISH_API_KEY_SECRET"  # Secrets Manager name or ARN
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"

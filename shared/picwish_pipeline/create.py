@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from picwish.catalog import MAX_URL_LENGTH, Operation
-from picwish.client import PicWishClient
-from picwish.errors import (
+from picwish_visual.catalog import MAX_URL_LENGTH, Operation
+from picwish_visual.client import PicWishClient
+from picwish_visual.errors import (
     APIConnectionError,
     APIServerError,
     AuthenticationError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from picwish.errors import TaskFailedError, UnknownStateError
-from picwish.states import FAILED_STATES, parse_state
+from picwish_visual.errors import TaskFailedError, UnknownStateError
+from picwish_visual.states import FAILED_STATES, parse_state
 
 from . import keyrecord, records
 from .payloads import Outcome, StepInput

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from picwish.download import fetch_output
-from picwish.errors import PicWishError, ResultExpiredError
-from picwish.results import Output
+from picwish_visual.download import fetch_output
+from picwish_visual.errors import PicWishError, ResultExpiredError
+from picwish_visual.results import Output
 
 from . import keyrecord, records, storage
 from .failures import record_failure_step

@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from picwish.catalog import Operation
-from picwish.errors import ValidationError
-from picwish.validation import normalize_options
+from picwish_visual.catalog import Operation
+from picwish_visual.errors import ValidationError
+from picwish_visual.validation import normalize_options
 
 
 def parse_defaults(text: str | None) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Self, cast
 
-from picwish.catalog import Operation, get_operation
+from picwish_visual.catalog import Operation, get_operation
 
 from .uploads import JobPath, UploadRef, parse_job_path
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from botocore.exceptions import ClientError
 
-from picwish.catalog import Operation
-from picwish.client import PicWishClient
-from picwish.errors import (
+from picwish_visual.catalog import Operation
+from picwish_visual.client import PicWishClient
+from picwish_visual.errors import (
     APIConnectionError,
     APIServerError,
     AuthenticationError,
@@ -20,8 +20,8 @@ from picwish.errors import (
     UnexpectedResponseError,
     UnknownStateError,
 )
-from picwish.retry import Backoff
-from picwish.states import MAX_PROCESSING_S
+from picwish_visual.retry import Backoff
+from picwish_visual.states import MAX_PROCESSING_S
 
 from . import polling, slots, storage
 from .payloads import Poll, StepInput

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from picwish.states import state_meaning, status_meaning
+from picwish_visual.states import state_meaning, status_meaning
 
 from .payloads import Create, Job, Poll
 from .uploads import JobPath

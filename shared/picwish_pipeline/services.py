@@ -15,7 +15,7 @@ from .ratelimit import SlotLimiter
 if TYPE_CHECKING:
     import requests
 
-    from picwish.client import PicWishClient
+    from picwish_visual.client import PicWishClient
 
 
 class TransientApiError(Exception):
@@ -42,7 +42,7 @@ class Services:
         # Imported here: of the six functions only create and poll call the API (finalize downloads results).
         import requests
 
-        from picwish.client import PicWishClient
+        from picwish_visual.client import PicWishClient
 
         if self.http is None:
             self.http = requests.Session()

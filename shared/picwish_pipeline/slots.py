@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Protocol, Self, TypeVar
 
-from picwish.catalog import Operation
+from picwish_visual.catalog import Operation
 
 from . import polling
 from .payloads import Waiting

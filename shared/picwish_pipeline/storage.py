@@ -10,10 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from picwish.catalog import Operation
-from picwish.images import EXTENSIONS, sniff_format
-from picwish.results import Output
-from picwish.validation import check_image_size
+from picwish_visual.catalog import Operation
+from picwish_visual.images import EXTENSIONS, sniff_format
+from picwish_visual.results import Output
+from picwish_visual.validation import check_image_size
 
 from .payloads import Job
 from .services import Services

@@ -7,9 +7,9 @@ import json
 
 from botocore.exceptions import ClientError
 
-from picwish.catalog import OPERATIONS, get_operation
-from picwish.errors import PicWishError, ValidationError
-from picwish.validation import validate_request
+from picwish_visual.catalog import OPERATIONS, get_operation
+from picwish_visual.errors import PicWishError, ValidationError
+from picwish_visual.validation import validate_request
 
 from . import keyrecord, records, storage
 from .options import options_from_metadata, parse_defaults

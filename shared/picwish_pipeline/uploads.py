@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from picwish.catalog import OPERATIONS
-from picwish.results import CLASS_NAME  # output names are class names or the catalog's, all of this shape
+from picwish_visual.catalog import OPERATIONS
+from picwish_visual.results import CLASS_NAME  # output names are class names or the catalog's, all of this shape
 
 INCOMING = "incoming/"
 RESULTS = "results/"

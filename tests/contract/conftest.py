@@ -1,4 +1,4 @@
-"""Contract tier: the `picwish` client against a target — the mock in its own process by default, or the real
+"""Contract tier: the `picwish_visual` client against a target — the mock in its own process by default, or the real
 API when PICWISH_API_KEY is set (PICWISH_BASE_URL optional); mock-only cases are skipped there."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from mock_server.launcher import RunningMock
-from picwish import ClientSettings, PicWishClient, TaskResult
-from picwish.config import ENV_API_KEY
+from picwish_visual import ClientSettings, PicWishClient, TaskResult
+from picwish_visual.config import ENV_API_KEY
 from tests.support.fileserver import FileServer
 
 REAL_KEY = os.environ.get(ENV_API_KEY)

@@ -1,4 +1,4 @@
-"""The client from `picwish` against the API (mock or real): every endpoint, sync and async, file and URL input,
+"""The client from `picwish_visual` against the API (mock or real): every endpoint, sync and async, file and URL input,
 validation, state codes, 401/404/413/429 and result expiry."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mock_server.launcher import start_mock
-from picwish import (
+from picwish_visual import (
     AuthenticationError,
     ClientSettings,
     InvalidRequestError,
@@ -24,7 +24,7 @@ from picwish import (
     ValidationError,
     fetch_output,
 )
-from picwish.states import TASK_STATES
+from picwish_visual.states import TASK_STATES
 from tests.support import images
 
 PORTRAIT = images.portrait(120, 90)

@@ -74,5 +74,5 @@ def mock(local_stack):
     return RunningMock(url=local_stack["mock_url"], api_key=local_stack["api_key"])
 
 
-# A user's suite that test_wheel.py runs against the installed wheel, in a virtualenv of its own.
-collect_ignore = ["user_suite"]
+# Users' own suites that test_wheel.py runs against the installed wheel, each in a virtualenv of its own.
+collect_ignore = ["user_suite", "client_suite"]

@@ -18,7 +18,7 @@ OTHER_KEY = "func-key-2"
 
 @pytest.fixture
 def mock_config():
-    return MockConfig(api_keys=(KEY, OTHER_KEY), qps=0, time_scale=0.001)
+    return MockConfig(api_keys=(KEY, OTHER_KEY), qps=0, time_scale=0.001, admin=True)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from picwish import PicWishClient, UnexpectedResponseError
-from picwish.config import ClientSettings
+from picwish_visual import PicWishClient, UnexpectedResponseError
+from picwish_visual.config import ClientSettings
 from tests.support import images
 
 

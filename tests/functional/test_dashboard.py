@@ -62,4 +62,22 @@ def test_the_alarms_watch_emitted_metrics():
         for m in r["Properties"].get("Metrics", [])
         if "Expression" in m
     ]
-    assert names_in(expressions) == {metrics.FAILURE_RECORDS, metrics.CREATE_WAIT_S}
+    assert names_in(expressions) == {metrics.FAILURE_RECORDS, metrics.CREATE_WAIT_S, metrics.THROTTLES}
+
+
+def test_alarms_cover_lambda_errors_dynamodb_throttles_and_the_apis_429s():
+    resources = load_template()["Resources"]
+    functions = {k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    tables = {k for k, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+
+    def watched(alarm: str, namespace: str) -> set[tuple[str, str]]:
+        stats = [m["MetricStat"]["Metric"] for m in resources[alarm]["Properties"]["Metrics"] if "MetricStat" in m]
+        assert all(s["Namespace"] == namespace for s in stats)
+        return {(s["MetricName"], s["Dimensions"][0]["Value"]["Ref"]) for s in stats}
+
+    assert watched("LambdaErrorsAlarm", "AWS/Lambda") == {("Errors", f) for f in functions}
+    throttle_events = {"ReadThrottleEvents", "WriteThrottleEvents"}
+    assert watched("DynamoDbThrottlesAlarm", "AWS/DynamoDB") == {(m, t) for m in throttle_events for t in tables}
+    api = resources["ApiThrottlesAlarm"]["Properties"]
+    assert api["Metrics"][0]["Expression"] == "SELECT SUM(throttles) FROM PicWishPipeline"
+    assert api["Threshold"] == {"Ref": "ThrottleAlarmThreshold"}

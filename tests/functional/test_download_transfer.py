@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from picwish import ClientSettings, Output, ResultDownloadError, fetch_output
-from picwish import download as download_module
+from picwish_visual import ClientSettings, Output, ResultDownloadError, fetch_output
+from picwish_visual import download as download_module
 from tests.support import images
 
 PNG = images.photo(16, 16, fmt="PNG")

@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 
 from offline.lambdas import LambdaCrash
 from offline.record_reader import read_records
-from picwish.catalog import MB
 from picwish_pipeline.uploads import S3_KEY_MAX_BYTES
+from picwish_visual.catalog import MB
 from tests.support import images
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mock_server import MockConfig, create_app
-from picwish.states import TASK_STATES
+from picwish_visual.states import TASK_STATES
 from tests.functional.conftest import KEY, OTHER_KEY
 from tests.support import images
 
@@ -459,3 +459,11 @@ def test_task_times_are_exact(web):
     task_id = create(web, "idphoto", image_file=PHOTO, sync="1").json["data"]["task_id"]
     times = web.get("/__mock__/tasks").json["tasks"][task_id]
     assert times["state"] == 1 and times["completed"] >= times["created"] and isinstance(times["created"], float)
+
+
+def test_the_scenario_api_is_off_unless_asked_for():
+    # It resets the mock and lists live result links: nobody who can reach the port gets it by default.
+    web = create_app(MockConfig(api_keys=(KEY,))).test_client()
+    assert web.post("/__mock__/reset").status_code == 404
+    assert web.get("/__mock__/requests").status_code == 404
+    assert create_app(MockConfig(api_keys=(KEY,), admin=True)).test_client().get("/__mock__/rules").status_code == 200

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from offline.lambdas import LambdaCrash
-from picwish.states import TASK_STATES
+from picwish_visual.states import TASK_STATES
 from tests.support import images
 
 

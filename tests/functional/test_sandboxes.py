@@ -137,7 +137,7 @@ def test_a_function_imports_only_its_code_its_layers_and_the_runtime_s_sdk(runti
     # file); a function that found them there ran the checkout's code, not its layer's, and an import its layer
     # lacks would work here and fail on Lambda. So would any package of this virtualenv: Lambda's runtime has
     # boto3 (and what boto3 needs), nothing more.
-    checkout = ["picwish_pipeline", "picwish", "offline", "mock_server", "bench"]
+    checkout = ["picwish_pipeline", "picwish_visual", "offline", "mock_server", "bench"]
     virtualenv = ["flask", "moto", "pytest", "requests", "aws_lambda_powertools", "PIL"]
     sdk = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "json"]
     found, errored = call(runtime, function("imports", source=PROBE_IMPORTS), {"names": checkout + virtualenv + sdk})

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from offline.moto_atomic import make_moto_atomic
-from picwish.results import TaskResult
 from picwish_pipeline import create, poll, polling, storage
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
 from picwish_pipeline.services import Services
+from picwish_visual.results import TaskResult
 from tests.support.fake_services import FakeS3
 
 make_moto_atomic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -161,7 +162,6 @@ def test_definition_substitutions_cover_every_placeholder():
     text = (ROOT / "statemachine" / "pipeline.asl.json").read_text()
     template = load_template()
     subs = template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
-    import re
 
     assert set(re.findall(r"\$\{(\w+)\}", text)) == set(subs)
     assert Path(ROOT / template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionUri"]).exists()
@@ -194,3 +194,52 @@ def test_a_code_package_leaves_out_bytecode_and_hidden_folders_as_sam_build_does
         (tmp_path / name).write_text("x")
     with zipfile.ZipFile(io.BytesIO(zip_directory(tmp_path))) as archive:
         assert archive.namelist() == ["pkg/a.py"]  # a type checker's cache was 5 MB of the layer
+
+
+def test_alarms_go_to_a_topic_under_a_key_cloudwatch_may_use():
+    # Under the AWS-managed key (alias/aws/sns), whose policy cannot grant CloudWatch anything, no alarm arrives.
+    res = load_template()["Resources"]
+    topic = res["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = res["AlarmTopicKey"]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    grants = [
+        st
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert [set(st["Action"]) for st in grants] == [{"kms:Decrypt", "kms:GenerateDataKey*"}]
+    assert grants[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    for alarm in (r for r in res.values() if r["Type"] == "AWS::CloudWatch::Alarm"):
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_every_output_says_what_it_is_and_the_dashboard_is_among_them():
+    outputs = load_template()["Outputs"]
+    assert {"InputBucketName", "OutputBucketName", "StateMachineArn", "ApiKeySecretArn", "DashboardUrl"} <= set(outputs)
+    assert all(output.get("Description") for output in outputs.values()), outputs
+
+
+def test_buckets_keep_their_data_when_the_stack_goes_and_clean_up_incomplete_uploads():
+    for name, bucket in resources(load_template(), "AWS::S3::Bucket").items():
+        assert (bucket.get("DeletionPolicy"), bucket.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+        rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        assert any(r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 7} for r in rules), name
+
+
+def test_bucket_names_hold_the_region_and_fit_s3s_rules_whatever_the_stack_is_called():
+    # The stack's name is not in them: a stack named "Catalog-Prod" deploys (S3 refuses capitals).
+    template = load_template()
+    prefix = template["Parameters"]["BucketPrefix"]
+    pattern = re.compile(prefix["AllowedPattern"])
+    assert pattern.fullmatch(prefix["Default"]) and pattern.fullmatch("catalog-prod")
+    assert not any(pattern.fullmatch(bad) for bad in ("Catalog", "-x", "x-", "a_b", "x" * 25))
+    longest = "x" * 24
+    for logical_id in ("InputBucket", "OutputBucket"):
+        name = template["Resources"][logical_id]["Properties"]["BucketName"]["Fn::Sub"]
+        assert "${AWS::Region}" in name and "${AWS::StackName}" not in name, name
+        rendered = name.replace("${BucketPrefix}", longest).replace("${AWS::AccountId}", "123456789012")
+        rendered = rendered.replace("${AWS::Region}", "ap-southeast-2")
+        assert len(rendered) <= 63 and re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", rendered), rendered

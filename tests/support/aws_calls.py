@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = (ROOT / "shared" / "picwish", ROOT / "shared" / "picwish_pipeline")
+PACKAGES = (ROOT / "shared" / "picwish_visual", ROOT / "shared" / "picwish_pipeline")
 
 # boto3 operation (method name) → the IAM actions it needs. Names are unique across the services this code uses.
 # Reading an object that may be missing needs ListBucket too: without it S3 answers 403, not 404 (NoSuchKey).

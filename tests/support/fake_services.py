@@ -12,17 +12,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from picwish.errors import error_for
-from picwish.results import TaskResult
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
 from picwish_pipeline.polling import Durations, spares
 from picwish_pipeline.ratelimit import Schedule
 from picwish_pipeline.services import Services
+from picwish_visual.errors import error_for
+from picwish_visual.results import TaskResult
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 NOW = 1_795_000_000.0
-OUTPUT_BUCKET = "picwish-output-123456789012"
+OUTPUT_BUCKET = "picwish-output-123456789012-us-east-1"
 
 
 def event(name: str) -> dict:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from picwish import catalog
-from picwish.states import HTTP_STATUSES, TASK_STATES, StateClass, classify_state, parse_state, state_meaning
+from picwish_visual import catalog
+from picwish_visual.states import HTTP_STATUSES, TASK_STATES, StateClass, classify_state, parse_state, state_meaning
 
 # Body parameter names exactly as each doc's "Body parameters" table lists them.
 DOC_PARAMETERS = {

@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from picwish import (
+from picwish_visual import (
     APIConnectionError,
     APIServerError,
     AuthenticationError,

@@ -4,8 +4,8 @@ before any request (`responses` fails the test if one is sent); Retry-After is c
 import pytest
 import responses
 
-from picwish import PicWishClient, RateLimitError, ValidationError
-from picwish.retry import MAX_RETRY_AFTER_S, parse_retry_after
+from picwish_visual import PicWishClient, RateLimitError, ValidationError
+from picwish_visual.retry import MAX_RETRY_AFTER_S, parse_retry_after
 from tests.support import images
 
 IMG = images.photo()

@@ -1,6 +1,6 @@
 """Settings: defaults, then the environment, then explicit arguments."""
 
-from picwish import ClientSettings, config
+from picwish_visual import ClientSettings, config
 
 
 def test_defaults():

@@ -5,16 +5,16 @@ from dataclasses import replace
 
 import pytest
 
-from picwish import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
-from picwish.catalog import get_operation
 from picwish_pipeline import polling
 from picwish_pipeline.create import create_step
 from picwish_pipeline.payloads import Create
 from picwish_pipeline.services import TransientApiError
+from picwish_visual import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
+from picwish_visual.catalog import get_operation
 from tests.support.fake_services import NOW, Fakes, step_input
 
 EXECUTION = "idphoto-0000000000000000000000000000000000000000000000000000000000000001"
-INPUT = "picwish-input-123456789012"
+INPUT = "picwish-input-123456789012-us-east-1"
 KEY = "incoming/idphoto/fixtures/portrait.jpg"
 VERSION = "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH"  # the upload the events/ state files name
 
@@ -35,7 +35,7 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
         (
             "create",
             "idphoto",
-            "https://picwish-input-123456789012.s3.test/incoming/idphoto/fixtures/portrait.jpg?X-Amz-Expires=900"
+            "https://picwish-input-123456789012-us-east-1.s3.test/incoming/idphoto/fixtures/portrait.jpg?X-Amz-Expires=900"
             f"&versionId={VERSION}",  # the exact bytes submit judged, whatever the key holds by now
             {"size": "150x200", "format": "jpg"},
             {},

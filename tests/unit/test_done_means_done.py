@@ -2,7 +2,7 @@
 
 import pytest
 
-from picwish import IncompleteResultError, TaskResult, UnknownStateError, error_for, get_operation
+from picwish_visual import IncompleteResultError, TaskResult, UnknownStateError, error_for, get_operation
 
 
 @pytest.mark.parametrize("state", [1.0, "1", True])

@@ -3,7 +3,7 @@
 import pytest
 import responses
 
-from picwish import ClientSettings, Output, ResultDownloadError, ResultExpiredError, fetch_output
+from picwish_visual import ClientSettings, Output, ResultDownloadError, ResultExpiredError, fetch_output
 from tests.support import images
 
 PNG = images.photo(8, 8, fmt="PNG")

@@ -7,8 +7,8 @@ import socket
 import pytest
 import responses
 
-from picwish import APIConnectionError, ClientSettings, Output, PicWishClient, ResultDownloadError, fetch_output
-from picwish.download import check_url_allowed
+from picwish_visual import APIConnectionError, ClientSettings, Output, PicWishClient, ResultDownloadError, fetch_output
+from picwish_visual.download import check_url_allowed
 from tests.support import images
 
 OPEN = ClientSettings()  # any public HTTPS host

@@ -2,9 +2,9 @@
 
 import pytest
 
-from picwish import errors
-from picwish.retry import Backoff, parse_retry_after, should_retry
-from picwish.states import TASK_STATES
+from picwish_visual import errors
+from picwish_visual.retry import Backoff, parse_retry_after, should_retry
+from picwish_visual.states import TASK_STATES
 
 
 @pytest.mark.parametrize(

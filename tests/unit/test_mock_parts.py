@@ -11,7 +11,7 @@ from mock_server.imaging import OutputFile
 from mock_server.progression import Progression, Task
 from mock_server.result_store import ResultStore
 from mock_server.scenarios import Outcome, outcome_from_mapping, parse_progress_points
-from picwish.catalog import get_operation
+from picwish_visual.catalog import get_operation
 
 
 class Clock:

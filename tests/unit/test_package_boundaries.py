@@ -24,9 +24,9 @@ def test_the_local_stack_the_benchmarks_and_the_mock_launcher_run_without_pytest
 
 
 def test_the_api_client_imports_nothing_of_aws_or_the_pipeline():
-    client_modules = sorted(f"picwish.{p.stem}" for p in (ROOT / "shared" / "picwish").glob("*.py"))
-    loaded = imported_by("picwish", *client_modules)
-    assert {"picwish", "requests", "urllib3"} <= loaded
+    client_modules = sorted(f"picwish_visual.{p.stem}" for p in (ROOT / "shared" / "picwish_visual").glob("*.py"))
+    loaded = imported_by("picwish_visual", *client_modules)
+    assert {"picwish_visual", "requests", "urllib3"} <= loaded
     assert not loaded & {"boto3", "botocore", "aws_lambda_powertools", "picwish_pipeline", "mock_server", "flask"}
 
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from picwish import APIServerError, AuthenticationError, RateLimitError
 from picwish_pipeline.payloads import Poll
 from picwish_pipeline.poll import poll_step
+from picwish_visual import APIServerError, AuthenticationError, RateLimitError
 from tests.support.fake_services import NOW, OUTPUT_BUCKET, Fakes, step_input
 from tests.support.images import photo
 

@@ -5,18 +5,18 @@ import json
 
 import pytest
 
-from picwish import ResultDownloadError, ResultExpiredError
-from picwish.download import Downloaded
 from picwish_pipeline import finalize
 from picwish_pipeline.backstop import backstop_step
 from picwish_pipeline.failures import record_failure_step
 from picwish_pipeline.keyrecord import KeyBusy
 from picwish_pipeline.payloads import Outcome
 from picwish_pipeline.services import TransientApiError
+from picwish_visual import ResultDownloadError, ResultExpiredError
+from picwish_visual.download import Downloaded
 from tests.support.fake_services import OUTPUT_BUCKET, Fakes, event, step_input
 from tests.support.images import photo
 
-INPUT, UPLOAD = "picwish-input-123456789012", "incoming/idphoto/fixtures/portrait.jpg"
+INPUT, UPLOAD = "picwish-input-123456789012-us-east-1", "incoming/idphoto/fixtures/portrait.jpg"
 RESULT = "results/idphoto/fixtures/portrait.jpg/result.json"
 FAILURE = "failed/idphoto/fixtures/portrait.jpg.json"
 CREATED = {"status": "created", "task_id": "t-1", "created_at": 1795000000, "deadline_at": 1795000240, "api_calls": 1}

@@ -10,7 +10,7 @@ from picwish_pipeline.uploads import UploadRef
 from tests.support.fake_services import OUTPUT_BUCKET, Fakes, client_error, event
 from tests.support.images import photo
 
-INPUT = "picwish-input-123456789012"
+INPUT = "picwish-input-123456789012-us-east-1"
 ME = "incoming/idphoto/My Photos/über me (1).jpg"
 ME_FAILED = "failed/idphoto/My Photos/über me (1).jpg.json"
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from picwish import ValidationError, get_operation
 from picwish_pipeline.options import options_from_metadata, parse_defaults
 from picwish_pipeline.uploads import UploadRef, parse_job_path
+from picwish_visual import ValidationError, get_operation
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

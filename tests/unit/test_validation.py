@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from picwish import ValidationError, validate_request
+from picwish_visual import ValidationError, validate_request
 from tests.support import images
 
 IMG = images.photo(64, 48)

@@ -5,12 +5,13 @@ import sys
 import time
 from pathlib import Path
 
+import picwish_visual_mock
 import pytest
+import requests
 from PIL import Image
 
-import mock_server
-import picwish
-from picwish import AuthenticationError, PicWishClient, TaskFailedError, fetch_output
+import picwish_visual
+from picwish_visual import AuthenticationError, PicWishClient, TaskFailedError, fetch_output
 
 
 def photo() -> bytes:
@@ -30,15 +31,17 @@ def finished(client: PicWishClient, task_id: str):
 
 def test_the_packages_come_from_the_installed_wheel_not_a_checkout():
     venv = Path(sys.prefix)
-    assert Path(picwish.__file__).is_relative_to(venv) and Path(mock_server.__file__).is_relative_to(venv)
-    assert (Path(picwish.__file__).parent / "py.typed").exists()
+    assert Path(picwish_visual.__file__).is_relative_to(venv) and Path(picwish_visual_mock.__file__).is_relative_to(
+        venv
+    )
+    assert (Path(picwish_visual.__file__).parent / "py.typed").exists()
 
 
 def test_a_round_trip_through_the_client(picwish_mock):
     settings = picwish_mock.client_settings()  # the mock's URL; its loopback result links allowed
     client = PicWishClient(picwish_mock.api_key, settings=settings)
     task = client.create_task("idphoto", ("me.jpg", photo()), {"size": "150x200"})
-    result = finished(client, task.task_id)
+    result = client.wait("idphoto", task.task_id, deadline_s=30)
     assert result.is_done and result.image is not None
     image = fetch_output(result.image, settings)
     assert image.data[:4] == b"\x89PNG" or image.data[:2] == b"\xff\xd8"
@@ -65,3 +68,8 @@ def test_a_wrong_key_is_an_authentication_error(picwish_mock):
     with pytest.raises(AuthenticationError) as refused:
         client.create_task("idphoto", ("me.jpg", photo()), {})
     assert refused.value.status == 401
+
+
+def test_the_mock_serves_its_openapi_document(picwish_mock):
+    document = requests.get(f"{picwish_mock.url}/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.") and "/api/tasks/visual/idphoto" in document["paths"]
