@@ -222,8 +222,12 @@ class _MotoGaps:
             parameters=parameters,
         )
         self.set_aside: dict[str, dict[str, Any]] = {}
+        self.conditions: dict[str, Any] = {}
+        self.defaults: dict[str, str] = {}
 
     def prepare(self, translated: dict[str, Any]) -> dict[str, Any]:
+        self.conditions = translated.get("Conditions", {})
+        self.defaults = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
         template = copy.deepcopy(translated)
         known: dict[str, str] = {}
         for logical_id, resource in list(template["Resources"].items()):
@@ -326,11 +330,15 @@ class _MotoGaps:
         return {k: self.resolve(v["Value"], stack) for k, v in translated.get("Outputs", {}).items()}
 
     def resolve(self, value: Any, stack: DeployedStack) -> Any:
-        """Ref, Fn::GetAtt (Arn) and Fn::Sub against the deployed stack — only for the set-aside pieces."""
+        """Ref, Fn::GetAtt (Arn), Fn::Sub and Fn::If against the deployed stack — only for the set-aside pieces
+        and the outputs."""
         if isinstance(value, list):
             return [self.resolve(v, stack) for v in value]
         if not isinstance(value, dict):
             return value
+        if "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self._holds(condition, stack) else when_false, stack)
         if "Ref" in value:
             return self._ref(value["Ref"], stack)
         if "Fn::GetAtt" in value:
@@ -344,6 +352,17 @@ class _MotoGaps:
             text = value["Fn::Sub"]
             return re.sub(r"\$\{([^}]+)\}", lambda m: str(self._sub(m.group(1), stack)), text)
         return {k: self.resolve(v, stack) for k, v in value.items()}
+
+    def _holds(self, condition: Any, stack: DeployedStack) -> bool:
+        """A template condition: Fn::Equals, Fn::Not and condition names, as the template uses them."""
+        if isinstance(condition, str):
+            return self._holds(self.conditions[condition], stack)
+        if "Fn::Equals" in condition:
+            left, right = (self.resolve(v, stack) for v in condition["Fn::Equals"])
+            return bool(left == right)
+        if "Fn::Not" in condition:
+            return not self._holds(condition["Fn::Not"][0], stack)
+        raise ValueError(f"unsupported condition {condition}")
 
     def _pseudo(self, stack: DeployedStack) -> dict[str, str]:
         return {
@@ -366,6 +385,8 @@ class _MotoGaps:
             return pseudo[name]
         if name in stack.parameters:
             return stack.parameters[name]
+        if name in self.defaults:
+            return self.defaults[name]
         return stack.resources[name]
 
     def _arn(self, logical_id: str, stack: DeployedStack) -> str:

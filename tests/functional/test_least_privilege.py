@@ -57,7 +57,7 @@ def test_no_statement_grants_a_whole_bucket_or_every_resource(translated):
                 text = target["Fn::Sub"] if isinstance(target, dict) and "Fn::Sub" in target else str(target)
                 assert text != "*" and "/index/" not in text, (logical_id, text)
                 if "s3:::" in text and "s3:ListBucket" not in _list(statement["Action"]):
-                    prefix = text.split("-${AWS::AccountId}", 1)[-1]
+                    prefix = text.split("-${AWS::Region}", 1)[-1]
                     known = {"/incoming/*", "/masks/*", "/results/*", "/failed/*", "/superseded/*", "/staging/*"}
                     assert prefix in known, (logical_id, text)
 

@@ -118,12 +118,37 @@ def test_output_can_never_trigger_input(translated):
                     assert not any(a.startswith("s3:Put") or a == "s3:DeleteObject" for a in statement["Action"])
 
 
+# The stack's own secret, or one the user names (`ExistingApiKeySecretArn`): never the key itself.
+SECRET = {"Fn::If": ["MakesApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ExistingApiKeySecretArn"}]}
+
+
+def test_an_existing_secret_can_stand_in_for_the_stacks_own():
+    template = load_template()
+    assert template["Conditions"]["MakesApiKeySecret"] == {"Fn::Equals": [{"Ref": "ExistingApiKeySecretArn"}, ""]}
+    assert template["Resources"]["ApiKeySecret"]["Condition"] == "MakesApiKeySecret"
+    pattern = re.compile(template["Parameters"]["ExistingApiKeySecretArn"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch(
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:picwish-Ab12"
+    )
+    assert not pattern.fullmatch("my-key")
+    readers = [
+        statement["Resource"]
+        for r in template["Resources"].values()
+        for policy in r.get("Properties", {}).get("Policies", [])
+        if isinstance(policy, dict)
+        for statement in policy.get("Statement", [])
+        if "secretsmanager:GetSecretValue" in statement["Action"]
+    ]
+    assert readers and all(resources == [SECRET] for resources in readers)
+    assert template["Outputs"]["ApiKeySecretArn"]["Value"] == SECRET
+
+
 def test_api_key_is_a_secret_never_an_environment_value(translated):
     for function in resources(translated, "AWS::Lambda::Function").values():
         variables = function["Properties"].get("Environment", {}).get("Variables", {})
         assert "PICWISH_API_KEY" not in variables
         if "PICWISH_API_KEY_SECRET" in variables:
-            assert variables["PICWISH_API_KEY_SECRET"] == {"Ref": "ApiKeySecret"}
+            assert variables["PICWISH_API_KEY_SECRET"] == SECRET
 
 
 def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
