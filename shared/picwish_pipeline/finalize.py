@@ -16,6 +16,11 @@ from .payloads import Outcome, StepInput
 from .reasons import Reason
 from .services import Services, TransientApiError
 
+# All of a finalize's downloads share one budget, well inside its 120 s timeout (the writes come after): a
+# clothing task's many masks from a slow host must fail as a retryable step, not be killed mid-write.
+DOWNLOAD_BUDGET_S = 90.0
+DOWNLOAD_DEADLINE_S = 60.0  # any one download
+
 
 def finalize_step(svc: Services, payload: StepInput) -> Outcome:
     """Download every result at once (links die after an hour), then replace the key's record and outputs with
@@ -23,12 +28,16 @@ def finalize_step(svc: Services, payload: StepInput) -> Outcome:
     job, poll = payload.job, payload.poll
     path = job.path
     fetched: dict[str, tuple[bytes, str | None]] = {}
+    started = svc.clock()
     for name, ref in (poll.outputs or {}).items():
         if "key" in ref:  # came as bytes and waits under staging/
             fetched[name] = (storage.read_staged(svc, ref["key"]), None)
             continue
+        left = DOWNLOAD_BUDGET_S - (svc.clock() - started)
+        if left <= 0:
+            raise TransientApiError(f"the results took longer than {DOWNLOAD_BUDGET_S:g} s to download")
         try:
-            got = fetch_output(Output(url=ref["url"]), svc.settings.client)
+            got = fetch_output(Output(url=ref["url"]), svc.settings.client, deadline_s=min(DOWNLOAD_DEADLINE_S, left))
         except ResultExpiredError as exc:
             expired = {"reason": Reason.RESULT_EXPIRED, "error": exc.to_record()}
             return record_failure_step(svc, replace(payload, failure=expired))

@@ -48,7 +48,10 @@ def test_a_faulty_run_loses_nothing_pays_once_and_hits_every_crash_window(mode):
     assert len(report["overheads_s"]) == report["succeeded"]
     assert report["overhead_p95_interval_s"][1] is None
     low, high = report["overhead_p50_interval_s"]
-    assert low is None or high is None or low <= report["overhead_p50_s"] <= high
+    if 0.5 ** len(report["overheads_s"]) <= 0.05:  # values enough to bound a median from both sides (5 or more)
+        assert low is not None and high is not None and low <= report["overhead_p50_s"] <= high
+    else:
+        assert (low, high) == (None, None)
     # Foresight polls each task once, at its end or when the API's window allows: never later than the run did
     split = report["overhead_split_s"]
     assert 0 <= split["detection_with_foresight_p50"] <= split["detection_p50"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 
 import boto3
@@ -140,6 +141,7 @@ def test_mismatched_mask(pipeline):
     pipeline.upload("incoming/inpaint/mm.png", images.photo(80, 60, fmt="PNG"))
     kind, record = pipeline.record("incoming/inpaint/mm.png")
     assert kind == "failed" and record["message"].startswith("mask_file: must have the same dimensions")
+    assert posts_for(pipeline, "mm.png") == []  # refused before anything was sent
 
 
 # -- the API's failures ----------------------------------------------------------------------------------------
@@ -288,8 +290,18 @@ def test_api_key_never_reaches_logs_records_or_results(pipeline, capfd):
         pipeline.upload(f"incoming/idphoto/{name}", images.portrait())
         pipeline.record(f"incoming/idphoto/{name}")
     key = pipeline.mock.api_key.encode()
-    out, err = capfd.readouterr()
-    assert out and key.decode() not in out and key.decode() not in err
+    pipeline.runtime.wait_idle()  # every invocation has returned; its lines may still be on their way
+    out = err = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not ("leak.jpg" in out and "leak-401.jpg" in out):
+        chunk = capfd.readouterr()
+        out, err = out + chunk.out, err + chunk.err
+        time.sleep(0.1)
+    time.sleep(0.5)  # and whatever the forwarding threads had left
+    chunk = capfd.readouterr()
+    out, err = out + chunk.out, err + chunk.err
+    assert "leak.jpg" in out and "leak-401.jpg" in out  # both jobs' logs were read
+    assert key.decode() not in out and key.decode() not in err
     bucket = pipeline.stack.output_bucket
     listed = pipeline.s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert listed and all(key not in pipeline.output(o["Key"]) for o in listed)

@@ -157,6 +157,11 @@ def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
     for name, state in tasks.items():
         retry = next(r for r in state["Retry"] if set(r["ErrorEquals"]) >= LAMBDA_ERRORS - {THROTTLED})
         assert "States.Timeout" in retry["ErrorEquals"]  # a step that ran out of time is retried
+        # ... and one whose sandbox was killed (its timeout, its memory): Lambda reports it as Lambda.Unknown
+        assert "Lambda.Unknown" in retry["ErrorEquals"], name
+        # another job of the key holds the key's record lock for seconds: waited out, never a failure
+        busy = next(r for r in state["Retry"] if r["ErrorEquals"] == ["KeyBusy"])
+        assert busy["MaxAttempts"] >= 5 and busy["JitterStrategy"] == "FULL", name
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] > 0 and retry["BackoffRate"] > 1
         # a throttle is transient: retried on its own, long enough to outlast a burst that fills the concurrency
         throttled = next(r for r in state["Retry"] if r["ErrorEquals"] == [THROTTLED])

@@ -33,8 +33,9 @@ def test_ipv4_inside_ipv6_is_judged_by_its_ipv4(address):
         check_url_allowed("https://res.example/r.png", OPEN, resolve=resolving_to(address))
 
 
-def test_a_public_ipv6_address_is_allowed():
-    check_url_allowed("https://res.example/r.png", OPEN, resolve=resolving_to("2606:4700::6810:84e5"))
+def test_a_public_ipv6_address_is_allowed_and_the_connection_goes_to_it():
+    checked = check_url_allowed("https://res.example/r.png", OPEN, resolve=resolving_to("2606:4700::6810:84e5"))
+    assert checked == "2606:4700::6810:84e5"
 
 
 @pytest.mark.parametrize("url", ["https://res.example:99999/r.png", "https://res.example:-1/r.png", "https://[::1/r"])

@@ -55,7 +55,11 @@ def test_a_short_key_that_looks_shortened_cannot_take_a_long_keys_place():
 def test_mask_keys_of_long_inputs_are_none_rather_than_invalid():
     key = "incoming/inpaint/" + "m" * 1000 + ".png"
     path = parse_job_path(key)
-    assert path.mask_key("mask") is None or len(path.mask_key("mask").encode()) <= S3_KEY_MAX_BYTES
+    # `masks/inpaint/` + 1,000 characters + `.png` is 1,018 bytes: it fits, as the retain mask's 1,025 does not.
+    assert path.mask_key("mask") == "masks/inpaint/" + "m" * 1000 + ".png"
+    assert path.mask_key("retain_mask") is None
+    longest = parse_job_path("incoming/inpaint/" + "m" * 1003 + ".png")  # the longest key S3 takes there
+    assert len(longest.mask_key("mask").encode()) == 1021 and longest.mask_key("retain_mask") is None
 
 
 # Segments from a small alphabet so that hypothesis often makes keys that share long prefixes, differ only in

@@ -34,7 +34,9 @@ def done(outputs):
 def test_finalize_downloads_each_link_writes_it_and_result_json_last(fakes, monkeypatch):
     image = photo()
     fetched = []
-    monkeypatch.setattr(finalize, "fetch_output", lambda o, s: fetched.append(o.url) or Downloaded(image, "image/jpeg"))
+    monkeypatch.setattr(
+        finalize, "fetch_output", lambda o, s, **kw: fetched.append(o.url) or Downloaded(image, "image/jpeg")
+    )
     fakes.s3.put(OUTPUT_BUCKET, FAILURE, b"{}")  # an older failure of the same upload
     fakes.now = 1795000005.25  # the API stamped the task completed at 1795000004
     out = finalize.finalize_step(fakes.svc, step_input("state-finalize.json"))
@@ -69,7 +71,7 @@ def test_finalize_writes_an_output_the_poll_staged_under_the_key(fakes):
 
 
 def test_finalize_of_a_replaced_upload_writes_nothing_under_the_key(fakes, monkeypatch):
-    monkeypatch.setattr(finalize, "fetch_output", lambda o, s: Downloaded(photo(), "image/jpeg"))
+    monkeypatch.setattr(finalize, "fetch_output", lambda o, s, **kw: Downloaded(photo(), "image/jpeg"))
     newer = fakes.s3.put(INPUT, UPLOAD, b"a newer upload")
     fakes.s3.put(OUTPUT_BUCKET, RESULT, b'{"source": {"version_id": "newer"}}')
     before = dict(fakes.s3.in_bucket(OUTPUT_BUCKET))
@@ -84,7 +86,7 @@ def test_finalize_of_a_replaced_upload_writes_nothing_under_the_key(fakes, monke
 
 
 def test_finalize_clears_outputs_an_older_version_left_but_not_a_longer_keys(fakes, monkeypatch):
-    monkeypatch.setattr(finalize, "fetch_output", lambda o, s: Downloaded(photo(), "image/jpeg"))
+    monkeypatch.setattr(finalize, "fetch_output", lambda o, s, **kw: Downloaded(photo(), "image/jpeg"))
     prefix = "results/idphoto/fixtures/portrait.jpg/"
     fakes.s3.put(OUTPUT_BUCKET, f"{prefix}image.png", b"an older version's output")
     fakes.s3.put(OUTPUT_BUCKET, f"{prefix}deeper.jpg/image.png", b"incoming/idphoto/fixtures/portrait.jpg/deeper.jpg")
@@ -117,7 +119,7 @@ def test_a_record_waits_for_another_job_of_the_key_then_gives_the_retry_its_turn
 
 
 def test_finalize_records_an_expired_link_as_a_failure(fakes, monkeypatch):
-    def expired(output, settings):
+    def expired(output, settings, **kw):
         raise ResultExpiredError("the link expired", status=403)
 
     monkeypatch.setattr(finalize, "fetch_output", expired)
@@ -129,7 +131,7 @@ def test_finalize_records_an_expired_link_as_a_failure(fakes, monkeypatch):
 
 
 def test_finalize_leaves_a_failed_download_to_the_state_machines_retry(fakes, monkeypatch):
-    def broken(output, settings):
+    def broken(output, settings, **kw):
         raise ResultDownloadError("connection reset")
 
     monkeypatch.setattr(finalize, "fetch_output", broken)
@@ -220,3 +222,20 @@ def test_the_backstop_ignores_an_execution_whose_job_is_not_an_upload(fakes):
     job["job"]["upload"]["key"] = "elsewhere/photo.jpg"
     failed["detail"]["input"] = json.dumps(job)
     assert backstop_step(fakes.svc, failed) == Outcome("ignored") and fakes.s3.in_bucket(OUTPUT_BUCKET) == {}
+
+
+def test_finalize_downloads_share_one_budget_inside_its_timeout(fakes, monkeypatch):
+    deadlines = []
+
+    def slow(output, settings, deadline_s):  # a slow result host: each download takes 50 s
+        deadlines.append(deadline_s)
+        fakes.now += 50
+        return Downloaded(photo(fmt="PNG"), "image/png")
+
+    monkeypatch.setattr(finalize, "fetch_output", slow)
+    masks = {name: {"url": f"https://results.test/{name}.png"} for name in ("hair", "tops", "bottoms")}
+    payload = step_input("state-poll.json", create=CREATED, poll=done(masks))
+    with pytest.raises(TransientApiError, match="took longer than 90 s to download"):
+        finalize.finalize_step(fakes.svc, payload)
+    assert deadlines == [60.0, 40.0]  # the second gets what is left of the 90 s; the third is not started
+    assert fakes.s3.in_bucket(OUTPUT_BUCKET) == {}  # nothing written: the retry starts over

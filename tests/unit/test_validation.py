@@ -64,12 +64,19 @@ def test_option_rules(operation, options, message):
 
 
 def test_limits_inclusive():
-    validate_request("idphoto", {"image": IMG}, {"size": "100x2000"})
-    validate_request(
-        "retouching-collection", {"image": IMG, "mask": MASK}, {"retouch_strength": 0, "line_strength": 100}
-    )
-    validate_request("correction", {"image": IMG}, {"return_type": 3}, sync=True)
-    validate_request("idphoto", {"image": IMG}, {"format": "jpg", "bg_color": "00ff7A"})
+    # Each limit is taken as given, and one step past it is refused by name.
+    assert validate_request("idphoto", {"image": IMG}, {"size": "100x2000"}) == {"size": "100x2000"}
+    assert rejects("idphoto", {"image": IMG}, {"size": "99x2000"}).startswith("size: ")
+    assert rejects("idphoto", {"image": IMG}, {"size": "100x2001"}).startswith("size: ")
+    strengths = {"retouch_strength": 0, "line_strength": 100}
+    retouch = {"image": IMG, "mask": MASK}
+    assert validate_request("retouching-collection", retouch, strengths) == strengths
+    assert rejects("retouching-collection", retouch, {"retouch_strength": -1}).startswith("retouch_strength: ")
+    assert rejects("retouching-collection", retouch, {"line_strength": 101}).startswith("line_strength: ")
+    assert validate_request("correction", {"image": IMG}, {"return_type": 3}, sync=True) == {"return_type": 3}
+    assert rejects("correction", {"image": IMG}, {"return_type": 3}).startswith("return_type: ")  # sync only
+    colours = {"format": "jpg", "bg_color": "00ff7A"}
+    assert validate_request("idphoto", {"image": IMG}, colours) == colours
 
 
 @pytest.mark.parametrize(
