@@ -224,8 +224,13 @@ def query_task(operation: str, task_id: str) -> Response:
         raise MockAPIError(f"Prefer: {exc}", status=400) from None
     if forced is None:
         forced = backend().take_query_error(task)
+    if forced == "reset":
+        raise Truncated()
+    if forced == "not-json":
+        _journal(502)
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, mimetype="text/html")
     if forced is not None and forced != 200:
-        raise _forced(forced)
+        raise _forced(int(forced))
     state, progress = backend().observe(task, poll=True)
     return envelope(200, "success", _task_data(task, state, progress))
 

@@ -146,7 +146,7 @@ class MockBackend:
             outcome=outcome,
             created=self.clock(),
             processing_s=self.config.scaled(processing),
-            query_errors_left=outcome.query_status_count if outcome.query_status else 0,
+            query_errors_left=outcome.query_status_count if outcome.query_status or outcome.query_fault else 0,
         )
         task.prepared = self.executor.submit(self.inputs.prepare, op, request)
         with self.lock:
@@ -161,13 +161,14 @@ class MockBackend:
             raise NotFound(f"task {task_id} not found")
         return task
 
-    def take_query_error(self, task: Task) -> int | None:
-        """The status a rule forces on this poll, if any are left (counted under the task's lock)."""
+    def take_query_error(self, task: Task) -> int | str | None:
+        """The status (or fault: "reset", "not-json") a rule forces on this poll, if any are left (counted under
+        the task's lock)."""
         with task.lock:
             if task.query_errors_left <= 0:
                 return None
             task.query_errors_left -= 1
-            return task.outcome.query_status
+            return task.outcome.query_fault or task.outcome.query_status
 
     def seconds_left(self, task: Task) -> float:
         return self.progression.seconds_left(task)

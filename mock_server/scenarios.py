@@ -54,6 +54,9 @@ def parse_progress_points(value: Any) -> list[tuple[float, float]]:
     return points
 
 
+QUERY_FAULTS = ("reset", "not-json")
+
+
 @dataclass
 class Outcome:
     """Everything a scenario can force; None leaves the mock's normal behaviour."""
@@ -62,6 +65,9 @@ class Outcome:
     create_status: int | None = None  # the create call answers this HTTP status
     query_status: int | None = None  # the task's polls answer this status...
     query_status_count: int = 1  # ...this many times, then normally
+    # ... or, as many times, an answer no status describes: "reset" (the connection drops mid-body) or
+    # "not-json" (an HTML error page from something in front of the API)
+    query_fault: str | None = None
     processing: float | None = None  # seconds (before the time scale)
     script: list[Any] | None = None  # states reported in turn
     polls: int | None = None  # progression by polls instead of time: done after this many polls
@@ -77,7 +83,7 @@ class Outcome:
         """`other`'s settings win where it has any."""
         values = asdict(self)
         values.update({k: v for k, v in asdict(other).items() if v is not None and k != "query_status_count"})
-        if other.query_status is not None:
+        if other.query_status is not None or other.query_fault is not None:
             values["query_status_count"] = other.query_status_count
         return Outcome(**values)
 
@@ -103,6 +109,10 @@ def outcome_from_mapping(data: dict[str, Any]) -> Outcome:
                     raise ValueError(value)
             elif name == "result":
                 if value not in RESULT_DEFECTS:
+                    raise ValueError(value)
+                values[name] = value
+            elif name == "query_fault":
+                if value not in QUERY_FAULTS:
                     raise ValueError(value)
                 values[name] = value
             elif name == "status_in_body":
@@ -164,7 +174,7 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         outcome = {k: v for k, v in asdict(self.outcome).items() if v is not None and k != "query_status_count"}
-        if self.outcome.query_status is not None:
+        if self.outcome.query_status is not None or self.outcome.query_fault is not None:
             outcome["query_status_count"] = self.outcome.query_status_count
         return {
             "id": self.id,

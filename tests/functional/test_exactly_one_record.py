@@ -251,6 +251,30 @@ def test_a_key_at_s3s_limit_gets_its_failure_record_within_it(pipeline):
 # -- 7. polls that fail are waited out until the deadline ---------------------------------------------------------
 
 
+def test_each_state_of_0_2_5_1_is_seen_by_a_poll_and_ends_in_one_finalize(pipeline):
+    pipeline.mock.add_rule(filename="seq.jpg", script="0,2,5,1", polls=4)  # one state per poll, done at the 4th
+    key = "incoming/idphoto/seq.jpg"
+    pipeline.upload(key, images.portrait())
+    kind, _ = only_record(pipeline, key)
+    assert kind == "result"
+    name = pipeline.execution_for(key)
+    arn = f"{pipeline.stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    events = pipeline.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    outputs = [
+        json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
+        for e in events
+        if e["type"] == "LambdaFunctionSucceeded"
+    ]
+    seen = {o["polls"]: o["state"] for o in outputs if "phase" in o}  # the poll step's answers, by poll
+    assert [seen[n] for n in sorted(seen)] == [0, 2, 5, 1], outputs
+    finalizes = [
+        i
+        for i in pipeline.runtime.invocations
+        if (i.event or {}).get("execution") == name and "FinalizeFunction" in i.function_name
+    ]
+    assert len(finalizes) == 1
+
+
 def test_a_run_of_failing_polls_is_waited_out(pipeline):
     pipeline.mock.add_rule(filename="flaky8.jpg", query_status=500, query_status_count=8)
     key = "incoming/idphoto/flaky8.jpg"
@@ -258,6 +282,19 @@ def test_a_run_of_failing_polls_is_waited_out(pipeline):
     kind, record = only_record(pipeline, key, timeout_s=60)
     assert kind == "result", record
     assert record["polls"] >= 9
+
+
+@pytest.mark.parametrize("fault", ["reset", "not-json"])
+def test_polls_answered_by_a_reset_or_a_page_that_is_not_json_are_waited_out(pipeline, fault):
+    name = f"odd-{fault}.jpg"
+    pipeline.mock.add_rule(filename=name, query_fault=fault, query_status_count=3)
+    key = f"incoming/idphoto/{name}"
+    pipeline.upload(key, images.portrait())
+    kind, record = only_record(pipeline, key, timeout_s=60)
+    assert kind == "result", record
+    polls = [e for e in pipeline.mock.requests(method="GET") if e["task_id"] == record["task_id"]]
+    assert len(polls) == record["polls"] >= 4  # three odd answers, then the one that saw it done
+    assert len(posts_for(pipeline, name)) == 1  # the task is paid once; only polls are repeated
 
 
 def test_polls_that_fail_until_the_deadline_end_in_a_timeout_naming_the_failure(pipeline):

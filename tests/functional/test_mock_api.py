@@ -467,3 +467,19 @@ def test_the_scenario_api_is_off_unless_asked_for():
     assert web.post("/__mock__/reset").status_code == 404
     assert web.get("/__mock__/requests").status_code == 404
     assert create_app(MockConfig(api_keys=(KEY,), admin=True)).test_client().get("/__mock__/rules").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "body"),
+    [("reset", 200, b'{"status": 200, "message": "succ'), ("not-json", 502, b"<html><body><h1>502 Bad Gateway")],
+)
+def test_a_rule_answers_a_tasks_polls_with_a_reset_or_a_page_that_is_not_json(web, fault, status, body):
+    rule = web.post("/__mock__/rules", json={"filename": "odd.jpg", "query_fault": fault, "query_status_count": 2})
+    assert rule.status_code == 201, rule.json
+    data = {"sync": "0", "image_file": (io.BytesIO(PHOTO), "odd.jpg")}
+    created = web.post("/api/tasks/visual/idphoto", data=data, headers=H).json["data"]["task_id"]
+    answers = [query(web, "idphoto", created) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [status, status]
+    assert all(a.data.startswith(body) for a in answers[:2])
+    assert answers[2].status_code == 200 and answers[2].json["status"] == 200
+    assert web.post("/__mock__/rules", json={"query_fault": "teapot"}).json["error"].startswith("query_fault")
