@@ -218,6 +218,7 @@ def query_task(operation: str, task_id: str) -> Response:
     if task.operation is not op:
         raise NotFound()
     g.status_in_body = bool(task.outcome.status_in_body)
+    forced: int | str | None
     try:
         forced = prefer_status(request.headers.get("Prefer"))
     except AdminError as exc:
