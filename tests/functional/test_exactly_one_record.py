@@ -114,6 +114,36 @@ def test_a_create_that_dies_at_any_point_pays_at_most_once(pipeline, point, kind
         assert "not paid twice" in record["message"]
 
 
+@pytest.mark.parametrize("after", ["image.png", "result.json"])
+def test_a_finalize_that_dies_after_a_write_is_retried_and_writes_the_same_objects_once_more(pipeline, after):
+    filename = f"refinal-{after.split('.')[0]}.jpg"
+    key = f"incoming/idphoto/{filename}"
+    written, crashed = [], []
+
+    def crash(at, params):
+        if at == "after S3.PutObject" and params["Key"].startswith("results/"):
+            written.append(params["Key"])
+            if not crashed and params["Key"].endswith(after):
+                crashed.append(params["Key"])
+                raise LambdaCrash(f"the finalize function died after writing {after}")
+
+    fault(pipeline, "FinalizeFunction", key, crash)
+    pipeline.upload(key, images.portrait(), {"format": "png"})
+    pipeline.record(key)
+    pipeline.execution_stats(pipeline.execution_for(key))  # waits for the execution to end: the retry included
+    kind, record = only_record(pipeline, key)
+    assert kind == "result" and crashed
+    prefix = f"results/idphoto/{filename}/"
+    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.stack.output_bucket, Prefix=prefix)["Contents"]
+    assert sorted(o["Key"] for o in listed) == [f"{prefix}image.png", f"{prefix}result.json"]  # one set of keys
+    # Each key written by both attempts, the same bytes under the same key: nothing beside them.
+    assert sorted(written) == sorted(
+        [f"{prefix}image.png"] * 2 + [f"{prefix}result.json"] * (2 if after == "result.json" else 1)
+    )
+    assert record["outputs"] == {"image": f"{prefix}image.png"}
+    assert len(posts_for(pipeline, filename)) == 1
+
+
 def test_a_task_record_that_cannot_be_written_does_not_stop_the_job(pipeline):
     key, tasks_table = "incoming/idphoto/unrecorded.jpg", pipeline.stack.resources["TasksTable"]
 
