@@ -285,26 +285,41 @@ def test_persistent_401_fails_with_a_clear_record(pipeline):
 
 
 def test_api_key_never_reaches_logs_records_or_results(pipeline, capfd):
+    # A plain job, a create answered 401 (the key read again, then a failure), polls answered 401 (waited out),
+    # and a task that fails: the key is in none of the logs, histories, tables or objects they leave.
     pipeline.mock.add_rule(filename="leak-401.jpg", create_status=401)
-    for name in ("leak.jpg", "leak-401.jpg"):
+    pipeline.mock.add_rule(filename="leak-poll-401.jpg", query_status=401, query_status_count=2)
+    pipeline.mock.add_rule(filename="leak-failed.jpg", state=-7)
+    names = ("leak.jpg", "leak-401.jpg", "leak-poll-401.jpg", "leak-failed.jpg")
+    for name in names:
         pipeline.upload(f"incoming/idphoto/{name}", images.portrait())
+    for name in names:
         pipeline.record(f"incoming/idphoto/{name}")
-    key = pipeline.mock.api_key.encode()
+    key = pipeline.mock.api_key
     pipeline.runtime.wait_idle()  # every invocation has returned; its lines may still be on their way
     out = err = ""
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not ("leak.jpg" in out and "leak-401.jpg" in out):
+    while time.monotonic() < deadline and not all(name in out for name in names):
         chunk = capfd.readouterr()
         out, err = out + chunk.out, err + chunk.err
         time.sleep(0.1)
     time.sleep(0.5)  # and whatever the forwarding threads had left
     chunk = capfd.readouterr()
     out, err = out + chunk.out, err + chunk.err
-    assert "leak.jpg" in out and "leak-401.jpg" in out  # both jobs' logs were read
-    assert key.decode() not in out and key.decode() not in err
-    bucket = pipeline.stack.output_bucket
-    listed = pipeline.s3.list_objects_v2(Bucket=bucket)["Contents"]
-    assert listed and all(key not in pipeline.output(o["Key"]) for o in listed)
+    assert all(name in out for name in names)  # every job's logs were read
+    assert key not in out and key not in err
+    for bucket in (pipeline.stack.input_bucket, pipeline.stack.output_bucket):
+        listed = pipeline.s3.list_objects_v2(Bucket=bucket)["Contents"]
+        assert listed and all(
+            key.encode() not in pipeline.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed
+        )
+    dynamodb = boto3.client("dynamodb")
+    for table in ("TasksTable", "RateLimitTable"):
+        items = dynamodb.scan(TableName=pipeline.stack.resources[table])["Items"]
+        assert items and key not in json.dumps(items)
+    for execution in pipeline.executions():  # inputs, outputs and error causes
+        history = pipeline.sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
+        assert key not in json.dumps(history["events"], default=str)
 
 
 def test_poll_5xx_is_retried_by_the_state_machine(pipeline):
