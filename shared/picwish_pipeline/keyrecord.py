@@ -72,23 +72,14 @@ def key_lock(svc: Services, path: JobPath, owner: str) -> Iterator[None]:
 
 def _acquire(svc: Services, name: str, owner: str) -> bool:
     now = svc.clock()
-    try:
-        svc.dynamodb.put_item(
-            TableName=svc.settings.tasks_table,
-            Item={
-                "execution": {"S": name},
-                "lock_owner": {"S": owner},
-                "held_until": {"N": repr(now + LOCK_HOLD_S)},
-                "expires_at": {"N": str(int(now + LOCK_HOLD_S) + 3600)},
-            },
-            ConditionExpression="attribute_not_exists(execution) OR held_until < :now OR lock_owner = :me",
-            ExpressionAttributeValues={":now": {"N": repr(now)}, ":me": {"S": owner}},
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    item = {
+        "execution": {"S": name},
+        "lock_owner": {"S": owner},
+        "held_until": {"N": repr(now + LOCK_HOLD_S)},
+        "expires_at": {"N": str(int(now + LOCK_HOLD_S) + 3600)},
+    }
+    condition = "attribute_not_exists(execution) OR held_until < :now OR lock_owner = :me"
+    return storage.put_task_item(svc, item, condition, {":now": {"N": repr(now)}, ":me": {"S": owner}})
 
 
 def _release(svc: Services, name: str, owner: str) -> None:

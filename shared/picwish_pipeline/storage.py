@@ -83,25 +83,32 @@ def read_staged(svc: Services, key: str) -> bytes:
     return svc.s3.get_object(Bucket=svc.settings.output_bucket, Key=key)["Body"].read()
 
 
-def claim(svc: Services, name: str, operation: str) -> bool:
-    """Write this execution's claim to create its task; False when a claim already exists."""
-    now = svc.clock()
+def put_task_item(svc: Services, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> bool:
+    """A conditional put into the task table (claims, record locks); False when the condition did not hold."""
     try:
         svc.dynamodb.put_item(
             TableName=svc.settings.tasks_table,
-            Item={
-                "execution": {"S": name},
-                "claimed_at": {"N": repr(now)},
-                "operation": {"S": operation},
-                "expires_at": {"N": str(int(now) + CLAIM_TTL_S)},
-            },
-            ConditionExpression="attribute_not_exists(execution)",
+            Item=item,
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": values} if values else {}),
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
         raise
     return True
+
+
+def claim(svc: Services, name: str, operation: str) -> bool:
+    """Write this execution's claim to create its task; False when a claim already exists."""
+    now = svc.clock()
+    item = {
+        "execution": {"S": name},
+        "claimed_at": {"N": repr(now)},
+        "operation": {"S": operation},
+        "expires_at": {"N": str(int(now) + CLAIM_TTL_S)},
+    }
+    return put_task_item(svc, item, "attribute_not_exists(execution)")
 
 
 @dataclass(frozen=True)
