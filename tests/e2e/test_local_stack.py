@@ -44,6 +44,17 @@ def test_images_go_to_the_api_as_presigned_urls(s3, local_stack, mock):
     assert sent["image_url"].startswith(local_stack["endpoint_url"]) and "X-Amz-Signature" in sent["image_url"]
 
 
+@pytest.mark.parametrize("key", ["incoming/idphoto/dots/./here.jpg", "incoming/idphoto/dots/../up.jpg"])
+def test_a_key_with_dot_segments_goes_as_a_file_and_ends_in_its_result(s3, local_stack, mock, key):
+    # A fetcher removes `.` and `..` segments from a URL before asking for it: a presigned URL of such a key would
+    # be fetched at another path than was signed.
+    s3.put_object(Bucket=local_stack["input_bucket"], Key=key, Body=images.portrait())
+    kind, record = wait_record(s3, local_stack, key)
+    assert kind == "result", record
+    sent = next(e for e in mock.requests(method="POST") if e["task_id"] == record["task_id"])["fields"]
+    assert "image_url" not in sent and sent["image_file"]["filename"] == key.rsplit("/", 1)[1]
+
+
 def test_an_image_whose_presigned_url_would_be_too_long_goes_as_a_file(s3, local_stack, mock):
     head = "incoming/idphoto/" + "long/" * 60
     key = head + "n" * (1000 - len(head) - 4) + ".jpg"  # its presigned URL is far over the API's 512 characters

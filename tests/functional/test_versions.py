@@ -180,13 +180,6 @@ def test_a_failed_job_ends_its_execution_in_a_fail_state(pipeline):
     assert only_record(pipeline, key)[0] == "failed"  # the backstop saw the record of this version and kept it
 
 
-def test_keys_with_dot_segments_are_processed(pipeline):
-    for key in ("incoming/idphoto/dots/./here.jpg", "incoming/idphoto/dots/../up.jpg"):
-        version = put(pipeline, key, images.portrait())
-        kind, record = record_of_version(pipeline, key, version)
-        assert kind == "result", record
-
-
 # -- redrive ---------------------------------------------------------------------------------------------------
 
 
