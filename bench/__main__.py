@@ -147,27 +147,19 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
         shapes=parse_shapes(args.progress),
     )
     progress(f"seed {seed}: starting the local stack (QPS {args.qps}, time scale {args.time_scale}) …")
-    parameters = {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale), "InputMode": args.input_mode}
-    if args.fault_slow:
-        parameters["ApiReadTimeout"] = "2"
-    mock_args = ("--qps", str(args.qps), "--time-scale", str(args.time_scale))
-    pipeline, stack = build(
-        (*mock_args, "--render-max-side", str(RENDER_MAX_SIDE)), parameters, server=True, concurrency=args.concurrency
-    )
+    pipeline, stack = start_stack(args)
     with stack:
         runtime = pipeline.runtime
         mine = boto3.client("s3", endpoint_url=pipeline.endpoint_url, region_name=pipeline.stack.region)
         crashes = configure_faults(args, pipeline, uploads, seed)
-        for upload in uploads:
-            for key, body in upload.masks.items():
-                mine.put_object(Bucket=pipeline.stack.input_bucket, Key=key, Body=body)
+        feed = Feed(mine, pipeline.stack.input_bucket, uploads, reuploads(args, uploads, seed))
+        feed.upload_masks()
         # Nothing is warmed up or cleared: the cold starts and calls of the run are the run's.
         parts = {
             "stack": lambda: _rss(os),
             "sandboxes": lambda: runtime.memory_bytes() - _rss(os),
             "mock": lambda: _rss(pipeline.mock.process),
         }
-        feed = Feed(mine, pipeline.stack.input_bucket, uploads, reuploads(args, uploads, seed))
         with MemoryPeak(parts) as memory:
             feed.start()
             records = wait_for_records(args, pipeline, mine, feed, progress)
@@ -180,31 +172,51 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
         report["reuploads"] = len(feed.again)
         report["stale_records"] = stale
         if args.save_journal:
-            table = pipeline.stack.resources["RateLimitTable"]
-            slots = [
-                item
-                for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table)
-                for item in page["Items"]
-            ]
-            saved = {
-                "started": started,
-                "journal": pipeline.mock.requests(),
-                "tasks": pipeline.mock.task_times(),
-                "slots": slots,
-                "records": records,
-            }
-            Path(args.save_journal).write_text(json.dumps(saved))
+            save_journal(Path(args.save_journal), pipeline, started, records)
         report["crashes_injected"] = dict(crashes)
-        cold = [ms for _, ms in runtime.cold_starts]
-        report["cold_starts"] = {
-            "count": len(cold),
-            "p50_ms": measure.percentile(cold, 0.5),
-            "max_ms": max(cold, default=0),
-        }
-        report["peak_memory_mib"] = round(memory.peak / 2**20)
-        report["peak_memory_mib_by_part"] = {k: round(v / 2**20) for k, v in memory.part_peaks.items()}
+        report.update(stack_figures(runtime, memory))
     progress("")
     return report
+
+
+def start_stack(args: argparse.Namespace):
+    """The local stack at the run's QPS and time scale, images to the API as `--input-mode` says."""
+    parameters = {"ApiQps": str(args.qps), "WaitScale": str(args.time_scale), "InputMode": args.input_mode}
+    if args.fault_slow:
+        parameters["ApiReadTimeout"] = "2"
+    mock_args = (
+        "--qps",
+        str(args.qps),
+        "--time-scale",
+        str(args.time_scale),
+        "--render-max-side",
+        str(RENDER_MAX_SIDE),
+    )
+    return build(mock_args, parameters, server=True, concurrency=args.concurrency)
+
+
+def stack_figures(runtime, memory: MemoryPeak) -> dict:
+    """The local stack's own cost of the run: its cold starts and its peak memory, in all and by part."""
+    cold = [ms for _, ms in runtime.cold_starts]
+    return {
+        "cold_starts": {"count": len(cold), "p50_ms": measure.percentile(cold, 0.5), "max_ms": max(cold, default=0)},
+        "peak_memory_mib": round(memory.peak / 2**20),
+        "peak_memory_mib_by_part": {k: round(v / 2**20) for k, v in memory.part_peaks.items()},
+    }
+
+
+def save_journal(path: Path, pipeline, started: float, records: dict) -> None:
+    """The mock's journal and task times, the QPS table and the records, for a replay of the run."""
+    table = pipeline.stack.resources["RateLimitTable"]
+    pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table)
+    saved = {
+        "started": started,
+        "journal": pipeline.mock.requests(),
+        "tasks": pipeline.mock.task_times(),
+        "slots": [item for page in pages for item in page["Items"]],
+        "records": records,
+    }
+    path.write_text(json.dumps(saved))
 
 
 class Feed:
@@ -216,6 +228,12 @@ class Feed:
         self.newest: dict[str, str | None] = {}
         self.started = 0.0
         self._threads: list[threading.Thread] = []
+
+    def upload_masks(self) -> None:
+        """The masks, before the clock starts (a user puts a mask before its image)."""
+        for upload in self.uploads:
+            for key, body in upload.masks.items():
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def start(self) -> None:
         self.started = time.time()
