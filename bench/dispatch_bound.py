@@ -19,9 +19,10 @@ from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, Job, add_workload_args, wo
 from bench.workload import Upload
 from mock_server.config import MockConfig
 from mock_server.progression import Progression
-from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
-from picwish_pipeline.ratelimit import Schedule, SlotLimiter
+from picwish_pipeline.scheduler import belief, plan
+from picwish_pipeline.scheduler.plan import Schedule
+from picwish_pipeline.scheduler.slot_table import SlotLimiter
 from picwish_visual.catalog import OPERATIONS
 
 # The order calls are served in, most urgent first. Today's slot table: a poll expected to find its task done
@@ -40,7 +41,7 @@ class _Want:
     def rank(self, now: float, creates_last: bool) -> tuple[int, float]:
         if self.create:
             return (CREATES_LAST if creates_last else CREATE), self.at
-        return (READING if polling.spares(now, self.spare_until) else AIMED), self.at
+        return (READING if plan.spares(now, self.spare_until) else AIMED), self.at
 
 
 @dataclass
@@ -71,14 +72,14 @@ class Dispatcher:
             job = want.job
             if want.create:
                 job.created(self.now)
-                durations = slots.durations(self.schedule, OPERATIONS[job.upload.operation], 1.0)
-                first = polling.first_poll(self.now, durations, busy=False)
+                durations = plan.belief_of(self.schedule, OPERATIONS[job.upload.operation], 1.0)
+                first = plan.first_poll(self.now, durations, busy=False)
                 wants.append(_Want(first.at, job, False, first.spare_until))
                 continue
             assert job.task is not None
             step = progression.look(job.task)
             answer = job.answered(step, progression, self.now, self.now + ANSWER_S, self.schedule, settings)
-            if isinstance(answer, polling.Durations):
+            if isinstance(answer, belief.Durations):
                 learned = {**self.schedule.durations, job.task.operation.name: answer.to_item()}
                 self.schedule = Schedule(None, learned)
             else:

@@ -29,12 +29,12 @@ from mock_server.forms import CreateRequest
 from mock_server.progression import Progression, Step, Task
 from mock_server.scenarios import Outcome
 from offline.stack import table_keys
-from picwish_pipeline import polling, slots
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.create import CREATE_LANE_GAP
-from picwish_pipeline.poll import plan_next_poll
-from picwish_pipeline.ratelimit import Schedule, SlotLimiter
-from picwish_pipeline.slots import READY_LEAD_S, SLOT_LEAD_S
+from picwish_pipeline.scheduler import belief
+from picwish_pipeline.scheduler.calling import READY_LEAD_S, SLOT_LEAD_S
+from picwish_pipeline.scheduler.plan import NextPoll, Schedule, belief_of, first_poll, plan_next_poll, spares
+from picwish_pipeline.scheduler.slot_table import SlotLimiter
 from picwish_visual.catalog import OPERATIONS
 
 # Delays of the local stack, set by hand (guessed, neither measured nor fitted): the upload to the create step's
@@ -91,7 +91,7 @@ class Job:
         now: float,
         schedule: Schedule,
         settings: PipelineSettings,
-    ) -> polling.Durations | polling.NextPoll:
+    ) -> belief.Durations | NextPoll:
         """What the poll step makes of a poll's answer (`step`, looked at when called), at `now`. A task seen done
         ends as the mock ends it: its lag, and its operation's durations with it learned (from the API's
         whole-second timestamps, as the mock answers them). Else when to poll next, from this answer and the
@@ -99,14 +99,14 @@ class Job:
         assert self.task is not None and self.created_at is not None
         self.polls += 1
         op = self.task.operation
-        durations = slots.durations(schedule, op, 1.0)
+        durations = belief_of(schedule, op, 1.0)
         if step.terminal:
             progression.end(self.task, step.state)
             ended = self.task.completed
             assert ended is not None
             self.lag = called_at - ended
             stamps = int(self.task.created), int(ended)
-            return durations.learn(polling.completion_sample(self.created_at, self.polled_at, now, *stamps))
+            return durations.learn(belief.completion_sample(self.created_at, self.polled_at, now, *stamps))
         earlier, self.polled_at = self.reading, now
         self.reading = (now - self.created_at, step.progress) if step.progress else None
         return plan_next_poll(
@@ -160,8 +160,8 @@ class Simulation:
         schedule = self.limiter.schedule()
         busy = schedule.busy(self.now)
         assert job.created_at is not None
-        durations = slots.durations(schedule, OPERATIONS[job.upload.operation], 1.0)
-        self._planned(job, polling.first_poll(job.created_at, durations, busy=busy), busy)
+        durations = belief_of(schedule, OPERATIONS[job.upload.operation], 1.0)
+        self._planned(job, first_poll(job.created_at, durations, busy=busy), busy)
 
     def _poll(self, job: Job) -> None:
         assert job.task is not None
@@ -169,18 +169,18 @@ class Simulation:
         called, self.now = self.now, self.now + ANSWER_S
         schedule = self.limiter.schedule()
         answer = job.answered(step, self.progression, called, self.now, schedule, self.settings)
-        if isinstance(answer, polling.Durations):
+        if isinstance(answer, belief.Durations):
             self.limiter.learn(job.task.operation.name, answer)
         else:
             self._planned(job, answer, schedule.busy(self.now))
 
-    def _planned(self, job: Job, plan_: polling.NextPoll, busy: bool) -> None:
+    def _planned(self, job: Job, plan_: NextPoll, busy: bool) -> None:
         slot_at = self.limiter.reserve(plan_.at, within=not busy, spare_until=plan_.spare_until)
         job.trace += [("planned", self.now, plan_.at), ("slot", self.now, slot_at)]
-        self._wait(slot_at, polling.spares(slot_at, plan_.spare_until), lambda: self._poll(job), job)
+        self._wait(slot_at, spares(slot_at, plan_.spare_until), lambda: self._poll(job), job)
 
     def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job) -> None:
-        """As `slots.wait_for` and `call_in_slot`: Step Functions waits whole seconds, the step wakes, reads the
+        """As `calling.wait_for` and `call_in_slot`: Step Functions waits whole seconds, the step wakes, reads the
         send times shortly before the slot, announces its call (or learns a call that could not wait took its
         spare slot) and calls."""
         woken = self.now + TRANSITION_S + max(0, math.floor(slot_at - self.now - SLOT_LEAD_S))

@@ -28,7 +28,7 @@ from offline.moto_speed import speed_up_moto
 from offline.moto_versions import name_versions_in_events
 from offline.record_reader import wait_record
 from offline.stack import TEMPLATE, DeployedStack, deploy
-from picwish_pipeline.ratelimit import SCHEDULE
+from picwish_pipeline.scheduler.slot_table import SCHEDULE
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

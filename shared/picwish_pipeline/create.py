@@ -16,10 +16,11 @@ from picwish_visual.errors import (
     UnexpectedResponseError,
 )
 
-from . import keyrecord, polling, slots, storage
+from . import keyrecord, storage
 from .payloads import Create, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
+from .scheduler import calling, plan
 from .services import Services, TransientApiError
 from .storage import Claim
 
@@ -59,7 +60,7 @@ def create_step(svc: Services, payload: StepInput) -> Create:
             return None
         return _from_claim(svc, job.operation, storage.read_claim(svc, name) or Claim(), previous)  # another holds it
 
-    return slots.call_in_slot(
+    return calling.call_in_slot(
         svc,
         slot.slot_at,
         lambda: _create_call(svc, Attempt(job, name, previous, client), image, masks),
@@ -102,7 +103,7 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
         storage.release_claim(svc, name)
         if attempt.previous.refresh_key:
             return _create_failed(sent, Reason.UNAUTHORIZED, exc)
-        later = slots.wait_for(svc, svc.limiter().reserve(svc.clock()))
+        later = calling.wait_for(svc, svc.limiter().reserve(svc.clock()))
         return replace(sent, status="wait", refresh_key=True).waiting(later)
     except RateLimitError as exc:
         storage.release_claim(svc, name)
@@ -110,7 +111,7 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
         if sent.throttles > svc.settings.max_throttles:
             return _create_failed(sent, Reason.RATE_LIMITED, exc)
         after = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return replace(sent, status="wait", refresh_key=None).waiting(slots.wait_for(svc, after))
+        return replace(sent, status="wait", refresh_key=None).waiting(calling.wait_for(svc, after))
     except APIConnectionError as exc:
         if not exc.request_sent:
             storage.release_claim(svc, name)
@@ -132,10 +133,10 @@ def _create_slot(svc: Services, previous: Create) -> Waiting:
     that one (it has waited its turn), else a place in the create lane."""
     limiter = svc.limiter()
     if previous.slot_at is None:
-        return slots.wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP))
+        return calling.wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP))
     if limiter.missed(previous.slot_at):
-        return slots.wait_for(svc, limiter.reserve(svc.clock()))
-    return slots.wait_for(svc, previous.slot_at)
+        return calling.wait_for(svc, limiter.reserve(svc.clock()))
+    return calling.wait_for(svc, previous.slot_at)
 
 
 def _create_failed(counts: Create, reason: str, error: PicWishError | dict[str, Any]) -> Create:
@@ -146,9 +147,9 @@ def _create_failed(counts: Create, reason: str, error: PicWishError | dict[str, 
 def _created(svc: Services, op: Operation, task_id: str, created_at: float, counts: Create) -> Create:
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = slots.durations(schedule, op, svc.settings.wait_scale)
+    durations = plan.belief_of(schedule, op, svc.settings.wait_scale)
     busy = schedule.busy(svc.clock())
-    first = polling.first_poll(created_at, durations, busy=busy)
+    first = plan.first_poll(created_at, durations, busy=busy)
     return Create(
         status="created",
         task_id=task_id,
@@ -156,7 +157,7 @@ def _created(svc: Services, op: Operation, task_id: str, created_at: float, coun
         deadline_at=created_at + svc.settings.deadline_for(op.name),
         api_calls=counts.api_calls,
         throttles=counts.throttles,
-    ).waiting(slots.poll_at(svc, first, busy=busy))
+    ).waiting(calling.poll_at(svc, first, busy=busy))
 
 
 def _api_inputs(svc: Services, job: Job) -> tuple[Any, dict[str, Any]]:

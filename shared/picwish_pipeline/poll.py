@@ -21,18 +21,16 @@ from picwish_visual.errors import (
     UnknownStateError,
 )
 from picwish_visual.retry import Backoff
-from picwish_visual.states import MAX_PROCESSING_S
 
-from . import polling, slots, storage
+from . import storage
 from .payloads import Poll, StepInput
-from .ratelimit import Schedule
 from .reasons import Reason
+from .scheduler import calling, plan
+from .scheduler.belief import completion_sample
 from .services import Services
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_GAP = 0.5  # of the operation's poll interval: an idle budget can afford polls that close together
-IDLE_MAX_POLL_GAP = 1.0  # ... and need not leave a running task alone longer than the docs' "every 1-2 s"
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
 
 
@@ -57,10 +55,10 @@ def poll_step(svc: Services, payload: StepInput) -> Poll:
     refreshed = bool(previous.refresh_key)
     client = svc.client(refresh=refreshed)  # before a slot is taken, as in create
     held = previous if previous.slot_at is not None else create
-    slot = slots.usable(svc, held.slot_at, spare=bool(held.spare))
+    slot = calling.usable(svc, held.slot_at, spare=bool(held.spare))
     if slot.wait_s >= 1:
         return base.waiting(slot)
-    return slots.call_in_slot(
+    return calling.call_in_slot(
         svc,
         slot.slot_at,
         lambda: _poll_call(svc, payload, client, base, refreshed),
@@ -78,7 +76,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         if refreshed:  # the task is paid for: a revoked key is waited out (read again each time) like a 5xx
             return _failing(svc, op, replace(polled, refresh_key=True), exc)
         # The key may have been rotated: read it again and poll again, in a slot of its own.
-        return replace(polled, refresh_key=True).waiting(slots.wait_for(svc, svc.limiter().reserve(svc.clock())))
+        return replace(polled, refresh_key=True).waiting(calling.wait_for(svc, svc.limiter().reserve(svc.clock())))
     except TaskFailedError as exc:
         return _poll_failed(replace(polled, state=exc.state), Reason.TASK_FAILED, exc)
     except UnknownStateError as exc:
@@ -91,7 +89,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         if (polled.throttles or 0) > svc.settings.max_throttles:
             return _poll_failed(polled, Reason.RATE_LIMITED, exc)
         later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return polled.waiting(slots.wait_for(svc, later))
+        return polled.waiting(calling.wait_for(svc, later))
     except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
         return _failing(svc, op, polled, exc)
     except PicWishError as exc:
@@ -100,7 +98,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
     polled = replace(polled, state=result.state, progress=result.progress, errors=0, polled_at=now, last_error=None)
     limiter = svc.limiter()
     schedule = limiter.schedule()
-    durations = slots.durations(schedule, op, svc.settings.wait_scale)
+    durations = plan.belief_of(schedule, op, svc.settings.wait_scale)
     created_at = float(create.created_at or 0)
     if result.is_done:
         missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]
@@ -108,7 +106,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
             asked = f"without {' and '.join(missing)}, which its options ask for"
             error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
             return _poll_failed(polled, Reason.UNEXPECTED_RESPONSE, error)
-        seconds = polling.completion_sample(created_at, base.polled_at, now, result.created_at, result.completed_at)
+        seconds = completion_sample(created_at, base.polled_at, now, result.created_at, result.completed_at)
         try:
             limiter.learn(op.name, durations.learn(seconds))
         except ClientError as exc:  # a lost sample only slows the learning; the task is done and paid for
@@ -121,7 +119,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
             task_created_at=result.created_at,
         )
     busy = schedule.busy(now)
-    plan = plan_next_poll(
+    planned = plan.plan_next_poll(
         op,
         svc.settings.wait_scale,
         schedule,
@@ -132,38 +130,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         earlier=_reading(created_at, base),
         deadline=float(create.deadline_at or 0),
     )
-    return polled.waiting(slots.poll_at(svc, plan, busy=busy))
-
-
-def plan_next_poll(
-    op: Operation,
-    wait_scale: float,
-    schedule: Schedule,
-    durations: polling.Durations,
-    *,
-    created_at: float,
-    now: float,
-    progress: int | None,
-    earlier: tuple[float, int] | None,
-    deadline: float,
-) -> polling.NextPoll:
-    """When to poll a task seen still processing at `now`, with this operation's gaps and the budget's state
-    (`bench.simulate` replays it)."""
-    busy = schedule.busy(now)
-    interval = op.poll_interval_s * wait_scale
-    return polling.next_poll(
-        created_at,
-        now,
-        progress,
-        durations,
-        busy=busy,
-        min_gap_s=interval * (1.0 if busy else IDLE_POLL_GAP),
-        max_gap_s=interval * IDLE_MAX_POLL_GAP,
-        earlier=earlier,
-        deadline=deadline,
-        limit_s=MAX_PROCESSING_S * wait_scale,
-        backlog_ends=schedule.lane_at,
-    )
+    return polled.waiting(calling.poll_at(svc, planned, busy=busy))
 
 
 def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:
@@ -179,7 +146,7 @@ def _failing(svc: Services, op: Operation, polled: Poll, exc: PicWishError) -> P
     backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
     later = svc.limiter().reserve(svc.clock() + backoff * svc.settings.wait_scale)
     failing = replace(polled, errors=errors, last_error=exc.to_record())
-    return failing.waiting(slots.wait_for(svc, later))
+    return failing.waiting(calling.wait_for(svc, later))
 
 
 def _poll_failed(polled: Poll, reason: str, error: PicWishError) -> Poll:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import PipelineSettings
-from .ratelimit import SlotLimiter
+from .scheduler.slot_table import SlotLimiter
 
 if TYPE_CHECKING:
     import requests

@@ -332,7 +332,7 @@ def test_poll_5xx_is_retried_by_the_state_machine(pipeline):
 
 
 def test_places_held_by_dead_executions_only_delay_a_create(pipeline):
-    from picwish_pipeline.ratelimit import SlotLimiter
+    from picwish_pipeline.scheduler.slot_table import SlotLimiter
 
     limiter = SlotLimiter(pipeline.stack.resources["RateLimitTable"], 5, boto3.client("dynamodb"))
     for _ in range(15):

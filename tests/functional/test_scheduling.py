@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from offline.moto_atomic import make_moto_atomic
-from picwish_pipeline import create, poll, polling, storage
+from picwish_pipeline import create, poll, storage
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
+from picwish_pipeline.scheduler import plan
 from picwish_pipeline.services import Services
 from picwish_visual.results import TaskResult
 from tests.support.fake_services import FakeS3
@@ -195,14 +196,14 @@ def test_the_first_poll_learns_from_recent_tasks_of_the_operation(sim, monkeypat
     assert belief.quantile(0.5) == pytest.approx(9.0, abs=1.0)
     # The first poll is early when the budget is idle (to read the progress): early for a 9 s task, not a 3 s one.
     assert guessed < 3 and learned["slot_at"] - learned["created_at"] == pytest.approx(
-        belief.quantile(polling.FIRST_IDLE_QUANTILE), abs=0.6
+        belief.quantile(plan.FIRST_IDLE_QUANTILE), abs=0.6
     )
 
 
 def test_a_sample_that_cannot_be_stored_does_not_cost_the_done_task_a_poll(sim, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from picwish_pipeline.ratelimit import SlotLimiter
+    from picwish_pipeline.scheduler.slot_table import SlotLimiter
 
     def refuse(self, operation, durations):
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")

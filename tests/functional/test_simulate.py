@@ -10,7 +10,8 @@ import pytest
 from bench.simulate import TRANSITION_S, Simulation, simulate
 from bench.workload import Upload, plan
 from picwish_pipeline.create import CREATE_LANE_GAP
-from picwish_pipeline.polling import FIRST_IDLE_QUANTILE, Durations
+from picwish_pipeline.scheduler.belief import Durations
+from picwish_pipeline.scheduler.plan import FIRST_IDLE_QUANTILE
 from picwish_visual.catalog import OPERATIONS
 
 MIX = {"idphoto": 1.0, "inpaint": 1.0, "correction": 1.0}

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 
 from picwish_pipeline.config import PipelineSettings
 from picwish_pipeline.payloads import StepInput
-from picwish_pipeline.polling import Durations, spares
-from picwish_pipeline.ratelimit import Schedule
+from picwish_pipeline.scheduler.belief import Durations
+from picwish_pipeline.scheduler.plan import Schedule, spares
 from picwish_pipeline.services import Services
 from picwish_visual.errors import error_for
 from picwish_visual.results import TaskResult

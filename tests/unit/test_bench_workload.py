@@ -11,7 +11,7 @@ from mock_server.config import MockConfig
 from mock_server.forms import CreateRequest
 from mock_server.progression import Progression, Task
 from mock_server.scenarios import Outcome, outcome_from_mapping
-from picwish_pipeline.polling import predicted_total
+from picwish_pipeline.scheduler.plan import predicted_total
 from picwish_visual.catalog import get_operation
 
 MIX = {"idphoto": 1.0, "inpaint": 1.0, "correction": 1.0}

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from picwish_pipeline import polling
 from picwish_pipeline.create import create_step
 from picwish_pipeline.payloads import Create
+from picwish_pipeline.scheduler import belief, plan
 from picwish_pipeline.services import TransientApiError
 from picwish_visual import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
 from picwish_visual.catalog import get_operation
@@ -43,8 +43,8 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
     ]
     assert fakes.tasks.items[EXECUTION]["task_id"] == {"S": "task-1"}
     assert fakes.limiter.called == [(NOW, NOW)]  # announced at its slot, before the POST
-    first_poll = polling.first_poll(
-        NOW, polling.Durations.prior(get_operation("idphoto").typical_processing_s), busy=False
+    first_poll = plan.first_poll(
+        NOW, belief.Durations.prior(get_operation("idphoto").typical_processing_s), busy=False
     ).at
     assert out == Create(
         status="created",

@@ -9,8 +9,9 @@ import pytest
 from bench.dispatch_bound import Dispatcher, _Want, report
 from bench.simulate import ANSWER_S, EPOCH, SUBMIT_S, Job
 from bench.workload import Upload, plan
-from picwish_pipeline.polling import FIRST_IDLE_QUANTILE, Durations
-from picwish_pipeline.ratelimit import SlotLimiter
+from picwish_pipeline.scheduler.belief import Durations
+from picwish_pipeline.scheduler.plan import FIRST_IDLE_QUANTILE
+from picwish_pipeline.scheduler.slot_table import SlotLimiter
 from picwish_visual.catalog import OPERATIONS
 
 MIX = {"idphoto": 1.0, "inpaint": 1.0, "correction": 1.0}

@@ -1,5 +1,5 @@
-"""When a step's one API call happens: waiting for its reserved QPS slot (Step Functions waits the whole seconds,
-the step sleeps the rest), and calling in it."""
+"""When a step's one API call happens: waiting for its reserved slot (Step Functions waits the whole seconds, the
+step sleeps the rest), and calling in it. Words as defined in `picwish_pipeline.scheduler`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import math
 from collections.abc import Callable
 from typing import Protocol, Self, TypeVar
 
-from picwish_visual.catalog import Operation
-
-from . import polling
-from .payloads import Waiting
-from .ratelimit import Schedule
-from .services import Services
+from ..payloads import Waiting
+from ..services import Services
+from . import plan
+from .slot_table import SlotLimiter
 
 SLOT_LEAD_S = 0.5  # a step wakes this long before its slot, so an invocation's start-up does not miss it
 READY_LEAD_S = 0.25  # the other calls' send times are read this long before the slot: the read is off the clock
@@ -35,11 +33,11 @@ def usable(svc: Services, slot_at: float | None, *, spare: bool = False) -> Wait
     return wait_for(svc, float(slot_at), spare=spare)
 
 
-def poll_at(svc: Services, plan: polling.NextPoll, *, busy: bool) -> Waiting:
+def poll_at(svc: Services, planned: plan.NextPoll, *, busy: bool) -> Waiting:
     """A slot for a planned poll. An idle budget calls at the moment aimed for, inside its slot, rather than at
     the next slot's start; the poll is spare if the slot it got comes before its task is expected done."""
-    slot_at = svc.limiter().reserve(plan.at, within=not busy, spare_until=plan.spare_until)
-    return wait_for(svc, slot_at, spare=polling.spares(slot_at, plan.spare_until))
+    slot_at = svc.limiter().reserve(planned.at, within=not busy, spare_until=planned.spare_until)
+    return wait_for(svc, slot_at, spare=plan.spares(slot_at, planned.spare_until))
 
 
 def wait_for(svc: Services, slot_at: float, *, spare: bool = False) -> Waiting:
@@ -76,19 +74,21 @@ def call_in_slot(
         return early
     sent_at = sleep_until(svc, ready)
     if sent_at - ready > limiter.margin_s / 2:
-        # Held up after announcing itself (a slow claim write, a busy host): the calls after this one judge their
-        # second by the announced time. Say when it really goes before it goes — said only after the call, a
-        # call reading in between took the old time and made a second hold three calls (a 429 in a busy local
-        # burst) — and wait if that moment would do the same. The moment said is a little ahead, and the call
-        # waits for it: the write and the read take time, and a call later than it said is the same hazard.
-        go = svc.clock() + LATE_LEAD_S
-        limiter.mark_called(slot_at, go)
-        held = limiter.ready_at(slot_at)
-        if held > go:
-            go = held
-            limiter.mark_called(slot_at, go)
-        sleep_until(svc, go)
+        _announce_late(svc, limiter, slot_at)
     return call()
+
+
+def _announce_late(svc: Services, limiter: SlotLimiter, slot_at: float) -> None:
+    """A call held up after announcing itself (a slow claim write, a busy host) says when it really goes before
+    it goes, a little ahead (the write and the read take time), and waits for that moment, or for a later one if
+    that moment would make a second hold more than `qps` calls."""
+    go = svc.clock() + LATE_LEAD_S
+    limiter.mark_called(slot_at, go)
+    held = limiter.ready_at(slot_at)
+    if held > go:
+        go = held
+        limiter.mark_called(slot_at, go)
+    sleep_until(svc, go)
 
 
 def sleep_until(svc: Services, moment: float) -> float:
@@ -96,8 +96,3 @@ def sleep_until(svc: Services, moment: float) -> float:
     if delay > 0:
         svc.sleep(min(delay, SLOT_LEAD_S + 1.0))
     return svc.clock()
-
-
-def durations(schedule: Schedule, op: Operation, wait_scale: float) -> polling.Durations:
-    """What the operation's tasks have been taking; before any completed, the catalog's guess (scaled)."""
-    return schedule.durations_of(op.name, op.typical_processing_s * wait_scale)

@@ -1,17 +1,10 @@
-"""One QPS budget shared by every execution: call slots reserved in DynamoDB.
+"""The shared table of call slots (one API call each) and the create lane, in DynamoDB: reserving a slot,
+reading when the calls before it went out, announcing a call, and the learned beliefs. Words as defined in
+`picwish_pipeline.scheduler`.
 
-Time is cut into slots `1 / (qps × headroom)` seconds apart; each slot holds at most one API call. A step
-reserves the first free slot at or after the time it wants to call and the state machine waits until then.
-Reserving ahead, rather than retrying on 429, keeps the budget busy without a retry storm.
-
-Slots are the plan; send times are what the API counts. Shortly before its slot a step reads when the calls
-before it really went out (`ready_at`) and announces its own (`mark_called`): a call that went out late moves
-the next ones a little later — the headroom absorbs that within a few slots — instead of making one a 429.
-
-Creates take their places in a lane, a fixed gap apart, and reserve the slot at their place at once: a burst of
-uploads waits once each, and the slots between creates are left to the polls of tasks already paid for, which
-reserve theirs where the task is predicted to be done (see `polling`). An idle budget's reading polls reserve
-spare slots, which a create or a poll expected to find its task done takes over until they are announced.
+Reserving ahead, rather than retrying on 429, keeps the budget busy without a retry storm; announcing send times
+lets a call that went out late move the next ones a little later (the headroom absorbs that within a few slots)
+instead of making one a 429.
 """
 
 from __future__ import annotations
@@ -24,15 +17,35 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .polling import Durations, spares
+from .belief import Durations
+from .plan import Schedule, spares
 
 PARTITION = "api-slots"
 SCHEDULE = "schedule"  # sk 0: the create lane and the learned durations
-BUSY_WINDOW_S = 10.0  # creates queued further ahead than this (about ten) mean the budget is busy
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a reservation asks for. `within`: an idle budget's call may go out at `start` itself, inside a free
+    slot, rather than at the next slot's start (`ready_at` keeps a second within the QPS). `spare_until`: the call
+    is a reading in any slot before this moment (a call that is not walks past no slot it could take)."""
+
+    start: float
+    spacing: float
+    within: bool = False
+    spare_until: float | None = None
+
+    def moment(self, index: int) -> float:
+        return max(self.start, index * self.spacing) if self.within else index * self.spacing
+
+    def spare(self, index: int) -> bool:
+        return spares(self.moment(index), self.spare_until)
 
 
 @dataclass
 class SlotLimiter:
+    """The budget's slot table, shared by every execution; `qps` calls a second at most."""
+
     table_name: str
     qps: float
     client: Any  # a boto3 DynamoDB client
@@ -50,63 +63,57 @@ class SlotLimiter:
     def reserve(
         self, not_before: float | None = None, *, within: bool = False, spare_until: float | None = None
     ) -> float:
-        """Reserve one call slot, the first free one at or after `not_before` (default: now); returns the Unix
-        time at which the call may be made.
+        """Reserve the first free slot at or after `not_before` (default: now), as `Ask` says; returns the Unix
+        time at which the call may be made. No attempt limit: every pass moves to a later slot, and taken slots
+        are finite, so a backlog only makes the slot later — never an error."""
+        ask = Ask(max(self.clock(), not_before or 0.0), self.spacing, within, spare_until)
+        index = self._first_index(ask)
+        while True:
+            index, displaces = self._choose(index, ask)
+            if self._claim(index, ask, displaces=displaces):
+                return ask.moment(index)
+            index += 1  # lost the race for this slot: the next one is the best candidate
 
-        `within`: when `not_before` falls in the first half of a free slot, the call goes out at `not_before`
-        itself, inside that slot, instead of at the next slot's start. A call sent late in its slot is what
-        `ready_at` already corrects for: a call two slots on waits until no second holds more than `qps` calls.
-        For an idle budget, where that wait seldom happens.
+    def _first_index(self, ask: Ask) -> int:
+        if not ask.within:
+            return math.ceil(ask.start / self.spacing)
+        index = self.index_of(ask.start)
+        # Late in its slot, a call would announce itself moments before the next slot's call reads the send
+        # times: two reads that close can each miss the other's call. Past half a slot, take the next one.
+        return index + 1 if ask.start - index * self.spacing > self.spacing / 2 else index
 
-        `spare_until`: a call that can give way (an idle budget's reading poll) in a slot before this moment, when
-        its task is expected done (`polling.spares` tells a caller which the returned moment is). A call that
-        cannot — a create, a poll expected to find its task done — takes a spare call's slot when that comes
-        first, and the spare call learns it when it announces itself (`mark_called`) and takes another. Without
-        this, reading polls reserved seconds ahead fill an idle budget's slots, and the poll aimed at a task's end
-        waits behind them. A reading pushed past its task's expected end by taken slots is such a poll itself: it
-        no longer gives way, nor walks past the slots it could take."""
-        start = max(self.clock(), not_before or 0.0)
-
-        def moment(i: int) -> float:
-            return max(start, i * self.spacing) if within else i * self.spacing
-
-        def spare(i: int) -> bool:
-            return spares(moment(i), spare_until)
-
-        index = self.index_of(start) if within else math.ceil(start / self.spacing)
-        if within and start - index * self.spacing > self.spacing / 2:
-            # Late in its slot, the call would announce itself moments before the next slot's call reads the
-            # send times: two reads that close can each miss the other's call, and a second holds three (a 429
-            # on the local stack). Past half a slot, the next slot's start is less than half a slot away.
-            index += 1
-        # No attempt limit: every pass moves `index` forward (past a page of taken slots, or past a slot lost to
-        # another step), and taken slots are finite, so a backlog only makes the slot later — never an error.
+    def _choose(self, index: int, ask: Ask) -> tuple[int, bool]:
+        """The first slot from `index` on that this call may claim, and whether a reading holds it."""
         while True:
             taken = self._taken_from(index)
-            while index in taken and (spare(index) or not taken[index]):
+            while index in taken and (ask.spare(index) or not taken[index]):
                 index += 1
             if len(taken) == self.page and index > max(taken):
                 continue  # the whole page was taken: look at the next one before trying a slot
-            item = {
-                "pk": {"S": PARTITION},
-                "sk": {"N": str(index)},
-                "expires_at": {"N": str(int(index * self.spacing) + self.ttl_s)},
-            }
-            # A free slot, or one held by a spare call not yet announced: that call takes another.
-            condition = "attribute_not_exists(sk)"
-            if index in taken:
-                condition = "attribute_exists(spare) AND attribute_not_exists(called_at)"
-            try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item | ({"spare": {"BOOL": True}} if spare(index) else {}),
-                    ConditionExpression=condition,
-                )
-                return moment(index)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                index += 1  # lost the race for this slot: the next one is the best candidate
+            return index, index in taken
+
+    def _claim(self, index: int, ask: Ask, *, displaces: bool) -> bool:
+        """Claim a free slot, or one held by a reading not yet announced (that reading takes another)."""
+        item = {
+            "pk": {"S": PARTITION},
+            "sk": {"N": str(index)},
+            "expires_at": {"N": str(int(index * self.spacing) + self.ttl_s)},
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item | ({"spare": {"BOOL": True}} if ask.spare(index) else {}),
+                ConditionExpression=(
+                    "attribute_exists(spare) AND attribute_not_exists(called_at)"
+                    if displaces
+                    else "attribute_not_exists(sk)"
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _taken_from(self, index: int) -> dict[int, bool]:
         """The taken slots from `index` on (a page of them), each with whether a call that cannot wait may take it:
@@ -212,23 +219,3 @@ class SlotLimiter:
             ExpressionAttributeNames={"#op": f"d:{operation}"},
             ExpressionAttributeValues={":d": durations.to_item()},
         )
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The shared scheduling item: where the create lane ends, and each operation's learned durations."""
-
-    lane_at: float | None
-    durations: dict[str, dict]
-
-    @classmethod
-    def from_item(cls, item: dict) -> Schedule:
-        lane = float(item["lane_at"]["N"]) if "lane_at" in item else None
-        return cls(lane, {k[2:]: v for k, v in item.items() if k.startswith("d:")})
-
-    def busy(self, now: float, window_s: float = BUSY_WINDOW_S) -> bool:
-        """Creates are queued beyond the next few seconds: the budget is the bottleneck."""
-        return self.lane_at is not None and self.lane_at > now + window_s
-
-    def durations_of(self, operation: str, typical_s: float) -> Durations:
-        return Durations.from_item(self.durations.get(operation), typical_s)
