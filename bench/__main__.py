@@ -13,7 +13,6 @@ import argparse
 import collections
 import hashlib
 import json
-import os
 import random
 import sys
 import threading
@@ -27,6 +26,7 @@ from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults, re
 from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan
 from offline.harness import build
 from offline.record_reader import read_records
+from offline.sandboxes import resident_bytes
 from offline.stopping import unwind_on_sigterm
 from picwish_pipeline.uploads import parse_job_path
 
@@ -98,15 +98,6 @@ class MemoryPeak:
             self.part_peaks = {name: max(self.part_peaks[name], size) for name, size in sizes.items()}
 
 
-def _rss(process) -> int:
-    """Resident bytes of a process (`os` for this one)."""
-    pid = os.getpid() if process is os else process.pid
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError, IndexError):
-        return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     unwind_on_sigterm()
@@ -156,9 +147,9 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
         feed.upload_masks()
         # Nothing is warmed up or cleared: the cold starts and calls of the run are the run's.
         parts = {
-            "stack": lambda: _rss(os),
-            "sandboxes": lambda: runtime.memory_bytes() - _rss(os),
-            "mock": lambda: _rss(pipeline.mock.process),
+            "stack": lambda: resident_bytes(),
+            "sandboxes": lambda: runtime.memory_bytes() - resident_bytes(),
+            "mock": lambda: resident_bytes(pipeline.mock.process.pid) if pipeline.mock.process else 0,
         }
         with MemoryPeak(parts) as memory:
             feed.start()
