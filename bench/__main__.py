@@ -314,117 +314,92 @@ def state_transitions(pipeline) -> int:
 
 
 def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, started: float, last: float) -> dict:
+    """One run's report: its inputs gathered here, every figure computed in `measure`."""
     n = len(uploads)
-    keys = [u.key for u in uploads]
-    runtime = pipeline.runtime
     journal = [e for e in pipeline.mock.requests() if e["path"].startswith("/api/")]
-    polls = [e for e in journal if e["method"] == "GET"]
-    by_digest = {u.sha256: u.key for u in uploads}
-    # Bytes uploaded again are another upload: each version may be paid once.
-    by_digest.update({hashlib.sha256(replaced_bytes(u.body)).hexdigest(): f"{u.key}@again" for u in uploads})
-    paid = measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, by_digest))
+    paid = paid_per_upload(uploads, journal)
     task_times = pipeline.mock.task_times()
-    overheads = measure.overheads(records, task_times)
     lags, after_lag = measure.overhead_split(records, task_times, journal)
-    foreseen = measure.foresight_lags(journal, task_times, args.qps)
     latencies = [measure.written_at(records[u.key]) - (started + u.at_s) for u in uploads if u.key in records]
     transitions = state_transitions(pipeline)
-    # Lambda bills what ran (a throttled invocation never did), and the INIT of every cold start.
-    invocations = [i for i in runtime.invocations if i.error != "Lambda.TooManyRequestsException"]
-    names = {i.function_name for i in invocations} | {fn for fn, _ in runtime.cold_starts}
-    memory = {fn: pipeline.runtime_memory(fn) for fn in names}
-    gb_s = sum(i.seconds * memory[i.function_name] / 1024 for i in invocations)
-    gb_s += sum(ms / 1000 * memory[fn] / 1024 for fn, ms in runtime.cold_starts)
-    calls = measure_calls(runtime.aws_calls)
-    size_of = {u.key: len(u.body) for u in uploads}
-    # The API reads each paid upload once (masks aside); a version's key is its upload's, `@` and the version after.
-    fetched = sum(size_of.get(k, size_of.get(k.rsplit("@", 1)[0], 0)) for k in paid if k)
-    counts = {
-        "state_transitions": transitions,
-        "lambda_requests": len(invocations),
-        "lambda_gb_s": gb_s,
-        "dynamodb_write": calls("dynamodb", measure.DYNAMODB_WRITES),
-        "dynamodb_read": calls("dynamodb", exclude=measure.DYNAMODB_WRITES),
-        "s3_put": calls("s3", measure.S3_PUTS),
-        "s3_get": calls("s3", exclude=measure.S3_PUTS),
-        "egress_gb": fetched / 1e9,
-        "log_gb": sum(runtime.log_bytes.values()) / 1e9,
-        "xray_traces": len(invocations),  # active tracing: at most one trace per invocation
-    }
+    counts = aws_counts(pipeline, uploads, paid, transitions)
     credits = sum(pipeline.mock.credits()["credits"].values())
     wall = max(last - started, 1e-9)
-    # Between the 10th and the 90th percent of records: the rate the pipeline sustains, without the start-up
-    # and without the last tasks' own processing time (a heavy tail the pipeline cannot shorten).
-    rate = measure.sustained_rate(measure.written_at(r) for r in records.values())
-    sustained = None if rate is None else round(rate / (args.qps / 2), 3)
-    bound = measure.bound_wall_s(journal, task_times, args.qps)
-    ended = measure.outcomes(keys, records)
-    reasons = collections.Counter(r.get("reason") for r in records.values() if r.get("outcome") == "failed")
-    errors = collections.Counter(
-        f"{r.get('error')}: {str(r.get('message'))[:60]}" for r in records.values() if r.get("outcome") == "failed"
-    )
-    processing = [u.processing_s * args.time_scale for u in uploads]
     return {
         "scenario": args.scenario,
         "images": n,
-        **ended,
+        **measure.outcomes([u.key for u in uploads], records),
         "duplicate_tasks": measure.duplicate_tasks(paid),
-        "failure_reasons": dict(reasons),
-        "failure_errors": dict(errors.most_common(8)),
-        "api_calls_per_image": round(len(journal) / n, 3),
-        "polls_per_image": round(len(polls) / n, 3),
-        "http_429": sum(1 for e in journal if e["status"] == 429),
-        "http_429_share": round(sum(1 for e in journal if e["status"] == 429) / max(1, len(journal)), 4),
+        **measure.failure_figures(records),
+        **measure.call_figures(journal, n),
         "state_transitions_per_image": round(transitions / n, 2),
-        "lambda_invocations_per_image": round(len(invocations) / n, 2),
-        "overhead_p50_s": measure.percentile(overheads, 0.5),
-        "overhead_p95_s": measure.percentile(overheads, 0.95),
-        # Where the true p50 / p95 lie (90 %), given how few tasks one run has: null where it cannot say.
-        "overhead_p50_interval_s": measure.quantile_interval(overheads, 0.5),
-        "overhead_p95_interval_s": measure.quantile_interval(overheads, 0.95),
-        "overheads_s": sorted(round(x, 3) for x in overheads),  # for pooling runs (see `summary`)
-        "overhead_split_s": {
-            "detection_p50": measure.percentile(lags, 0.5),
-            "detection_p95": measure.percentile(lags, 0.95),
-            "after_detection_p50": measure.percentile(after_lag, 0.5),
-            "after_detection_p95": measure.percentile(after_lag, 0.95),
-            # The same, had every task's end been known (`measure.foresight_lags`): what timing could gain.
-            "detection_with_foresight_p50": measure.percentile(foreseen, 0.5),
-            "detection_with_foresight_p95": measure.percentile(foreseen, 0.95),
-        },
+        "lambda_invocations_per_image": round(counts["lambda_requests"] / n, 2),
+        **measure.overhead_figures(
+            measure.overheads(records, task_times),
+            lags,
+            after_lag,
+            measure.foresight_lags(journal, task_times, args.qps),
+        ),
         "overhead_by_progress_shape": overhead_by_shape(uploads, records, task_times),
         "latency_p50_s": measure.percentile(latencies, 0.5),
         "latency_p95_s": measure.percentile(latencies, 0.95),
-        "throughput_images_per_s": round(n / wall, 3),
-        "ceiling_images_per_s": args.qps / 2,
-        "throughput_share_of_ceiling": round(n / wall / (args.qps / 2), 3),
-        "sustained_share_of_ceiling": sustained,
-        "bound_share_of_ceiling": round(n / bound / (args.qps / 2), 3) if bound else None,
+        **measure.throughput_figures(
+            n,
+            args.qps,
+            wall_s=wall,
+            written=[measure.written_at(r) for r in records.values()],
+            bound_s=measure.bound_wall_s(journal, task_times, args.qps),
+        ),
         "qps_utilization": round(len(journal) / (args.qps * wall), 3),
         "wall_s": round(wall, 1),
         "first_api_call_s": round(min((e["time"] for e in journal), default=started) - started, 1),
-        "workload": {
-            "processing_s_p50": measure.percentile(processing, 0.5),
-            "processing_s_p95": measure.percentile(processing, 0.95),
-            "processing_s_max": round(max(processing), 1),
-            "over_60_s": sum(1 for p in processing if p > 60),
-            "image_mb_p50": measure.percentile([len(u.body) / 1e6 for u in uploads], 0.5),
-            "image_mb_max": round(max(len(u.body) for u in uploads) / 1e6, 2),
-        },
+        "workload": measure.workload_figures(
+            [u.processing_s * args.time_scale for u in uploads], [len(u.body) for u in uploads]
+        ),
         "api_credits": credits,
         "cost_per_1000_images_usd": measure.cost_per_1000(counts, n, credits=credits, credit_price=args.credit_price),
-        "settings": {
-            "seed": seed,
-            "qps": args.qps,
-            "time_scale": args.time_scale,
-            "input_mode": args.input_mode,
-            "concurrency": args.concurrency,
-            "interval_s": args.interval if args.scenario == "trickle" else None,
-            "mix": args.mix,
-            "progress_shapes": args.progress,
-            "credit_price": args.credit_price,
-            "faults": {k: getattr(args, k) for k in FAULT_PRESET if getattr(args, k)},
-        },
+        "settings": settings_of(args, seed),
+    }
+
+
+def paid_per_upload(uploads: list[Upload], journal: list[dict]) -> collections.Counter:
+    """Tasks paid per upload; bytes uploaded again are another upload, and each version may be paid once."""
+    by_digest = {u.sha256: u.key for u in uploads}
+    by_digest.update({hashlib.sha256(replaced_bytes(u.body)).hexdigest(): f"{u.key}@again" for u in uploads})
+    return measure.paid_per_upload(journal, lambda e: measure.upload_key_of(e, by_digest))
+
+
+def aws_counts(pipeline, uploads: list[Upload], paid: collections.Counter, transitions: int) -> dict[str, float]:
+    """What AWS bills the run for, from the local Lambda service's records and the API's reads of the inputs."""
+    runtime = pipeline.runtime
+    ran = [(i.function_name, i.seconds) for i in runtime.invocations if i.error != "Lambda.TooManyRequestsException"]
+    names = {fn for fn, _ in ran} | {fn for fn, _ in runtime.cold_starts}
+    size_of = {u.key: len(u.body) for u in uploads}
+    # The API reads each paid upload once (masks aside); a version's key is its upload's, `@` and the version after.
+    fetched = sum(size_of.get(k, size_of.get(k.rsplit("@", 1)[0], 0)) for k in paid if k)
+    return measure.aws_counts(
+        transitions=transitions,
+        invocation_seconds=ran,
+        cold_starts=list(runtime.cold_starts),
+        memory_mb={fn: pipeline.runtime_memory(fn) for fn in names},
+        aws_calls=runtime.aws_calls,
+        egress_bytes=fetched,
+        log_bytes=sum(runtime.log_bytes.values()),
+    )
+
+
+def settings_of(args, seed: int) -> dict:
+    return {
+        "seed": seed,
+        "qps": args.qps,
+        "time_scale": args.time_scale,
+        "input_mode": args.input_mode,
+        "concurrency": args.concurrency,
+        "interval_s": args.interval if args.scenario == "trickle" else None,
+        "mix": args.mix,
+        "progress_shapes": args.progress,
+        "credit_price": args.credit_price,
+        "faults": {k: getattr(args, k) for k in FAULT_PRESET if getattr(args, k)},
     }
 
 
@@ -440,20 +415,6 @@ def overhead_by_shape(uploads: list[Upload], records: dict, task_times: dict) ->
             "p95_s": measure.percentile(overheads, 0.95),
         }
     return figures
-
-
-def measure_calls(aws_calls: collections.Counter):
-    """A counter of the AWS calls the functions made, by service, optionally only / except some operations."""
-
-    def count(service: str, operations: set[str] | None = None, exclude: set[str] | None = None) -> int:
-        total = 0
-        for name, n in aws_calls.items():
-            svc, op = name.split(".", 1)
-            if svc == service and (operations is None or op in operations) and not (exclude and op in exclude):
-                total += n
-        return total
-
-    return count
 
 
 if __name__ == "__main__":

@@ -254,3 +254,115 @@ def summary(reports: list[dict]) -> dict:
             "overhead_p95_interval_s": quantile_interval(pooled, 0.95),
         },
     }
+
+
+# -- the report's sections: each a function of the run's plain data --------------------------------------------
+
+
+def call_figures(journal: list[dict], n: int) -> dict:
+    """The API calls a run made (the mock's journal of /api/ requests), per image, and its 429s."""
+    throttled = sum(1 for e in journal if e["status"] == 429)
+    return {
+        "api_calls_per_image": round(len(journal) / n, 3),
+        "polls_per_image": round(sum(1 for e in journal if e["method"] == "GET") / n, 3),
+        "http_429": throttled,
+        "http_429_share": round(throttled / max(1, len(journal)), 4),
+    }
+
+
+def failure_figures(records: dict[str, dict]) -> dict:
+    """How the failed uploads failed: reasons, and the eight commonest errors."""
+    failed = [r for r in records.values() if r.get("outcome") == "failed"]
+    errors = collections.Counter(f"{r.get('error')}: {str(r.get('message'))[:60]}" for r in failed)
+    return {
+        "failure_reasons": dict(collections.Counter(r.get("reason") for r in failed)),
+        "failure_errors": dict(errors.most_common(8)),
+    }
+
+
+def overhead_figures(overheads: list[float], lags: list[float], after_lag: list[float], foreseen: list[float]) -> dict:
+    """Overhead quantiles (with where the true ones lie, 90 %: null where one run cannot say), the sorted overheads
+    for pooling runs (`summary`), and the split into detecting a task's end and what follows it."""
+    return {
+        "overhead_p50_s": percentile(overheads, 0.5),
+        "overhead_p95_s": percentile(overheads, 0.95),
+        "overhead_p50_interval_s": quantile_interval(overheads, 0.5),
+        "overhead_p95_interval_s": quantile_interval(overheads, 0.95),
+        "overheads_s": sorted(round(x, 3) for x in overheads),
+        "overhead_split_s": {
+            "detection_p50": percentile(lags, 0.5),
+            "detection_p95": percentile(lags, 0.95),
+            "after_detection_p50": percentile(after_lag, 0.5),
+            "after_detection_p95": percentile(after_lag, 0.95),
+            # The same, had every task's end been known (`foresight_lags`): what timing could gain.
+            "detection_with_foresight_p50": percentile(foreseen, 0.5),
+            "detection_with_foresight_p95": percentile(foreseen, 0.95),
+        },
+    }
+
+
+def throughput_figures(n: int, qps: float, *, wall_s: float, written: list[float], bound_s: float | None) -> dict:
+    """The run's pace against the ceiling (qps / 2 images a second): over the whole run, sustained between the
+    10th and the 90th percent of records (`sustained_rate`), and what the ideal schedule of the same tasks gets."""
+    ceiling = qps / 2
+    rate = sustained_rate(written)
+    return {
+        "throughput_images_per_s": round(n / wall_s, 3),
+        "ceiling_images_per_s": ceiling,
+        "throughput_share_of_ceiling": round(n / wall_s / ceiling, 3),
+        "sustained_share_of_ceiling": None if rate is None else round(rate / ceiling, 3),
+        "bound_share_of_ceiling": round(n / bound_s / ceiling, 3) if bound_s else None,
+    }
+
+
+def workload_figures(processing_s: list[float], image_bytes: list[int]) -> dict:
+    """What the run was given: the tasks' processing times and the images' sizes."""
+    return {
+        "processing_s_p50": percentile(processing_s, 0.5),
+        "processing_s_p95": percentile(processing_s, 0.95),
+        "processing_s_max": round(max(processing_s), 1),
+        "over_60_s": sum(1 for p in processing_s if p > 60),
+        "image_mb_p50": percentile([b / 1e6 for b in image_bytes], 0.5),
+        "image_mb_max": round(max(image_bytes) / 1e6, 2),
+    }
+
+
+def calls_of(
+    aws_calls: collections.Counter, service: str, operations: set[str] | None = None, exclude: set[str] | None = None
+) -> int:
+    """The AWS calls the functions made to one service ("<service>.<Operation>" counts), optionally only / except
+    some operations."""
+    total = 0
+    for name, n in aws_calls.items():
+        svc, op = name.split(".", 1)
+        if svc == service and (operations is None or op in operations) and not (exclude and op in exclude):
+            total += n
+    return total
+
+
+def aws_counts(
+    *,
+    transitions: int,
+    invocation_seconds: list[tuple[str, float]],
+    cold_starts: list[tuple[str, float]],
+    memory_mb: dict[str, int],
+    aws_calls: collections.Counter,
+    egress_bytes: int,
+    log_bytes: int,
+) -> dict[str, float]:
+    """What AWS bills a run for, keyed as PRICES: `invocation_seconds` are the invocations that ran (function,
+    seconds; a throttled one never did), and Lambda bills the INIT of every cold start too."""
+    gb_s = sum(s * memory_mb[fn] / 1024 for fn, s in invocation_seconds)
+    gb_s += sum(ms / 1000 * memory_mb[fn] / 1024 for fn, ms in cold_starts)
+    return {
+        "state_transitions": transitions,
+        "lambda_requests": len(invocation_seconds),
+        "lambda_gb_s": gb_s,
+        "dynamodb_write": calls_of(aws_calls, "dynamodb", DYNAMODB_WRITES),
+        "dynamodb_read": calls_of(aws_calls, "dynamodb", exclude=DYNAMODB_WRITES),
+        "s3_put": calls_of(aws_calls, "s3", S3_PUTS),
+        "s3_get": calls_of(aws_calls, "s3", exclude=S3_PUTS),
+        "egress_gb": egress_bytes / 1e9,
+        "log_gb": log_bytes / 1e9,
+        "xray_traces": len(invocation_seconds),  # active tracing: at most one trace per invocation
+    }

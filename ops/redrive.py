@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from picwish_pipeline.payloads import Create, Job, StepInput
 from picwish_pipeline.reasons import Reason
 from picwish_pipeline.storage import NOT_FOUND
 from picwish_pipeline.uploads import EXECUTION_NAME_MAX, parse_job_path
@@ -168,20 +169,10 @@ def _copy_onto_itself(target: Target, s3: Any, key: str) -> None:
 
 def _resume(target: Target, sfn: Any, record: dict[str, Any]) -> None:
     """An execution of the same machine whose create hands in the paid task: it polls, fetches and records."""
-    job = {
-        "upload": record["source"],
-        "operation": record["operation"],
-        "options": record.get("options") or {},
-        "masks": record.get("masks") or {},
-        "mask_versions": record.get("mask_versions") or {},
-        "ignored_metadata": [],
-    }
-    execution_input = {
-        "job": job,
-        "create": {"status": "resume", "task_id": record["task_id"]},
-        "poll": {"state": 0, "polls": 0},
-        "error": None,
-    }
+    wanted = {name: record.get(name) for name in ("operation", "options", "masks", "mask_versions")}
+    job = Job.from_dict({"upload": record["source"], **wanted})
+    paid = Create(status="resume", task_id=record["task_id"])
+    execution_input = StepInput(job, create=paid).to_dict()
     digest = hashlib.sha256(f"{record['source']['key']}\0{record['task_id']}".encode()).hexdigest()
     name = f"resume-{digest}"[:EXECUTION_NAME_MAX]
     try:

@@ -154,6 +154,17 @@ class StepInput:
             failure=data.get("failure"),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """As the execution carries it; `error` always, as the Catch paths that write it read it too."""
+        return {
+            "job": self.job.to_dict(),
+            **({"execution": self.execution} if self.execution is not None else {}),
+            "create": self.create.to_dict(),
+            "poll": self.poll.to_dict(),
+            "error": self.error,
+            **({"failure": self.failure} if self.failure is not None else {}),
+        }
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -20,13 +20,14 @@ from picwish_visual.errors import (
     UnexpectedResponseError,
     UnknownStateError,
 )
+from picwish_visual.results import TaskResult
 from picwish_visual.retry import Backoff
 
 from . import storage
 from .payloads import Poll, StepInput
 from .reasons import Reason
 from .scheduler import calling, plan
-from .scheduler.belief import completion_sample
+from .scheduler.belief import Durations, completion_sample
 from .services import Services
 
 logger = logging.getLogger(__name__)
@@ -68,57 +69,19 @@ def poll_step(svc: Services, payload: StepInput) -> Poll:
 
 
 def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: Poll, refreshed: bool) -> Poll:
-    job, create, op = payload.job, payload.create, payload.job.operation
+    create, op = payload.create, payload.job.operation
     polled = replace(base, api_calls=(base.api_calls or 0) + 1, polls=base.polls + 1)
     try:
         result = client.get_task(op.name, str(create.task_id))
-    except AuthenticationError as exc:
-        if refreshed:  # the task is paid for: a revoked key is waited out (read again each time) like a 5xx
-            return _failing(svc, op, replace(polled, refresh_key=True), exc)
-        # The key may have been rotated: read it again and poll again, in a slot of its own.
-        return replace(polled, refresh_key=True).waiting(calling.wait_for(svc, svc.limiter().reserve(svc.clock())))
-    except TaskFailedError as exc:
-        return _poll_failed(replace(polled, state=exc.state), Reason.TASK_FAILED, exc)
-    except UnknownStateError as exc:
-        state = None if exc.state == "<missing>" else exc.state
-        return _poll_failed(replace(polled, state=state), Reason.UNKNOWN_STATE, exc)
-    except IncompleteResultError as exc:
-        return _poll_failed(replace(polled, state=1), Reason.UNEXPECTED_RESPONSE, exc)
-    except RateLimitError as exc:
-        polled = replace(polled, throttles=(polled.throttles or 0) + 1)
-        if (polled.throttles or 0) > svc.settings.max_throttles:
-            return _poll_failed(polled, Reason.RATE_LIMITED, exc)
-        later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
-        return polled.waiting(calling.wait_for(svc, later))
-    except (APIServerError, APIConnectionError, UnexpectedResponseError) as exc:
-        return _failing(svc, op, polled, exc)
     except PicWishError as exc:
-        return _poll_failed(polled, Reason.API_ERROR, exc)
+        return _unanswered(svc, op, polled, exc, refreshed=refreshed)
     now = svc.clock()
     polled = replace(polled, state=result.state, progress=result.progress, errors=0, polled_at=now, last_error=None)
-    limiter = svc.limiter()
-    schedule = limiter.schedule()
+    schedule = svc.limiter().schedule()
     durations = plan.belief_of(schedule, op, svc.settings.wait_scale)
     created_at = float(create.created_at or 0)
     if result.is_done:
-        missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]
-        if missing:
-            asked = f"without {' and '.join(missing)}, which its options ask for"
-            error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
-            return _poll_failed(polled, Reason.UNEXPECTED_RESPONSE, error)
-        seconds = completion_sample(created_at, base.polled_at, now, result.created_at, result.completed_at)
-        try:
-            limiter.learn(op.name, durations.learn(seconds))
-        except ClientError as exc:  # a lost sample only slows the learning; the task is done and paid for
-            logger.warning("durations not learned", extra={"error": exc.response["Error"]["Code"]})
-        return replace(
-            polled,
-            phase="done",
-            outputs=storage.stash_outputs(svc, job, str(payload.execution), result.outputs()),
-            completed_at=result.completed_at,
-            task_created_at=result.created_at,
-        )
-    busy = schedule.busy(now)
+        return _done(svc, payload, result, polled, durations, previous_poll=base.polled_at)
     planned = plan.plan_next_poll(
         op,
         svc.settings.wait_scale,
@@ -130,7 +93,63 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
         earlier=_reading(created_at, base),
         deadline=float(create.deadline_at or 0),
     )
-    return polled.waiting(calling.poll_at(svc, planned, busy=busy))
+    return polled.waiting(calling.poll_at(svc, planned, busy=schedule.busy(now)))
+
+
+def _unanswered(svc: Services, op: Operation, polled: Poll, exc: PicWishError, *, refreshed: bool) -> Poll:
+    """A poll that got an error instead of the task: the job fails, or the poll is made again later."""
+    if isinstance(exc, AuthenticationError):
+        if refreshed:  # the task is paid for: a revoked key is waited out (read again each time) like a 5xx
+            return _failing(svc, op, replace(polled, refresh_key=True), exc)
+        # The key may have been rotated: read it again and poll again, in a slot of its own.
+        return replace(polled, refresh_key=True).waiting(calling.wait_for(svc, svc.limiter().reserve(svc.clock())))
+    if isinstance(exc, TaskFailedError):
+        return _poll_failed(replace(polled, state=exc.state), Reason.TASK_FAILED, exc)
+    if isinstance(exc, UnknownStateError):
+        state = None if exc.state == "<missing>" else exc.state
+        return _poll_failed(replace(polled, state=state), Reason.UNKNOWN_STATE, exc)
+    if isinstance(exc, IncompleteResultError):
+        return _poll_failed(replace(polled, state=1), Reason.UNEXPECTED_RESPONSE, exc)
+    if isinstance(exc, RateLimitError):
+        polled = replace(polled, throttles=(polled.throttles or 0) + 1)
+        if (polled.throttles or 0) > svc.settings.max_throttles:
+            return _poll_failed(polled, Reason.RATE_LIMITED, exc)
+        later = svc.limiter().reserve(svc.clock() + (exc.retry_after or 1.0))
+        return polled.waiting(calling.wait_for(svc, later))
+    if isinstance(exc, (APIServerError, APIConnectionError, UnexpectedResponseError)):
+        return _failing(svc, op, polled, exc)
+    return _poll_failed(polled, Reason.API_ERROR, exc)
+
+
+def _done(
+    svc: Services,
+    payload: StepInput,
+    result: TaskResult,
+    polled: Poll,
+    durations: Durations,
+    *,
+    previous_poll: float | None,
+) -> Poll:
+    """The task is done: with every output its options ask for, its outputs stashed and its time learned."""
+    job, op = payload.job, payload.job.operation
+    missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]
+    if missing:
+        asked = f"without {' and '.join(missing)}, which its options ask for"
+        error = IncompleteResultError(f"the task reported done {asked}", task_id=result.task_id)
+        return _poll_failed(polled, Reason.UNEXPECTED_RESPONSE, error)
+    created_at, now = float(payload.create.created_at or 0), float(polled.polled_at or 0)
+    seconds = completion_sample(created_at, previous_poll, now, result.created_at, result.completed_at)
+    try:
+        svc.limiter().learn(op.name, durations.learn(seconds))
+    except ClientError as exc:  # a lost sample only slows the learning; the task is done and paid for
+        logger.warning("durations not learned", extra={"error": exc.response["Error"]["Code"]})
+    return replace(
+        polled,
+        phase="done",
+        outputs=storage.stash_outputs(svc, job, str(payload.execution), result.outputs()),
+        completed_at=result.completed_at,
+        task_created_at=result.created_at,
+    )
 
 
 def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:

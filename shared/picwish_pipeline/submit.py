@@ -13,7 +13,7 @@ from picwish_visual.validation import validate_request
 
 from . import keyrecord, records, storage
 from .options import options_from_metadata, parse_defaults
-from .payloads import Job
+from .payloads import Job, StepInput
 from .reasons import Reason
 from .services import Services
 from .uploads import JobPath, UploadRef, parse_job_path
@@ -58,10 +58,7 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
         _fail_internally(svc, path, upload, "the upload could not be judged", exc)
         raise
     # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
-    execution_input = json.dumps(
-        {"job": job.to_dict(), "create": {"status": "new"}, "poll": {"state": 0, "polls": 0}, "error": None},
-        sort_keys=True,
-    )
+    execution_input = json.dumps(StepInput(job).to_dict(), sort_keys=True)
     try:
         svc.sfn.start_execution(
             stateMachineArn=svc.settings.state_machine_arn,

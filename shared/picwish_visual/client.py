@@ -12,7 +12,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .catalog import TASK_ID_PATTERN, Operation, get_operation
+from .catalog import TASK_ID_PATTERN, Operation
 from .config import ClientSettings
 from .errors import (
     NO_STATE,
@@ -28,7 +28,7 @@ from .images import CONTENT_TYPES, EXTENSIONS, sniff_format
 from .results import Output, TaskResult
 from .retry import Backoff, parse_retry_after, should_retry
 from .states import MAX_PROCESSING_S
-from .validation import ImageSource, upload_bytes, validate_request
+from .validation import ImageSource, known_operation, upload_bytes, validate_request
 
 USER_AGENT = "picwish-pipeline/1.0"
 
@@ -80,7 +80,7 @@ class PicWishClient:
         retain_mask: ImageSource | None = None,
     ) -> TaskResult:
         """POST a task. Async: the result holds only `task_id`. Sync: the finished result (or TaskFailedError)."""
-        op = self._operation(operation)
+        op = known_operation(operation)
         if options is not None and not isinstance(options, Mapping):
             rule = f"must be a mapping of parameter names to values; got {type(options).__name__}"
             raise ValidationError("options", rule, operation=op.name)
@@ -94,7 +94,7 @@ class PicWishClient:
 
     def get_task(self, operation: str, task_id: str) -> TaskResult:
         """GET a task's state. Raises TaskFailedError for a failed state and UnknownStateError for an odd one."""
-        op = self._operation(operation)
+        op = known_operation(operation)
         check_task_id(task_id, operation=op.name)
         response = self._send("GET", op, f"{op.path}/{task_id}", is_create=False, task_id=task_id)
         return self._parse(op, response, expect_state=True, task_id=task_id)
@@ -103,7 +103,7 @@ class PicWishClient:
         """Poll the task until it is done, at the operation's documented interval, waiting at least as long as a
         429's Retry-After asks; the done result, or TaskFailedError / UnknownStateError as `get_task` raises them,
         or WaitTimeoutError once `deadline_s` (default: the API's 180 s processing limit) has passed."""
-        op = self._operation(operation)
+        op = known_operation(operation)
         give_up = self._clock() + deadline_s
         state: Any = None
         while True:
@@ -123,13 +123,6 @@ class PicWishClient:
             self._sleep(pause)
 
     # -- internals --------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _operation(name: str) -> Operation:
-        try:
-            return get_operation(name)
-        except KeyError as exc:
-            raise ValidationError("operation", exc.args[0]) from None
 
     def _send(self, method: str, op: Operation, path: str, *, is_create: bool, task_id: str | None = None, **kw):
         url = self.settings.base_url.rstrip("/") + path

@@ -38,7 +38,7 @@ def validate_request(
     sync: bool = False,
 ) -> dict[str, Any]:
     """Check a whole request; return the options normalized to their documented types (ints as int)."""
-    op = operation if isinstance(operation, Operation) else _known_operation(operation)
+    op = operation if isinstance(operation, Operation) else known_operation(operation)
     options = dict(options or {})
     normalized = normalize_options(op, options)
     _check_requirements(op, normalized, sync)
@@ -47,7 +47,8 @@ def validate_request(
     return normalized
 
 
-def _known_operation(name: str) -> Operation:
+def known_operation(name: str) -> Operation:
+    """The catalog's operation of that name; an unknown one is a ValidationError naming the parameter."""
     try:
         return get_operation(name)
     except KeyError as exc:

@@ -1,5 +1,6 @@
 """The benchmark's judgement: tasks paid per upload key in both input modes, and `--check` saying no."""
 
+import collections
 import hashlib
 import math
 import random
@@ -165,3 +166,67 @@ def test_the_sustained_rate_is_the_middle_of_a_run_without_its_start_or_a_stragg
     assert measure.sustained_rate(steady) == pytest.approx(2.0)
     assert measure.sustained_rate(steady[:9]) is None  # too few to have a middle
     assert measure.sustained_rate([7.0] * 20) is None  # a middle of no length
+
+
+def test_call_figures_count_polls_and_429s_per_image():
+    journal = [create(), create(429), {"method": "GET", "status": 200}, {"method": "GET", "status": 429}]
+    assert measure.call_figures(journal, 2) == {
+        "api_calls_per_image": 2.0,
+        "polls_per_image": 1.0,
+        "http_429": 2,
+        "http_429_share": 0.5,
+    }
+
+
+def test_failure_figures_count_reasons_and_the_commonest_errors():
+    records = {
+        "a": {"outcome": "failed", "reason": "task failed", "error": "TaskFailedError", "message": "state -1"},
+        "b": {"outcome": "failed", "reason": "task failed", "error": "TaskFailedError", "message": "state -1"},
+        "c": {"outcome": "succeeded"},
+    }
+    assert measure.failure_figures(records) == {
+        "failure_reasons": {"task failed": 2},
+        "failure_errors": {"TaskFailedError: state -1": 2},
+    }
+
+
+def test_throughput_is_read_against_half_the_qps():
+    written = [float(i) for i in range(20)]  # one record a second
+    figures = measure.throughput_figures(20, 4.0, wall_s=10.0, written=written, bound_s=8.0)
+    assert figures == {
+        "throughput_images_per_s": 2.0,
+        "ceiling_images_per_s": 2.0,
+        "throughput_share_of_ceiling": 1.0,
+        "sustained_share_of_ceiling": 0.5,
+        "bound_share_of_ceiling": 1.25,
+    }
+    assert (
+        measure.throughput_figures(20, 4.0, wall_s=10.0, written=[1.0] * 5, bound_s=None)["sustained_share_of_ceiling"]
+        is None
+    )
+
+
+def test_aws_counts_bill_what_ran_and_every_cold_start_s_init():
+    counts = measure.aws_counts(
+        transitions=12,
+        invocation_seconds=[("Create", 2.0), ("Poll", 1.0)],
+        cold_starts=[("Create", 500.0)],
+        memory_mb={"Create": 1024, "Poll": 512},
+        aws_calls=collections.Counter(
+            {"s3.PutObject": 2, "s3.GetObject": 3, "dynamodb.PutItem": 4, "dynamodb.Query": 5}
+        ),
+        egress_bytes=2_000_000_000,
+        log_bytes=1_000_000_000,
+    )
+    assert counts == {
+        "state_transitions": 12,
+        "lambda_requests": 2,
+        "lambda_gb_s": 2.0 + 0.5 + 0.5,
+        "dynamodb_write": 4,
+        "dynamodb_read": 5,
+        "s3_put": 2,
+        "s3_get": 3,
+        "egress_gb": 2.0,
+        "log_gb": 1.0,
+        "xray_traces": 2,
+    }

@@ -52,8 +52,8 @@ def test_an_upload_starts_one_execution_named_for_it_with_its_job_as_input(fakes
             "masks": {},
             "ignored_metadata": [],
         },
-        "create": {"status": "new"},
-        "poll": {"state": 0, "polls": 0},
+        "create": {"status": "new", "throttles": 0, "api_calls": 0},
+        "poll": {"phase": "processing", "state": 0, "polls": 0, "errors": 0},
         "error": None,
     }
 
