@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from picwish_pipeline.payloads import Create, Job, StepInput
+from picwish_pipeline.payloads import CreateState, Job, StepInput
 from picwish_pipeline.reasons import Reason
 from picwish_pipeline.storage import NOT_FOUND
 from picwish_pipeline.uploads import EXECUTION_NAME_MAX, parse_job_path
@@ -171,7 +171,7 @@ def _resume(target: Target, sfn: Any, record: dict[str, Any]) -> None:
     """An execution of the same machine whose create hands in the paid task: it polls, fetches and records."""
     wanted = {name: record.get(name) for name in ("operation", "options", "masks", "mask_versions")}
     job = Job.from_dict({"upload": record["source"], **wanted})
-    paid = Create(status="resume", task_id=record["task_id"])
+    paid = CreateState(status="resume", task_id=record["task_id"])
     execution_input = StepInput(job, create=paid).to_dict()
     digest = hashlib.sha256(f"{record['source']['key']}\0{record['task_id']}".encode()).hexdigest()
     name = f"resume-{digest}"[:EXECUTION_NAME_MAX]

@@ -17,7 +17,7 @@ from picwish_visual.errors import (
 )
 
 from . import keyrecord, storage
-from .payloads import Create, Job, StepInput, Waiting
+from .payloads import CreateState, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
 from .scheduler import calling, plan
@@ -27,7 +27,7 @@ from .storage import Claim
 CREATE_LANE_GAP = 2.1  # slots from one create's place to the next: the rest are left to polls (~1.1 per task)
 
 
-def create_step(svc: Services, payload: StepInput) -> Create:
+def create_step(svc: Services, payload: StepInput) -> CreateState:
     """One POST per execution, in a reserved QPS slot. A claim is written before the POST; an attempt that finds
     the claim reuses the task id recorded on it, or — when there is none, so an earlier attempt may have reached
     the API and died before recording its answer — ends as "ambiguous create" instead of paying twice."""
@@ -44,7 +44,7 @@ def create_step(svc: Services, payload: StepInput) -> Create:
         # deadline runs from now (the old one has passed).
         return _created(svc, job.operation, previous.task_id, svc.clock(), replace(previous, api_calls=0))
     # 429s before this attempt count too: they spent budget.
-    waiting = Create(
+    waiting = CreateState(
         status="wait", throttles=previous.throttles, api_calls=previous.api_calls, refresh_key=previous.refresh_key
     )
     # The key (and, in a new sandbox, the clients behind it) before a slot is taken: a slot taken "now" must not
@@ -55,7 +55,7 @@ def create_step(svc: Services, payload: StepInput) -> Create:
         return waiting.waiting(slot)
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
 
-    def claim() -> Create | None:
+    def claim() -> CreateState | None:
         if storage.claim(svc, name, job.operation.name):
             return None
         return _from_claim(svc, job.operation, storage.read_claim(svc, name) or Claim(), previous)  # another holds it
@@ -87,11 +87,11 @@ class Attempt:
 
     job: Job
     execution: str
-    previous: Create
+    previous: CreateState
     client: PicWishClient
 
 
-def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, Any]) -> Create:
+def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, Any]) -> CreateState:
     """The POST (its claim already written) and its answer turned into the step's output. A 401 gets one more
     attempt, in a slot of its own, with the key read again (it may have been rotated): every API call spends the
     budget through a slot. Answers that prove no task was made release the claim, so the next attempt may POST."""
@@ -128,7 +128,7 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
     return _created(svc, op, task.task_id, created_at, sent)
 
 
-def _create_slot(svc: Services, previous: Create) -> Waiting:
+def _create_slot(svc: Services, previous: CreateState) -> Waiting:
     """The slot this create waits for: the one it already holds, a slot right away when it woke too late for
     that one (it has waited its turn), else a place in the create lane."""
     limiter = svc.limiter()
@@ -139,18 +139,20 @@ def _create_slot(svc: Services, previous: Create) -> Waiting:
     return calling.wait_for(svc, previous.slot_at)
 
 
-def _create_failed(counts: Create, reason: str, error: PicWishError | dict[str, Any]) -> Create:
+def _create_failed(counts: CreateState, reason: str, error: PicWishError | dict[str, Any]) -> CreateState:
     record = error if isinstance(error, dict) else error.to_record()
-    return Create(status="failed", reason=reason, error=record, throttles=counts.throttles, api_calls=counts.api_calls)
+    return CreateState(
+        status="failed", reason=reason, error=record, throttles=counts.throttles, api_calls=counts.api_calls
+    )
 
 
-def _created(svc: Services, op: Operation, task_id: str, created_at: float, counts: Create) -> Create:
+def _created(svc: Services, op: Operation, task_id: str, created_at: float, counts: CreateState) -> CreateState:
     limiter = svc.limiter()
     schedule = limiter.schedule()
     durations = plan.belief_of(schedule, op, svc.settings.wait_scale)
     busy = schedule.busy(svc.clock())
     first = plan.first_poll(created_at, durations, busy=busy)
-    return Create(
+    return CreateState(
         status="created",
         task_id=task_id,
         created_at=created_at,
@@ -186,7 +188,7 @@ def _has_dot_segment(key: str) -> bool:
     return any(segment in (".", "..") for segment in key.split("/"))
 
 
-def _from_claim(svc: Services, op: Operation, claim: Claim, previous: Create) -> Create:
+def _from_claim(svc: Services, op: Operation, claim: Claim, previous: CreateState) -> CreateState:
     if claim.task_id and claim.created_at is not None:
         # The calls that made the task were counted by the attempt that made them.
         return _created(svc, op, claim.task_id, claim.created_at, replace(previous, api_calls=0))

@@ -70,7 +70,7 @@ class Waiting:
 
     slot_at: float
     wait_s: int
-    spare: bool = False  # the call may give its slot up to one that cannot wait (see ratelimit.reserve)
+    spare: bool = False  # the call may give its slot up to one that cannot wait (a spare slot: `scheduler`)
 
 
 class _StepState:
@@ -89,7 +89,7 @@ class _StepState:
 
 
 @dataclass(frozen=True)
-class Create(_StepState):
+class CreateState(_StepState):
     """The create's state. `status`: new, wait (for `slot_at`), created (with the task) or failed (with why);
     `resume` (with `task_id`) when a redrive hands in a task already paid for."""
 
@@ -108,7 +108,7 @@ class Create(_StepState):
 
 
 @dataclass(frozen=True)
-class Poll(_StepState):
+class PollState(_StepState):
     """The poll's state. `phase`: processing (wait `wait_s` for `slot_at`), done (with the outputs), failed
     (with `failure`) or timeout; the counts carry on from poll to poll."""
 
@@ -138,8 +138,8 @@ class StepInput:
 
     job: Job
     execution: str | None = None
-    create: Create = field(default_factory=Create)
-    poll: Poll = field(default_factory=Poll)
+    create: CreateState = field(default_factory=CreateState)
+    poll: PollState = field(default_factory=PollState)
     error: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
 
@@ -148,8 +148,8 @@ class StepInput:
         return cls(
             job=Job.from_dict(data["job"]),
             execution=data.get("execution"),
-            create=Create.from_dict(data.get("create")),
-            poll=Poll.from_dict(data.get("poll")),
+            create=CreateState.from_dict(data.get("create")),
+            poll=PollState.from_dict(data.get("poll")),
             error=data.get("error"),
             failure=data.get("failure"),
         )

@@ -24,7 +24,7 @@ from picwish_visual.results import TaskResult
 from picwish_visual.retry import Backoff
 
 from . import storage
-from .payloads import Poll, StepInput
+from .payloads import PollState, StepInput
 from .reasons import Reason
 from .scheduler import calling, plan
 from .scheduler.belief import Durations, completion_sample
@@ -35,13 +35,13 @@ logger = logging.getLogger(__name__)
 POLL_ERROR_CAP_S = 30.0  # the longest wait between polls that keep failing (scaled by WaitScale)
 
 
-def poll_step(svc: Services, payload: StepInput) -> Poll:
+def poll_step(svc: Services, payload: StepInput) -> PollState:
     """One GET in a reserved slot. Returns the job's phase — `done` (state exactly 1 with the operation's
     outputs), `processing` (with the wait before the next poll), `failed` (with the reason) or `timeout` — so
     the state machine's Choice judges one field the step has already judged."""
     create, previous = payload.create, payload.poll
     # What carries on from poll to poll; the first poll carries the create's counts on.
-    base = Poll(
+    base = PollState(
         state=previous.state,
         polls=previous.polls,
         throttles=create.throttles if previous.throttles is None else previous.throttles,
@@ -68,7 +68,7 @@ def poll_step(svc: Services, payload: StepInput) -> Poll:
     )
 
 
-def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: Poll, refreshed: bool) -> Poll:
+def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: PollState, refreshed: bool) -> PollState:
     create, op = payload.create, payload.job.operation
     polled = replace(base, api_calls=(base.api_calls or 0) + 1, polls=base.polls + 1)
     try:
@@ -96,7 +96,7 @@ def _poll_call(svc: Services, payload: StepInput, client: PicWishClient, base: P
     return polled.waiting(calling.poll_at(svc, planned, busy=schedule.busy(now)))
 
 
-def _unanswered(svc: Services, op: Operation, polled: Poll, exc: PicWishError, *, refreshed: bool) -> Poll:
+def _unanswered(svc: Services, op: Operation, polled: PollState, exc: PicWishError, *, refreshed: bool) -> PollState:
     """A poll that got an error instead of the task: the job fails, or the poll is made again later."""
     if isinstance(exc, AuthenticationError):
         if refreshed:  # the task is paid for: a revoked key is waited out (read again each time) like a 5xx
@@ -125,11 +125,11 @@ def _done(
     svc: Services,
     payload: StepInput,
     result: TaskResult,
-    polled: Poll,
+    polled: PollState,
     durations: Durations,
     *,
     previous_poll: float | None,
-) -> Poll:
+) -> PollState:
     """The task is done: with every output its options ask for, its outputs stashed and its time learned."""
     job, op = payload.job, payload.job.operation
     missing = [f"data.{name}" for name in op.results_for(job.options) if not result.carries(name)]
@@ -152,14 +152,14 @@ def _done(
     )
 
 
-def _reading(created_at: float, previous: Poll) -> tuple[float, int] | None:
+def _reading(created_at: float, previous: PollState) -> tuple[float, int] | None:
     """The (elapsed, progress) the poll before this one saw, when it saw progress."""
     if previous.polled_at is None or not previous.progress:
         return None
     return previous.polled_at - created_at, int(previous.progress)
 
 
-def _failing(svc: Services, op: Operation, polled: Poll, exc: PicWishError) -> Poll:
+def _failing(svc: Services, op: Operation, polled: PollState, exc: PicWishError) -> PollState:
     """The task exists and is paid for: a failing poll is waited out (backing off) until the job's deadline."""
     errors = polled.errors + 1
     backoff = Backoff(op.poll_interval_s, POLL_ERROR_CAP_S, svc.jitter).delay(errors - 1)
@@ -168,5 +168,5 @@ def _failing(svc: Services, op: Operation, polled: Poll, exc: PicWishError) -> P
     return failing.waiting(calling.wait_for(svc, later))
 
 
-def _poll_failed(polled: Poll, reason: str, error: PicWishError) -> Poll:
+def _poll_failed(polled: PollState, reason: str, error: PicWishError) -> PollState:
     return replace(polled, phase="failed", failure={"reason": reason, "error": error.to_record()})

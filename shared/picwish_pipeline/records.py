@@ -9,7 +9,7 @@ from typing import Any
 
 from picwish_visual.states import state_meaning, status_meaning
 
-from .payloads import Create, Job, Poll
+from .payloads import CreateState, Job, PollState
 from .uploads import JobPath
 
 
@@ -67,8 +67,8 @@ def _asked(job: Job) -> dict[str, Any]:
 def result(
     path: JobPath,
     job: Job,
-    create: Create,
-    poll: Poll,
+    create: CreateState,
+    poll: PollState,
     written: dict[str, str],
     *,
     credits: int | None,

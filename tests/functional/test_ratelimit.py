@@ -11,7 +11,7 @@ from moto.dynamodb import models as dynamodb_models
 
 from offline.moto_atomic import make_moto_atomic
 from picwish_pipeline.config import PipelineSettings
-from picwish_pipeline.payloads import Create
+from picwish_pipeline.payloads import CreateState
 from picwish_pipeline.scheduler import calling
 from picwish_pipeline.scheduler.plan import NextPoll
 from picwish_pipeline.scheduler.slot_table import PARTITION, SlotLimiter
@@ -153,11 +153,11 @@ def test_a_step_calls_at_its_slot_and_announces_the_call_before_making_it(table)
     fake.now = third - 1.2  # woken by the Wait state ahead of the slot
     seen = {}
 
-    def call() -> Create:
+    def call() -> CreateState:
         seen.update(at=fake.now, announced=called_at(table, third, lim.spacing))
-        return Create(status="called")
+        return CreateState(status="called")
 
-    assert calling.call_in_slot(svc, third, call, otherwise=Create()) == Create(status="called")
+    assert calling.call_in_slot(svc, third, call, otherwise=CreateState()) == CreateState(status="called")
     assert seen == {"at": pytest.approx(third), "announced": pytest.approx(third)}
 
 
@@ -170,13 +170,15 @@ def test_a_step_holds_its_call_behind_a_late_call_and_gives_up_a_slot_it_would_m
     lim.mark_called(second, second)
     fake.now = third - 1.0
     made = []
-    calling.call_in_slot(svc, third, lambda: made.append(fake.now) or Create(), otherwise=Create())
+    calling.call_in_slot(svc, third, lambda: made.append(fake.now) or CreateState(), otherwise=CreateState())
     assert made == [pytest.approx(first + 0.2 + 1 + lim.margin_s)]  # held: never three calls in one second
 
     fourth, fifth = lim.reserve(), lim.reserve()
     lim.mark_called(fourth, fourth)
     fake.now = fifth + lim.max_slip_s + 0.1  # the step itself came too late
-    out = calling.call_in_slot(svc, fifth, lambda: made.append(fake.now) or Create(), otherwise=Create(status="wait"))
+    out = calling.call_in_slot(
+        svc, fifth, lambda: made.append(fake.now) or CreateState(), otherwise=CreateState(status="wait")
+    )
     assert len(made) == 1 and out.status == "wait" and out.slot_at > fifth
 
 
@@ -194,14 +196,16 @@ def test_a_call_inside_its_slot_goes_out_at_its_moment_and_the_call_two_slots_on
     lim.mark_called(base, base)
     fake.now = aimed - 1.0
     made = []
-    calling.call_in_slot(svc, aimed, lambda: made.append(fake.now) or Create(), otherwise=Create())
+    calling.call_in_slot(svc, aimed, lambda: made.append(fake.now) or CreateState(), otherwise=CreateState())
     assert made == [pytest.approx(aimed)]  # in its slot, at its moment: the call before it is 0.715 s back
     assert called_at(table, base + lim.spacing, lim.spacing) == pytest.approx(aimed)  # announced in its slot
     # With the next slot's call made at its start, the one after would make three within one second: it goes
     # out 1 s + margin after the call sent inside its slot.
     lim.mark_called(base + 2 * lim.spacing, base + 2 * lim.spacing)
     fake.now = base + 3 * lim.spacing - 1.0
-    calling.call_in_slot(svc, base + 3 * lim.spacing, lambda: made.append(fake.now) or Create(), otherwise=Create())
+    calling.call_in_slot(
+        svc, base + 3 * lim.spacing, lambda: made.append(fake.now) or CreateState(), otherwise=CreateState()
+    )
     assert made[1] == pytest.approx(aimed + 1 + lim.margin_s)
 
 
@@ -224,7 +228,9 @@ def test_a_call_that_cannot_wait_takes_a_spare_call_s_slot_and_the_spare_call_le
     # The displaced reading's step makes no call: it waits for another slot, and gives way no more.
     fake.now = reading - 1.0
     made = []
-    out = calling.call_in_slot(svc, reading, lambda: made.append(fake.now) or Create(), otherwise=Create(), spare=True)
+    out = calling.call_in_slot(
+        svc, reading, lambda: made.append(fake.now) or CreateState(), otherwise=CreateState(), spare=True
+    )
     assert made == [] and not out.spare and out.slot_at > reading
 
 
@@ -267,11 +273,11 @@ def test_a_call_held_up_after_announcing_itself_says_when_it_really_goes_before_
     def slow_claim() -> None:
         fake.now += 0.25 + 0.3  # the write before the call took 0.3 s past the slot
 
-    def call() -> Create:
+    def call() -> CreateState:
         seen.update(at=fake.now, announced=called_at(table, second, lim.spacing))
-        return Create(status="called")
+        return CreateState(status="called")
 
-    calling.call_in_slot(svc, second, call, otherwise=Create(), prepare=slow_claim)
+    calling.call_in_slot(svc, second, call, otherwise=CreateState(), prepare=slow_claim)
     # It says it goes a moment ahead of its real time (room for the write and the read), and goes then: the
     # calls after it read the real time, not the slot
     assert seen["at"] == pytest.approx(second + 0.3 + calling.LATE_LEAD_S)
@@ -290,7 +296,11 @@ def test_a_call_held_up_after_announcing_itself_says_when_it_really_goes_before_
 
     made = []
     calling.call_in_slot(
-        svc, fourth, lambda: made.append(fake.now) or Create(), otherwise=Create(), prepare=slow_claim_while_others_move
+        svc,
+        fourth,
+        lambda: made.append(fake.now) or CreateState(),
+        otherwise=CreateState(),
+        prepare=slow_claim_while_others_move,
     )
     assert made == [pytest.approx(third + 0.3 + 1 + lim.margin_s)]
     assert called_at(table, fourth, lim.spacing) == pytest.approx(made[0])
@@ -312,11 +322,13 @@ def test_a_late_call_goes_out_no_sooner_than_the_moment_it_announced(table, monk
     monkeypatch.setattr(SlotLimiter, "ready_at", ready_at)
     seen = {}
 
-    def call() -> Create:
+    def call() -> CreateState:
         seen.update(at=fake.now, announced=called_at(table, second, lim.spacing))
-        return Create(status="called")
+        return CreateState(status="called")
 
-    calling.call_in_slot(svc, second, call, otherwise=Create(), prepare=lambda: setattr(fake, "now", fake.now + 0.55))
+    calling.call_in_slot(
+        svc, second, call, otherwise=CreateState(), prepare=lambda: setattr(fake, "now", fake.now + 0.55)
+    )
     assert seen["at"] > second + 0.3  # it was late
     assert seen["announced"] >= seen["at"] - 1e-9  # and went no sooner than it said: a later call's second holds
 

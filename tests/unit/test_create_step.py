@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from picwish_pipeline.create import create_step
-from picwish_pipeline.payloads import Create
+from picwish_pipeline.payloads import CreateState
 from picwish_pipeline.scheduler import belief, plan
 from picwish_pipeline.services import TransientApiError
 from picwish_visual import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
@@ -46,7 +46,7 @@ def test_a_create_claims_posts_once_in_its_slot_and_records_the_task(fakes):
     first_poll = plan.first_poll(
         NOW, belief.Durations.prior(get_operation("idphoto").typical_processing_s), busy=False
     ).at
-    assert out == Create(
+    assert out == CreateState(
         status="created",
         task_id="task-1",
         created_at=NOW,
@@ -112,7 +112,7 @@ def test_a_key_with_dot_segments_goes_as_bytes_no_fetcher_would_ask_for_the_sign
 def test_a_queued_create_waits_for_its_place_in_the_lane_without_claiming_or_calling(fakes):
     fakes.limiter.queued_s = 30
     out = create(fakes, throttles=1, api_calls=2)
-    assert out == Create(status="wait", throttles=1, api_calls=2, slot_at=NOW + 30, wait_s=29)
+    assert out == CreateState(status="wait", throttles=1, api_calls=2, slot_at=NOW + 30, wait_s=29)
     assert fakes.api.calls == [] and fakes.tasks.items == {}
 
 
@@ -167,7 +167,7 @@ def test_a_401_releases_the_claim_and_tries_once_more_with_the_key_read_again(fa
 def test_a_429_releases_the_claim_and_waits_as_long_as_the_api_asks(fakes):
     fakes.api.answers = [RateLimitError("slow down", status=429, retry_after=3)]
     out = create(fakes, throttles=1, api_calls=1)
-    assert out == Create(status="wait", throttles=2, api_calls=2, slot_at=NOW + 3, wait_s=2)
+    assert out == CreateState(status="wait", throttles=2, api_calls=2, slot_at=NOW + 3, wait_s=2)
     assert fakes.tasks.items == {}
 
 

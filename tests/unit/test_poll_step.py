@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from picwish_pipeline.payloads import Poll
+from picwish_pipeline.payloads import PollState
 from picwish_pipeline.poll import poll_step
 from picwish_visual import APIServerError, AuthenticationError, RateLimitError
 from tests.support.fake_services import NOW, OUTPUT_BUCKET, Fakes, step_input
@@ -117,13 +117,13 @@ def test_the_second_reading_fits_the_curve_through_both(fakes):
 
 def test_a_poll_whose_slot_is_seconds_away_waits_without_calling(fakes):
     out = poll(fakes, state=4, polls=1, api_calls=2, throttles=0, slot_at=NOW + 5, wait_s=4)
-    assert out == Poll(state=4, polls=1, api_calls=2, throttles=0, slot_at=NOW + 5, wait_s=4)
+    assert out == PollState(state=4, polls=1, api_calls=2, throttles=0, slot_at=NOW + 5, wait_s=4)
     assert fakes.api.calls == []
 
 
 def test_a_task_past_its_deadline_times_out_without_another_call(fakes):
     out = poll(fakes, create={**CREATED, "deadline_at": NOW - 1}, state=4, polls=7, api_calls=8, throttles=1)
-    assert out == Poll(phase="timeout", state=4, polls=7, api_calls=8, throttles=1)
+    assert out == PollState(phase="timeout", state=4, polls=7, api_calls=8, throttles=1)
     assert fakes.api.calls == []
 
 

@@ -210,7 +210,7 @@ def test_an_idle_budget_s_readings_are_spare_and_a_poll_expected_to_find_the_tas
 
 
 def test_a_reading_is_spare_until_its_task_is_expected_done():
-    """A reading whose slot slips past this moment is a poll expected to find its task done (ratelimit.reserve)."""
+    """A reading whose slot slips past this moment is a poll expected to find its task done (slot_table.reserve)."""
     d = Durations(math.log(4.0), 0.5**2)
     # with progress: its predicted end, 60 % after 3 s (a whole percent reported: 60.5 % reached)
     half_way = plan.next_poll(0.0, 3.0, 60, d, busy=False, min_gap_s=0.5, max_gap_s=2.0)
