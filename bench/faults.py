@@ -60,28 +60,10 @@ def add_fault_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> collections.Counter:
+    """The mock's rules and chaos and the local Lambda service's fault hooks for a run; the crashes they cause are
+    counted in the counter returned (each window named there is hit at least once)."""
     rng = random.Random(seed + 1)
-    rules = []
-    for upload in uploads:
-        rule = {
-            "filename": upload.key.rsplit("/", 1)[1],
-            "processing": upload.processing_s,
-            "progress_curve": upload.progress_curve,
-        }
-        if upload.progress_points is not None:
-            rule["progress_points"] = [list(point) for point in upload.progress_points]
-        if args.fault_expire and rng.random() < args.fault_expire:
-            rule["result_ttl"] = 0
-        rules.append(rule)
-    pipeline.mock.add_rules(rules)
-    chaos = {
-        "500": args.fault_500,
-        "429": args.fault_429,
-        "429-body": args.fault_429_body,
-        "truncate": args.fault_truncate,
-        "slow": args.fault_slow,
-    }
-    pipeline.mock.set_chaos(**{k: v for k, v in chaos.items() if v}, seed=seed)
+    _mock_faults(args, pipeline.mock, uploads, rng, seed)
     runtime = pipeline.runtime
     runtime.s3_delivery_copies = 2 if args.duplicate_deliveries else 1
     resources = pipeline.stack.resources
@@ -117,6 +99,31 @@ def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> 
         if args.lambda_throttle or any(name in crashes for name in mine.values()):
             runtime.faults[function] = hook
     return crashes
+
+
+def _mock_faults(args: argparse.Namespace, mock, uploads, rng: random.Random, seed: int) -> None:
+    """Each upload's processing time and progress curve (and an expired result link, sometimes); the chaos rates."""
+    rules = []
+    for upload in uploads:
+        rule = {
+            "filename": upload.key.rsplit("/", 1)[1],
+            "processing": upload.processing_s,
+            "progress_curve": upload.progress_curve,
+        }
+        if upload.progress_points is not None:
+            rule["progress_points"] = [list(point) for point in upload.progress_points]
+        if args.fault_expire and rng.random() < args.fault_expire:
+            rule["result_ttl"] = 0
+        rules.append(rule)
+    mock.add_rules(rules)
+    chaos = {
+        "500": args.fault_500,
+        "429": args.fault_429,
+        "429-body": args.fault_429_body,
+        "truncate": args.fault_truncate,
+        "slow": args.fault_slow,
+    }
+    mock.set_chaos(**{k: v for k, v in chaos.items() if v}, seed=seed)
 
 
 def reuploads(args: argparse.Namespace, uploads, seed: int) -> dict[str, float]:

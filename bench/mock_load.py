@@ -35,45 +35,18 @@ def main() -> None:
             timeout=30,
         ).json()
         url = f"{mock.url}/api/tasks/visual/idphoto/{created['data']['task_id']}"
-        latencies: list[float] = []
-        errors = [0]
-        crashed: list[BaseException] = []
-        lock = threading.Lock()
-        stop_at = time.monotonic() + args.seconds
-
-        def worker() -> None:
-            session = requests.Session()
-            local, bad = [], 0
-            try:
-                while time.monotonic() < stop_at and len(latencies) + len(local) < args.max_requests:
-                    started = time.perf_counter()
-                    response = session.get(url, headers=headers, timeout=10)
-                    local.append(time.perf_counter() - started)
-                    bad += response.status_code != 200
-            except Exception as exc:  # a worker that died is reported, not a silently smaller sample
-                with lock:
-                    crashed.append(exc)
-            with lock:
-                latencies.extend(local)
-                errors[0] += bad
-
+        load = Load(url, headers, stop_at=time.monotonic() + args.seconds, max_requests=args.max_requests)
         started = time.monotonic()
-        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        load.run(args.concurrency)
         elapsed = time.monotonic() - started
-        if crashed:
-            raise SystemExit(f"{len(crashed)} of {args.concurrency} workers died; the first: {crashed[0]!r}")
-        latencies.sort()
+        latencies = sorted(load.latencies)
         print(
             json.dumps(
                 {
                     "endpoint": "GET /api/tasks/visual/idphoto/{task_id}",
                     "concurrency": args.concurrency,
                     "requests": len(latencies),
-                    "errors": errors[0],
+                    "errors": load.errors,
                     "seconds": round(elapsed, 2),
                     "requests_per_s": round(len(latencies) / elapsed, 1),
                     "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
@@ -84,6 +57,42 @@ def main() -> None:
         )
     finally:
         mock.stop()
+
+
+class Load:
+    """Workers polling one task until `stop_at` (or `max_requests` in all): latencies and non-200 answers."""
+
+    def __init__(self, url: str, headers: dict[str, str], *, stop_at: float, max_requests: int) -> None:
+        self.url, self.headers, self.stop_at, self.max_requests = url, headers, stop_at, max_requests
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.crashed: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def run(self, concurrency: int) -> None:
+        threads = [threading.Thread(target=self._worker) for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self.crashed:
+            raise SystemExit(f"{len(self.crashed)} of {concurrency} workers died; the first: {self.crashed[0]!r}")
+
+    def _worker(self) -> None:
+        session = requests.Session()
+        local, bad = [], 0
+        try:
+            while time.monotonic() < self.stop_at and len(self.latencies) + len(local) < self.max_requests:
+                started = time.perf_counter()
+                response = session.get(self.url, headers=self.headers, timeout=10)
+                local.append(time.perf_counter() - started)
+                bad += response.status_code != 200
+        except Exception as exc:  # a worker that died is reported, not a silently smaller sample
+            with self._lock:
+                self.crashed.append(exc)
+        with self._lock:
+            self.latencies.extend(local)
+            self.errors += bad
 
 
 if __name__ == "__main__":

@@ -118,30 +118,10 @@ def build(
     benchmarks): images go as presigned URLs, as in production; any AWS client can inspect it at `endpoint_url`.
     `concurrency`: sandboxes per function without reserved concurrency (Lambda's account limit is 1,000; on a
     two-core machine more than a few cold starts at once only slow each other down)."""
-    make_moto_atomic()
-    keep_function_layers()
-    enforce_s3_limits()
-    name_versions_in_events()
-    speed_up_moto()
     stack = ExitStack()
-    environment = dict(AWS_ENV)
     mock = start_mock(*mock_args)
     stack.callback(mock.stop)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
-    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto_server.start()
-    stack.callback(moto_server.stop)
-    endpoint = f"http://127.0.0.1:{moto_server.get_host_and_port()[1]}"
-    # moto's backends live in this process, shared by every server it starts: each stack begins empty.
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    stack.callback(requests.post, f"{endpoint}/moto-api/reset", timeout=10)
-    # Every boto3 client of this process and of the sandboxes, and moto's own Step Functions interpreter.
-    environment.update(AWS_ENDPOINT_URL=endpoint, MOTO_PORT=endpoint.rsplit(":", 1)[1])
-    saved = {k: os.environ.get(k) for k in (*environment, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(environment)
-    stack.callback(_restore, saved)
-    boto3.setup_default_session()  # credentials are cached per session: start from this environment's
-    requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    endpoint = _start_moto(stack)
     runtime = stack.enter_context(LambdaRuntime(default_concurrency=concurrency).installed())
     deployed = deploy(
         "picwish",
@@ -162,6 +142,31 @@ def build(
         runtime.preload(deployed.functions().values(), deployed.account, deployed.region)
     pipeline = Pipeline(deployed, mock, runtime, boto3.client("s3"), boto3.client("stepfunctions"), endpoint)
     return pipeline, stack
+
+
+def _start_moto(stack: ExitStack) -> str:
+    """A moto server on loopback, its gaps patched, this process's AWS clients pointed at it; its endpoint."""
+    make_moto_atomic()
+    keep_function_layers()
+    enforce_s3_limits()
+    name_versions_in_events()
+    speed_up_moto()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto_server.start()
+    stack.callback(moto_server.stop)
+    endpoint = f"http://127.0.0.1:{moto_server.get_host_and_port()[1]}"
+    # moto's backends live in this process, shared by every server it starts: each stack begins empty.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    stack.callback(requests.post, f"{endpoint}/moto-api/reset", timeout=10)
+    # Every boto3 client of this process and of the sandboxes, and moto's own Step Functions interpreter.
+    environment = dict(AWS_ENV, AWS_ENDPOINT_URL=endpoint, MOTO_PORT=endpoint.rsplit(":", 1)[1])
+    saved = {k: os.environ.get(k) for k in (*environment, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(environment)
+    stack.callback(_restore, saved)
+    boto3.setup_default_session()  # credentials are cached per session: start from this environment's
+    requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    return endpoint
 
 
 def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRuntime) -> None:
