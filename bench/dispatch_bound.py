@@ -1,7 +1,8 @@
 """What deciding late could give a trickle, at best: one dispatcher hands each moment the API's rolling window
 admits to the most urgent call wanted by then, with the layer's own poll planning, the mock's progress model and
 no Step Functions or Lambda delays. A bound for the question whether the reserve-ahead slot table
-(`scheduler.slot_table`) should give way to a central dispatcher; the answer is in docs/decisions.md ("What the trickle's p95 is short of").
+(`scheduler.slot_table`) should give way to a central dispatcher; the answer is in docs/decisions.md ("What the
+trickle's p95 is short of").
 
     python -m bench.dispatch_bound --n 160 --seeds 11-30 [--creates-last]
 """
