@@ -41,7 +41,7 @@ ACTIONS = {
 
 def _definitions() -> dict[str, list[ast.AST]]:
     found: dict[str, list[ast.AST]] = {}
-    for path in (p for package in PACKAGES for p in package.glob("*.py")):
+    for path in (p for package in PACKAGES for p in package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 found.setdefault(node.name, []).append(node)
