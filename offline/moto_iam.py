@@ -8,6 +8,10 @@ With enforcement on (`enforce_iam`), moto checks every request's credentials aga
   refuses botocore's own signature on requests without a body (GetFunction, Invoke without payload).
 - Their denials come back as an XML body botocore cannot read (a ClientError with code "403"); AWS answers
   `AccessDeniedException` in JSON. Here they do too.
+- Nothing says which calls a policy let through. Here every authorized request can be journaled (principal,
+  action, resource: `journal_calls`), so least privilege is checked against the calls the code really made.
+- S3 answers a read of a missing key 404 only to a caller allowed s3:ListBucket on the bucket, 403 to others;
+  moto answers 404 to anyone. Here the ListBucket permission is checked for such reads too.
 - An S3 presigned URL (query-string authentication) raises KeyError on the missing Authorization header (HTTP
   500). Here it is authorized as its signer: the signer's policy, and the URL's expiry. Its signature is not
   recomputed (moto does not check presigned signatures without enforcement either).
@@ -15,9 +19,12 @@ With enforcement on (`enforce_iam`), moto checks every request's credentials aga
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,8 +34,9 @@ from moto.awslambda.responses import LambdaResponse
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.responses import DynamoHandler
-from moto.iam.access_control import IAMRequest, S3IAMRequest
+from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest
 from moto.s3.exceptions import S3AccessDeniedError
+from moto.s3.models import FakeDeleteMarker
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -129,14 +137,63 @@ class _PresignedS3Request(S3IAMRequest):
 
 def _s3_action(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
     query = urlsplit(self.uri).query
-    if "Authorization" in self.headers or not ("X-Amz-Credential=" in query or "AWSAccessKeyId=" in query):
-        return _original_s3_action(self, bucket_name, key_name)
-    arn = f"{bucket_name or '*'}/{key_name}" if key_name else (bucket_name or "*")
-    self._authenticate_and_authorize_action(_PresignedS3Request, f"arn:aws:s3:::{arn}")
-    return None
+    presigned = "Authorization" not in self.headers and ("X-Amz-Credential=" in query or "AWSAccessKeyId=" in query)
+    if not presigned:
+        _original_s3_action(self, bucket_name, key_name)
+    else:
+        arn = f"{bucket_name or '*'}/{key_name}" if key_name else (bucket_name or "*")
+        self._authenticate_and_authorize_action(_PresignedS3Request, f"arn:aws:s3:::{arn}")
+    reads = bool(bucket_name and key_name) and self.method in ("GET", "HEAD") and "versionId=" not in query
+    if reads and _missing(self.backend, str(bucket_name), str(key_name)):
+        request = _PresignedListBucketRequest if presigned else _ListBucketRequest
+        self._authenticate_and_authorize_action(request, f"arn:aws:s3:::{bucket_name}")
+
+
+def _missing(backend: Any, bucket_name: str, key_name: str) -> bool:
+    try:
+        found = backend.get_object(bucket_name, key_name, return_delete_marker=True)
+    except Exception:  # no such bucket: S3's own answer, not a permission question
+        return False
+    return found is None or isinstance(found, FakeDeleteMarker)
+
+
+class _ListBucketRequest(S3IAMRequest):
+    """A read of a key that does not exist is answered 404 only to a caller who may list the bucket (s3:ListBucket);
+    to any other, 403 — so a missing key does not reveal itself. moto answers 404 to anyone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **(kwargs | {"action": "ListBucket"}))
+
+
+class _PresignedListBucketRequest(_PresignedS3Request):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **(kwargs | {"action": "ListBucket"}))
 
 
 _original_s3_action = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
+_original_check = IAMRequestBase.check_action_permitted
+_JOURNALS: list[collections.Counter[tuple[str, str, str]]] = []
+
+
+def _journaled_check(self: Any, resource: str) -> None:
+    _original_check(self, resource)
+    principal = getattr(self._access_key, "_owner_user_name", None) or self._access_key.arn
+    with _LOCK:
+        for journal in _JOURNALS:
+            journal[(principal, self._action, resource)] += 1
+
+
+@contextlib.contextmanager
+def journal_calls() -> Iterator[collections.Counter[tuple[str, str, str]]]:
+    """While open: how often each (IAM user, action, resource) was authorized, as the policies were asked."""
+    journal: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    with _LOCK:
+        _JOURNALS.append(journal)
+    try:
+        yield journal
+    finally:
+        with _LOCK:
+            _JOURNALS.remove(journal)
 
 
 def patch_moto_iam() -> None:
@@ -150,6 +207,7 @@ def patch_moto_iam() -> None:
         for response_class in (DynamoHandler, SecretsManagerResponse, StepFunctionResponse, LambdaResponse):
             response_class._authenticate_and_authorize_normal_action = _json_denial
         ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = _s3_action
+        IAMRequestBase.check_action_permitted = _journaled_check
         _PATCHED.append(True)
 
 

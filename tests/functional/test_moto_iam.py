@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from offline.iam import operator
-from offline.moto_iam import enforce_iam, relax_iam
+from offline.moto_iam import enforce_iam, journal_calls, relax_iam
 
 ACCOUNT = "123456789012"
 
@@ -125,3 +125,31 @@ def test_unknown_credentials_are_refused(world):
     endpoint, _fn = world
     s3 = client(endpoint, "s3", {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     assert code(lambda: s3.list_buckets()) == "InvalidAccessKeyId"
+
+
+def test_a_missing_key_is_a_404_only_to_a_caller_allowed_to_list_the_bucket(world):
+    endpoint, fn = world
+    iam = client(endpoint, "iam", {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    relax_iam()
+    lister = user_with(
+        iam,
+        "lister",
+        allow("s3:GetObject", "arn:aws:s3:::uploads/incoming/*"),
+        allow("s3:ListBucket", "arn:aws:s3:::uploads"),
+    )
+    enforce_iam(endpoint)
+    without, able = client(endpoint, "s3", fn), client(endpoint, "s3", lister)
+    # moto alone answers 404 to both; S3 answers 403 to the caller who may not list the bucket
+    assert code(lambda: without.head_object(Bucket="uploads", Key="incoming/gone.jpg")) == "403"
+    assert code(lambda: without.get_object(Bucket="uploads", Key="incoming/gone.jpg")) == "AccessDenied"
+    assert code(lambda: able.head_object(Bucket="uploads", Key="incoming/gone.jpg")) == "404"
+    assert code(lambda: able.get_object(Bucket="uploads", Key="incoming/gone.jpg")) == "NoSuchKey"
+    assert code(lambda: without.head_object(Bucket="uploads", Key="incoming/a.jpg")) == "ok"  # it exists
+
+
+def test_the_journal_names_each_authorized_call_its_principal_action_and_resource(world):
+    endpoint, fn = world
+    with journal_calls() as journal:
+        client(endpoint, "s3", fn).get_object(Bucket="uploads", Key="incoming/a.jpg")
+        code(lambda: client(endpoint, "s3", fn).get_object(Bucket="uploads", Key="elsewhere/b.jpg"))  # denied
+    assert dict(journal) == {("fn", "s3:GetObject", "arn:aws:s3:::uploads/incoming/a.jpg"): 1}
