@@ -97,6 +97,21 @@ def test_masks_are_sent_at_the_versions_submit_judged(fakes):
     assert fakes.api.calls[0][4] == {"mask": ("portrait.png", b"the judged mask")}
 
 
+def test_an_image_whose_signed_url_passes_the_api_s_512_characters_goes_as_a_file(fakes):
+    long_key = "incoming/idphoto/" + "d" * 400 + "/long.jpg"
+    fakes.s3.put(INPUT, long_key, b"\xff\xd8 long", version_id="long-1")
+    short_key = "incoming/idphoto/short.jpg"
+    fakes.s3.put(INPUT, short_key, b"\xff\xd8 short", version_id="short-1")
+    for key, version in ((long_key, "long-1"), (short_key, "short-1")):
+        job = step_input("state-create.json").job.to_dict()
+        job["upload"] = {**job["upload"], "key": key, "version_id": version}
+        fakes.api.answers = ["task-1"]
+        assert create_step(fakes.svc, step_input("state-create.json", job=job, execution=key)).status == "created"
+    sent_long, sent_short = fakes.api.calls[0][2], fakes.api.calls[1][2]
+    assert sent_long == ("long.jpg", b"\xff\xd8 long")
+    assert isinstance(sent_short, str) and sent_short.startswith("https://") and len(sent_short) <= 512
+
+
 @pytest.mark.parametrize(
     "key", ["incoming/idphoto/a/./b.jpg", "incoming/idphoto/a/../b.jpg", "incoming/idphoto/../b.jpg"]
 )
