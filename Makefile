@@ -38,7 +38,8 @@ dist: install
 asl: install
 	$(BIN)/python -m statemachine.definition
 
-test: lint
+# checkov audits template.yaml (each skip justified in the template) before the tests run.
+test: lint checkov
 	$(BIN)/python -m pytest
 
 demo: install

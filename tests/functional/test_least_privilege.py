@@ -15,7 +15,8 @@ from offline.stack import load_template, package, translate
 from tests.support import images
 
 # What Lambda itself does with a function's role, not the function's code: its dead-letter queue and logs.
-SERVICE_USE = {"DeadLetterQueuePolicy"}
+# X-Ray takes no resource-level permissions: its statement's "*" is the one it accepts (see test_template).
+SERVICE_USE = {"DeadLetterQueuePolicy", "LambdaTraces"}
 
 
 @pytest.fixture(scope="module")

@@ -24,38 +24,20 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 RECTANGLE = '[{"x":0,"y":0,"width":8,"height":8}]'
 
 # Granted for the Lambda and Step Functions services themselves, never called by the code, so no run can show
-# them used: role → action or policy → why it is granted.
-LAMBDA_LOGS = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-LAMBDA_TRACES = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+# them used: role → policy → why it is granted.
 FUNCTION_SERVICE = {
-    LAMBDA_LOGS: "Lambda writes the function's logs with it; the SAM transform attaches it to every role it makes",
-    LAMBDA_TRACES: "Lambda sends the function's traces (Tracing: Active); X-Ray has no resource-level permissions",
+    "LambdaLogs": "Lambda writes the function's logs to its group with it",
+    "LambdaTraces": "Lambda sends the function's traces (Tracing: Active)",
 }
-DEAD_LETTERS = FUNCTION_SERVICE | {
-    "sqs:sendmessage": "Lambda sends an event whose retries failed to the dead-letter queue with the function's role",
-    "DeadLetterQueuePolicy": "SAM's policy for that delivery",
-}
-LOG_DELIVERY = "Step Functions delivers execution logs with it; CloudWatch Logs has no resource-level permission for it"
+DEAD_LETTERS = FUNCTION_SERVICE | {"DeadLetterQueuePolicy": "Lambda sends an event whose retries failed to the DLQ"}
 SERVICE_USE: dict[str, dict[str, str]] = {
     "SubmitFunction": DEAD_LETTERS,
     "BackstopFunction": DEAD_LETTERS,
     **{name: FUNCTION_SERVICE for name in ("CreateFunction", "PollFunction", "FinalizeFunction")},
     "RecordFailureFunction": FUNCTION_SERVICE,
     "StateMachine": {
-        **{
-            f"logs:{action}": LOG_DELIVERY
-            for action in (
-                "createlogdelivery",
-                "getlogdelivery",
-                "updatelogdelivery",
-                "deletelogdelivery",
-                "listlogdeliveries",
-                "putresourcepolicy",
-                "describeresourcepolicies",
-                "describeloggroups",
-            )
-        },
-        LAMBDA_TRACES: "Step Functions sends traces (Tracing enabled); X-Ray has no resource-level permissions",
+        "LogDelivery": "Step Functions delivers the execution logs to their group with it",
+        "Traces": "Step Functions sends traces (Tracing enabled)",
     },
 }
 
