@@ -21,6 +21,7 @@ from offline import moto_speed
 from offline.iam import mirror_role, operator
 from offline.lambdas import LambdaRuntime
 from offline.moto_atomic import make_moto_atomic
+from offline.moto_events import deliver_execution_status_changes, stop_delivering
 from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
@@ -123,6 +124,8 @@ def build(
     stack.callback(mock.stop)
     endpoint = _start_moto(stack)
     runtime = stack.enter_context(LambdaRuntime(default_concurrency=concurrency).installed())
+    deliver_execution_status_changes(runtime.delivery.invoke_async)
+    stack.callback(stop_delivering)
     deployed = deploy(
         "picwish",
         {

@@ -40,10 +40,14 @@ class S3Delivery:
         for record in event_body.get("Records", []):
             record["s3"]["object"].setdefault("sequencer", f"{next(self._sequencer):016X}")
         for _ in range(self.copies):
-            thread = threading.Thread(target=self._invoke_async, args=(fn, event_body), daemon=True)
-            with self._lock:
-                self._pending.append(thread)
-            thread.start()
+            self.invoke_async(fn, event_body)
+
+    def invoke_async(self, fn: Any, event: Any) -> None:
+        """An asynchronous invocation, as Lambda's event queue makes it: later, on a thread, with its retries."""
+        thread = threading.Thread(target=self._invoke_async, args=(fn, event), daemon=True)
+        with self._lock:
+            self._pending.append(thread)
+        thread.start()
 
     def _invoke_async(self, fn: Any, event: Any, retries: int = 2) -> None:
         time.sleep(self.delay_s)

@@ -11,12 +11,13 @@ from typing import Any
 
 ASL_PATH = Path(__file__).with_name("pipeline.asl.json")
 
-# Lambda's own refusals and failures, retried by every Task: a throttle waits longer than an error.
+# Lambda's own refusals and failures, retried by every Task. A throttle, like a 429, is waited out: no attempt
+# limit but the largest ASL allows, so only the machine's own timeout ends a job that keeps being throttled.
 LAMBDA_THROTTLED = {
     "ErrorEquals": ["Lambda.TooManyRequestsException"],
     "IntervalSeconds": 1,
     "BackoffRate": 2.0,
-    "MaxAttempts": 12,
+    "MaxAttempts": 99999999,
     "MaxDelaySeconds": 30,
     "JitterStrategy": "FULL",
 }

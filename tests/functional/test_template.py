@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -172,12 +173,23 @@ def test_every_task_retries_lambda_errors_with_jitter_and_catches_all():
         throttled = next(r for r in state["Retry"] if r["ErrorEquals"] == [THROTTLED])
         waits = [
             min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** i, throttled["MaxDelaySeconds"])
-            for i in range(throttled["MaxAttempts"])
+            for i in range(min(throttled["MaxAttempts"], 100))
         ]
         assert sum(waits) >= 180 and throttled["JitterStrategy"] == "FULL"
         assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
         assert state["TimeoutSeconds"] > 0
     assert ASL["TimeoutSeconds"] > 0
+
+
+def test_a_throttled_step_is_waited_out_for_as_long_as_the_machine_may_run():
+    """Like a 429, a throttle never ends a job: on average the Retry outlasts the machine's own timeout."""
+    for name, state in ((n, s) for n, s in ASL["States"].items() if s["Type"] == "Task"):
+        throttled = next(r for r in state["Retry"] if r["ErrorEquals"] == [THROTTLED])
+        first, rate, cap = throttled["IntervalSeconds"], throttled["BackoffRate"], throttled["MaxDelaySeconds"]
+        growing = min(throttled["MaxAttempts"], math.ceil(math.log(cap / first, rate)))
+        # full jitter waits half the backoff on average
+        mean_s = sum(first * rate**i / 2 for i in range(growing)) + (throttled["MaxAttempts"] - growing) * cap / 2
+        assert mean_s >= ASL["TimeoutSeconds"], (name, mean_s)
 
 
 def test_every_choice_has_a_default_so_no_state_loops_forever():
