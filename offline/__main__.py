@@ -69,6 +69,9 @@ def stack_info(pipeline: Pipeline) -> dict:
         "input_bucket": pipeline.stack.input_bucket,
         "output_bucket": pipeline.stack.output_bucket,
         "state_machine_arn": pipeline.stack.state_machine_arn,
+        "dead_letter_queue_url": pipeline.stack.outputs["DeadLetterQueueUrl"],
+        "submit_function": pipeline.stack.outputs["SubmitFunctionName"],
+        "backstop_function": pipeline.stack.outputs["BackstopFunctionName"],
         "mock_url": pipeline.mock.url,
         "api_key": pipeline.mock.api_key,  # the mock's key: worthless outside this machine
         # An operator's key (every permission): the stack enforces IAM, so "testing" is refused once it is up.

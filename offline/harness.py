@@ -139,6 +139,7 @@ def build(
     )
     boto3.client("secretsmanager").put_secret_value(SecretId=deployed.secret_arn, SecretString=mock.api_key)
     _give_each_role_its_credentials(deployed, runtime)
+    runtime.dead_letter_queues.update(_dead_letter_queues(deployed))
     enforce_iam(endpoint)
     stack.callback(_forget_credentials)
     if not server:
@@ -185,6 +186,18 @@ def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRunt
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):  # a token would make moto look for an assumed role
         os.environ.pop(name, None)
     boto3.setup_default_session()
+
+
+def _dead_letter_queues(deployed: DeployedStack) -> dict[str, str]:
+    """Each function's DeadLetterConfig queue (moto's Lambda keeps none): function name → queue URL."""
+    body = boto3.client("cloudformation").get_template(StackName=deployed.name)["TemplateBody"]
+    template = json.loads(body) if isinstance(body, str) else body
+    queues = {}
+    for logical_id, name in deployed.functions().items():
+        target = template["Resources"][logical_id]["Properties"].get("DeadLetterConfig", {}).get("TargetArn")
+        if isinstance(target, dict) and "Fn::GetAtt" in target:
+            queues[name] = deployed.resources[target["Fn::GetAtt"][0]]
+    return queues
 
 
 def _forget_credentials() -> None:

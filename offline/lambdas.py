@@ -17,10 +17,12 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 
@@ -50,7 +52,9 @@ class LambdaRuntime:
         self.default_concurrency = default_concurrency
         self.code = CodeStore(self.workdir)
         self.sandboxes = SandboxPool()
-        self.delivery = S3Delivery(self.invoke, lambda: self.closed)
+        self.delivery = S3Delivery(self.invoke, lambda: self.closed, on_failure=self._dead_letter)
+        # function name → the SQS queue URL of its DeadLetterConfig: where an event goes once its retries failed
+        self.dead_letter_queues: dict[str, str] = {}
         self._lock = threading.Lock()
         self.invocations: list[Invocation] = []
         self.aws_calls: collections.Counter[str] = collections.Counter()  # "<service>.<Operation>" the code made
@@ -193,6 +197,29 @@ class LambdaRuntime:
             raise
         self.sandboxes.release(sandbox)
         return outcome
+
+    def _dead_letter(self, failed: Invocation) -> None:
+        """As Lambda does with the function's role: the event, and why it failed, to its dead-letter queue."""
+        queue = self.dead_letter_queues.get(failed.function_name)
+        if queue is None:
+            return
+        keys = self.credentials.get(failed.function_name) or self._inherited_credentials
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=self._inherited.get("AWS_ENDPOINT_URL"),
+            aws_access_key_id=keys.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=keys.get("AWS_SECRET_ACCESS_KEY"),
+        )
+        message = json.loads(failed.result).get("errorMessage", "") if failed.result else ""
+        sqs.send_message(
+            QueueUrl=queue,
+            MessageBody=json.dumps(failed.event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
+                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                "ErrorMessage": {"DataType": "String", "StringValue": str(message)[:1000] or "failed"},
+            },
+        )
 
     @staticmethod
     def _error_type(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """S3 → Lambda as AWS delivers it: after the write, asynchronously, with a sequencer on every record, at least once
-(`copies`), and with Lambda's two asynchronous retries; what still fails is kept (`failures`)."""
+(`copies`), and with Lambda's two asynchronous retries; what still fails is kept (`failures`) and handed to
+`on_failure` (the function's dead-letter queue)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ Invoke = Callable[..., tuple[str, bool, str]]
 
 
 class S3Delivery:
-    def __init__(self, invoke: Invoke, is_closed: Callable[[], bool]) -> None:
+    def __init__(
+        self, invoke: Invoke, is_closed: Callable[[], bool], on_failure: Callable[[Invocation], None] | None = None
+    ) -> None:
         self._invoke = invoke
         self._is_closed = is_closed
+        self._on_failure = on_failure
         self.delay_s = 0.1
         self.copies = 1  # 2 delivers every S3 event twice (S3 is at-least-once)
         self.failures: list[Invocation] = []  # each event its retries did not deliver
@@ -68,6 +72,8 @@ class S3Delivery:
             return
         with self._lock:
             self.failures.append(last)
+        if self._on_failure is not None:
+            self._on_failure(last)
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
         """Until every queued delivery has run."""

@@ -78,7 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--dry-run", action="store_true", help="list what would run (the default)")
     mode.add_argument("--yes", action="store_true", help="run them")
     again.add_argument("--json", action="store_true")
-    for sub in (show, again):
+    letters = commands.add_parser("dlq", help="what the dead-letter queue holds, and re-drive it (with --yes)")
+    letters.add_argument("--yes", action="store_true", help="re-drive every message to its function")
+    letters.add_argument("--json", action="store_true")
+    for sub in (show, again, letters):
         _where(sub, top=False)
     args = parser.parse_args(argv)
     if not args.local and not args.stack:
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         report = statuses.status(target, args.since)
         print(json.dumps(report, default=str) if args.json else statuses.render(report))
         return 0
+    if args.command == "dlq":
+        return _dlq(target, args)
     s3 = target.client("s3")
     candidates = redriving.plan(
         target, s3, args.since, reason=args.reason, prefix=args.prefix, include_ambiguous=args.include_ambiguous
@@ -116,6 +121,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c.decision:<10} {c.upload}  ({c.reason})" if runs else f"{c.upload}: {c.decision}")
         todo = sum(1 for c in candidates if c.decision in ("redrive", "resume"))
         print(f"{len(started)} redriven" if args.yes else f"{todo} would be redriven: run again with --yes")
+    return 0
+
+
+def _dlq(target, args: argparse.Namespace) -> int:
+    from . import dlq
+
+    sqs = target.client("sqs")
+    letters = dlq.read(target, sqs)
+    if args.yes:
+        redriven = dlq.redrive(target, sqs, target.client("lambda"), letters)
+    else:
+        dlq.release(target, sqs, letters)
+        redriven = 0
+    rows = [{"function": x.function, "keys": list(x.keys), "error": x.error} for x in letters]
+    if args.json:
+        print(json.dumps({"messages": rows, "redriven": redriven, "dry_run": not args.yes}))
+        return 0
+    for row in rows:
+        print(f"{row['function']:<9} {', '.join(row['keys'])}  ({row['error']})")
+    print(f"{redriven} re-driven" if args.yes else f"{len(rows)} in the dead-letter queue: run again with --yes")
     return 0
 
 

@@ -19,6 +19,9 @@ class Target:
     region: str | None = None
     endpoint_url: str | None = None  # the local stack's AWS endpoint; None for AWS itself
     credentials: tuple[str, str] | None = None  # the local stack's operator key
+    dead_letter_queue_url: str | None = None
+    submit_function: str | None = None
+    backstop_function: str | None = None
 
     @classmethod
     def local(cls, info_file: Path) -> Target:
@@ -32,6 +35,9 @@ class Target:
             region=info["region"],
             endpoint_url=info["endpoint_url"],
             credentials=(info["aws_access_key_id"], info["aws_secret_access_key"]),
+            dead_letter_queue_url=info.get("dead_letter_queue_url"),
+            submit_function=info.get("submit_function"),
+            backstop_function=info.get("backstop_function"),
         )
 
     @classmethod
@@ -43,6 +49,9 @@ class Target:
             output_bucket=values["OutputBucketName"],
             state_machine_arn=values["StateMachineArn"],
             region=region,
+            dead_letter_queue_url=values.get("DeadLetterQueueUrl"),
+            submit_function=values.get("SubmitFunctionName"),
+            backstop_function=values.get("BackstopFunctionName"),
         )
 
     def client(self, service: str) -> Any:

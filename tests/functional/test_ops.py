@@ -10,6 +10,7 @@ import time
 import pytest
 
 from offline.__main__ import stack_info
+from offline.lambdas import LambdaCrash
 from ops.__main__ import main
 from tests.support import images
 
@@ -89,3 +90,30 @@ def test_redrive_reruns_a_failure_once_the_fault_is_gone_and_nothing_it_should_n
     after = ops("redrive", "--prefix", "incoming/idphoto/redrive/")
     assert uploads["flaky.jpg"] not in {c["upload"] for c in after["candidates"]}  # its failure record is gone
     assert posts(pipeline, "unsure.jpg") == 1  # never run again without --include-ambiguous and --yes
+
+
+def test_dlq_shows_an_upload_whose_retries_failed_and_re_drives_it_once_the_fault_is_gone(pipeline, ops):
+    submit = pipeline.stack.functions()["SubmitFunction"]
+    key = "incoming/idphoto/dlq/stuck.jpg"
+
+    def dies(point, event, params=None):
+        if point == "before" and "stuck.jpg" in json.dumps(event):
+            raise LambdaCrash("submit died")
+
+    pipeline.runtime.faults[submit] = dies
+    pipeline.upload(key, images.portrait())
+    deadline = time.monotonic() + 30
+    while not (shown := ops("dlq"))["messages"]:  # after Lambda's two retries
+        assert time.monotonic() < deadline, "nothing reached the dead-letter queue"
+        time.sleep(0.2)
+    [message] = shown["messages"]
+    assert (message["function"], message["keys"], shown["dry_run"]) == ("submit", [key], True)
+    assert "submit died" in message["error"]
+    assert ops("dlq")["messages"] == shown["messages"]  # a dry run leaves the message where it was
+    assert posts(pipeline, "stuck.jpg") == 0
+
+    del pipeline.runtime.faults[submit]
+    assert ops("dlq", "--yes")["redriven"] == 1
+    kind, record = pipeline.record(key, wanted="result", timeout_s=60)
+    assert (kind, record["outcome"], posts(pipeline, "stuck.jpg")) == ("result", "succeeded", 1)
+    assert ops("dlq")["messages"] == []
