@@ -101,6 +101,19 @@ def test_a_start_that_fails_leaves_an_internal_error_record_and_goes_on_to_lambd
     assert record["message"] == "the job could not be started (ClientError); it will be tried again"
 
 
+def test_a_throttled_start_is_waited_out_with_backoff_until_submit_s_budget_runs_out(fakes):
+    uploaded(fakes, "s3-put-idphoto.json", ME, photo())
+    fakes.sfn.fail_with = client_error("ThrottlingException", "StartExecution")
+    started_at = fakes.now
+    with pytest.raises(Exception, match="ThrottlingException"):
+        submit_event(fakes.svc, event("s3-put-idphoto.json"))
+    waited = fakes.now - started_at
+    assert 30 < waited <= 40  # START_BUDGET_S, in backoffs of at most 5 s
+    assert fakes.s3.json(OUTPUT_BUCKET, ME_FAILED)["message"] == (
+        "the job could not be started (ClientError); it will be tried again"
+    )
+
+
 def test_the_test_event_s3_sends_on_setup_starts_nothing(fakes):
     assert submit_event(fakes.svc, event("s3-test-event.json"))["ignored"] == 1
     assert fakes.sfn.started == [] and fakes.s3.log == []
