@@ -1,7 +1,7 @@
 """The faults a benchmark run injects: the API's (500s, 429s, cut-off answers, slow answers, expired links) by
 the mock's chaos, the functions' (crashes in every window where a record could be lost or a task paid twice,
-throttles) by the local stack's fault hooks, and the users' (keys uploaded again while their job runs). Returns,
-live, how many crashes hit each window."""
+throttles, StartExecution's quota) by the local stack, and the users' (keys uploaded again while their job
+runs). Returns, live, how many crashes hit each window."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import collections
 import random
 
 from offline.lambdas import LambdaCrash, LambdaThrottled
+from offline.moto_throttles import limit_start_executions
 
 FAULT_PRESET = {
     "fault_500": 0.02,
@@ -27,6 +28,7 @@ FAULT_PRESET = {
     "lambda_throttle": 0.02,
     "duplicate_deliveries": True,
     "reupload_rate": 0.05,
+    "start_quota": 2.0,
 }
 CRASH_HELP = {
     "crash_before_post": "creates that die after the claim, before the POST",
@@ -50,6 +52,13 @@ def add_fault_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0, help=f"rate of {text}")
     p.add_argument("--lambda-throttle", type=float, default=0.0, help="rate of throttled Lambda invocations")
     p.add_argument("--duplicate-deliveries", action="store_true", help="deliver every S3 event twice")
+    p.add_argument(
+        "--start-quota",
+        type=float,
+        default=0.0,
+        help="StartExecution admitted at this many a second after a burst of two (Step Functions' quota, scaled "
+        "down); past it the start is throttled",
+    )
     p.add_argument(
         "--reupload-rate",
         type=float,
@@ -78,6 +87,9 @@ def configure_faults(args: argparse.Namespace, pipeline, uploads, seed: int) -> 
         ("SubmitFunction", "after", None): "crash_after_submit",
     }
     crashes = collections.Counter({name: 0 for name in windows.values() if getattr(args, name)})
+    if args.start_quota:  # a start refused by the quota is a window too: a run that never met it says so
+        crashes["start_throttled"] = 0
+        limit_start_executions(2, args.start_quota, lambda: crashes.update(["start_throttled"]))
     functions = pipeline.stack.functions()
     for logical_id, function in functions.items():
         mine = {(point, target): name for (fn, point, target), name in windows.items() if fn == logical_id}

@@ -26,6 +26,7 @@ from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_speed import speed_up_moto
+from offline.moto_throttles import lift_start_limit
 from offline.moto_versions import name_versions_in_events
 from offline.record_reader import wait_record
 from offline.stack import TEMPLATE, DeployedStack, deploy
@@ -126,6 +127,7 @@ def build(
     runtime = stack.enter_context(LambdaRuntime(default_concurrency=concurrency).installed())
     deliver_execution_status_changes(runtime.delivery.invoke_async)
     stack.callback(stop_delivering)
+    stack.callback(lift_start_limit)
     deployed = deploy(
         "picwish",
         {

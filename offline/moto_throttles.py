@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from moto.core.exceptions import AWSError
@@ -23,8 +24,8 @@ class StartThrottled(AWSError):
 class StartQuota:
     """`burst` starts at once, then `per_second`; `throttled` counts the starts refused."""
 
-    def __init__(self, burst: int, per_second: float) -> None:
-        self.burst, self.per_second = burst, per_second
+    def __init__(self, burst: int, per_second: float, on_throttle: Callable[[], None] | None = None) -> None:
+        self.burst, self.per_second, self.on_throttle = burst, per_second, on_throttle
         self.tokens = float(burst)
         self.at = time.monotonic()
         self.throttled = 0
@@ -35,6 +36,8 @@ class StartQuota:
         self.at = now
         if self.tokens < 1:
             self.throttled += 1
+            if self.on_throttle is not None:
+                self.on_throttle()
             return False
         self.tokens -= 1
         return True
@@ -51,9 +54,10 @@ def _start_execution(self: Any) -> Any:
     return _original_start(self)
 
 
-def limit_start_executions(burst: int, per_second: float) -> StartQuota:
-    """From now on StartExecution is admitted as the quota allows (until `lift_start_limit`)."""
-    quota = StartQuota(burst, per_second)
+def limit_start_executions(burst: int, per_second: float, on_throttle: Callable[[], None] | None = None) -> StartQuota:
+    """From now on StartExecution is admitted as the quota allows (until `lift_start_limit`; a local stack lifts
+    it when it stops)."""
+    quota = StartQuota(burst, per_second, on_throttle)
     with _LOCK:
         _QUOTA[:] = [quota]
         StepFunctionResponse.start_execution = _start_execution
