@@ -81,8 +81,15 @@ $(DEPLOY_BIN)/sam: requirements-deploy.txt
 build: $(DEPLOY_BIN)/sam
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.12.1:3.13.0} SAM_CLI_TELEMETRY=0 $(DEPLOY_BIN)/sam build
 
-checkov: $(DEPLOY_BIN)/sam
-	$(DEPLOY_BIN)/checkov -f template.yaml --skip-download --compact --quiet
+# checkov alone in its own virtualenv: the test command needs it, not the SAM CLI.
+AUDIT_BIN := .venv-audit/bin
+$(AUDIT_BIN)/checkov: requirements-audit.txt
+	@test -x $(AUDIT_BIN)/python || $(PYTHON) -m venv .venv-audit
+	@$(AUDIT_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-audit.txt
+	@touch $@
+
+checkov: $(AUDIT_BIN)/checkov
+	$(AUDIT_BIN)/checkov -f template.yaml --skip-download --compact --quiet
 
 clean:
-	rm -rf $(VENV) .venv-deploy .aws-sam .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-deploy .venv-audit .aws-sam .pytest_cache .ruff_cache .hypothesis
