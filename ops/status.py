@@ -92,7 +92,17 @@ def status(target: Target, since: datetime, *, now: datetime | None = None) -> d
         "failed": dict(failed.most_common()),
         "api_calls": sum(int(r.get("api_calls") or 0) for r in ended),
         "http_429": sum(int(r.get("throttled") or 0) for r in ended),
+        "dead_letters": dead_letters(target),
     }
+
+
+def dead_letters(target: Target) -> int | None:
+    """Messages in the dead-letter queue, hidden ones included (None: the stack names no queue)."""
+    if not target.dead_letter_queue_url:
+        return None
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    found = target.client("sqs").get_queue_attributes(QueueUrl=target.dead_letter_queue_url, AttributeNames=names)
+    return sum(int(found["Attributes"].get(name, 0)) for name in names)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -106,4 +116,6 @@ def render(report: dict[str, Any]) -> str:
     failed = report["failed"]
     lines.append(f"failed      {sum(failed.values())}" + "".join(f"\n  {n:>5}  {r}" for r, n in failed.items()))
     lines.append(f"API calls   {report['api_calls']} ({report['http_429']} answered 429)")
+    if report["dead_letters"]:
+        lines.append(f"dead letters {report['dead_letters']} (picwish-ops dlq shows them)")
     return "\n".join(lines)

@@ -50,6 +50,7 @@ def test_status_counts_a_known_mix_exactly(pipeline, ops):
     assert report["succeeded"] == 3
     assert report["failed"] == {"task failed": 1, "invalid input": 1}
     assert report["api_calls"] == sum(int(r.get("api_calls") or 0) for r in ended)
+    assert report["dead_letters"] == 0
 
     kind, _ = pipeline.record("incoming/idphoto/mix/slow.jpg", timeout_s=60)
     assert kind == "result"
@@ -110,6 +111,7 @@ def test_dlq_shows_an_upload_whose_retries_failed_and_re_drives_it_once_the_faul
     assert (message["function"], message["keys"], shown["dry_run"]) == ("submit", [key], True)
     assert "submit died" in message["error"]
     assert ops("dlq")["messages"] == shown["messages"]  # a dry run leaves the message where it was
+    assert ops("status", "--since", "10m")["dead_letters"] == 1
     assert posts(pipeline, "stuck.jpg") == 0
 
     del pipeline.runtime.faults[submit]
