@@ -91,53 +91,8 @@ def build_spec() -> dict[str, Any]:
     for op in OPERATIONS.values():
         key = op.name.replace("-", "_")
         schemas[f"{key}_task"] = _task_data_schema(op)
-        paths[op.path] = {
-            "post": {
-                "operationId": f"create_{key}",
-                "summary": f"Create a {op.title} task",
-                "requestBody": {
-                    "required": True,
-                    "content": {"multipart/form-data": {"schema": _request_schema(op)}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "Task created (sync=0: task_id only; sync=1: the finished task)",
-                        "content": {
-                            "application/json": {"schema": _envelope({"$ref": f"#/components/schemas/{key}_task"})},
-                            **(
-                                {"image/*": {"schema": {"type": "string", "format": "binary"}}}
-                                if op.name == "correction"
-                                else {}
-                            ),
-                        },
-                    },
-                    **_errors(),
-                },
-            }
-        }
-        paths[f"{op.path}/{{task_id}}"] = {
-            "get": {
-                "operationId": f"query_{key}",
-                "summary": f"Query a {op.title} task",
-                "parameters": [
-                    {
-                        "name": "task_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": f"^{TASK_ID_PATTERN}$"},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The task",
-                        "content": {
-                            "application/json": {"schema": _envelope({"$ref": f"#/components/schemas/{key}_task"})}
-                        },
-                    },
-                    **_errors(),
-                },
-            }
-        }
+        paths[op.path] = {"post": _create_operation(op, key)}
+        paths[f"{op.path}/{{task_id}}"] = {"get": _query_operation(op, key)}
     responses = {
         f"Error{code}": {
             "description": meaning,
@@ -161,6 +116,53 @@ def build_spec() -> dict[str, Any]:
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-KEY"}},
             "schemas": schemas,
             "responses": responses,
+        },
+    }
+
+
+def _create_operation(op: Operation, key: str) -> dict[str, Any]:
+    return {
+        "operationId": f"create_{key}",
+        "summary": f"Create a {op.title} task",
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": _request_schema(op)}},
+        },
+        "responses": {
+            "200": {
+                "description": "Task created (sync=0: task_id only; sync=1: the finished task)",
+                "content": {
+                    "application/json": {"schema": _envelope({"$ref": f"#/components/schemas/{key}_task"})},
+                    **(
+                        {"image/*": {"schema": {"type": "string", "format": "binary"}}}
+                        if op.name == "correction"
+                        else {}
+                    ),
+                },
+            },
+            **_errors(),
+        },
+    }
+
+
+def _query_operation(op: Operation, key: str) -> dict[str, Any]:
+    return {
+        "operationId": f"query_{key}",
+        "summary": f"Query a {op.title} task",
+        "parameters": [
+            {
+                "name": "task_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": f"^{TASK_ID_PATTERN}$"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The task",
+                "content": {"application/json": {"schema": _envelope({"$ref": f"#/components/schemas/{key}_task"})}},
+            },
+            **_errors(),
         },
     }
 
