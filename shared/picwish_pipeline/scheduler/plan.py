@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from picwish_visual.catalog import Operation
@@ -104,6 +105,13 @@ class Seen:
     def shows_progress(self) -> bool:
         return self.progress is not None and 0 < self.progress < 100 and self.elapsed > 0
 
+    @cached_property
+    def progress_total(self) -> float | None:
+        """The processing time the task's progress predicts (computed once per plan); None when it shows none."""
+        if self.progress is None or not self.shows_progress:
+            return None
+        return predicted_total(self.elapsed, self.progress, self.earlier)
+
     @property
     def fitted(self) -> bool:
         """Two readings of rising progress: a curve through them, and the prediction stands."""
@@ -131,7 +139,7 @@ def next_poll(created_at: float, now: float, progress: int | None, durations: Du
 
 def _aimed_at(seen: Seen) -> float:
     """The moment the estimate aims for, before the caps."""
-    elapsed, durations, total = seen.elapsed, seen.durations, _progress_total(seen)
+    elapsed, durations, total = seen.elapsed, seen.durations, seen.progress_total
     if total is not None:
         if not seen.busy and seen.earlier is None:
             # One reading cannot tell a curve from a line: a second one, half-way to the predicted end, can.
@@ -149,17 +157,10 @@ def _aimed_at(seen: Seen) -> float:
 
 def _expected_end(seen: Seen) -> float:
     """From when a poll expects to find the task done: the end predicted from progress, else the belief's median."""
-    total = _progress_total(seen)
+    total = seen.progress_total
     if total is not None:
         return seen.created_at + total + ARRIVAL_MARGIN_S
     return seen.created_at + seen.durations.quantile_after(0.5, seen.elapsed)
-
-
-def _progress_total(seen: Seen) -> float | None:
-    """The processing time the task's progress predicts; None when it shows none."""
-    if seen.progress is None or not seen.shows_progress:
-        return None
-    return predicted_total(seen.elapsed, seen.progress, seen.earlier)
 
 
 def _checks_the_hint(seen: Seen, at: float) -> float:
