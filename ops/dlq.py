@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 
 from .target import Target
 
+UNKNOWN = "unknown"  # a message that is neither an S3 event nor an execution status event: never re-driven
 PEEK_VISIBILITY_S = 30  # messages read are hidden this long, so one listing sees each once
 
 
@@ -18,7 +19,7 @@ PEEK_VISIBILITY_S = 30  # messages read are hidden this long, so one listing see
 class Letter:
     receipt: str
     body: str
-    function: str  # "submit" (an S3 event) or "backstop" (an execution status event)
+    function: str  # "submit" (an S3 event), "backstop" (an execution status event) or UNKNOWN
     keys: tuple[str, ...]
     error: str
 
@@ -30,8 +31,10 @@ def _what(event: Any) -> tuple[str, tuple[str, ...]]:
         keys = (r.get("s3", {}).get("object", {}).get("key", "?") for r in event["Records"])
         return "submit", tuple(unquote_plus(k) for k in keys)
     detail = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(detail, dict):
+        return UNKNOWN, ()
     try:
-        job = json.loads((detail or {}).get("input") or "{}").get("job") or {}
+        job = json.loads(detail.get("input") or "{}").get("job") or {}
     except (AttributeError, ValueError):
         job = {}
     return "backstop", (str((job.get("upload") or {}).get("key", "?")),)
@@ -72,10 +75,12 @@ def release(target: Target, sqs: Any, letters: list[Letter]) -> None:
 
 def redrive(target: Target, sqs: Any, functions: Any, letters: list[Letter]) -> int:
     """Each event to its function again, asynchronously (with Lambda's retries, and this queue if they fail);
-    its message deleted once the function accepted it. The number re-driven."""
+    its message deleted once the function accepted it. A message of neither kind stays. The number re-driven."""
     names = {"submit": target.submit_function, "backstop": target.backstop_function}
     done = 0
     for letter in letters:
+        if letter.function == UNKNOWN:  # left in the queue, where `dlq` keeps showing it
+            continue
         name = names[letter.function]
         if not name:
             raise SystemExit(f"this stack names no {letter.function} function (deploy the current template.yaml)")
