@@ -248,15 +248,14 @@ def _allows(statement: dict, action: str, resource: str) -> bool:
 
 
 def _unused(role: str, statement: dict, used: set[tuple[str, str]]) -> list[str]:
-    """The statement's actions and resource patterns no call of the role used, less what only a service uses."""
+    """The statement's actions and resource patterns no call of the role used (none, for a policy only a service
+    uses)."""
     if statement["policy"] in SERVICE_USE.get(role, {}):
         return []
-    actions = [a for a in statement["actions"] if a not in SERVICE_USE.get(role, {})]
+    actions = statement["actions"]
     unused = [a for a in actions if not any(_allows(statement, a, r) for x, r in used if x == a)]
     unused += [
-        p
-        for p in statement["resources"]
-        if actions and not any(a in actions and fnmatch.fnmatchcase(r, p) for a, r in used)
+        p for p in statement["resources"] if not any(a in actions and fnmatch.fnmatchcase(r, p) for a, r in used)
     ]
     return unused
 
