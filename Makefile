@@ -71,12 +71,17 @@ bench-mock: install
 bench-costs: install
 	$(BIN)/python -m bench.per_operation
 
+# A tool in a virtualenv of its own (its pins would fight the project's): $(1) the virtualenv, $(2) its requirements.
+define tool_venv
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	@$(1)/bin/python -m pip install --quiet --disable-pip-version-check -r $(2)
+	@touch $@
+endef
+
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it beside 3.11 on these machines.
 DEPLOY_BIN := .venv-deploy/bin
 $(DEPLOY_BIN)/sam: requirements-deploy.txt
-	@test -x $(DEPLOY_BIN)/python || $(PYTHON) -m venv .venv-deploy
-	@$(DEPLOY_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
-	@touch $@
+	$(call tool_venv,.venv-deploy,requirements-deploy.txt)
 
 build: $(DEPLOY_BIN)/sam
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.12.1:3.13.0} SAM_CLI_TELEMETRY=0 $(DEPLOY_BIN)/sam build
@@ -84,9 +89,7 @@ build: $(DEPLOY_BIN)/sam
 # checkov alone in its own virtualenv: the test command needs it, not the SAM CLI.
 AUDIT_BIN := .venv-audit/bin
 $(AUDIT_BIN)/checkov: requirements-audit.txt
-	@test -x $(AUDIT_BIN)/python || $(PYTHON) -m venv .venv-audit
-	@$(AUDIT_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-audit.txt
-	@touch $@
+	$(call tool_venv,.venv-audit,requirements-audit.txt)
 
 checkov: $(AUDIT_BIN)/checkov
 	$(AUDIT_BIN)/checkov -f template.yaml --skip-download --compact --quiet
