@@ -11,6 +11,12 @@ from typing import Any
 
 ASL_PATH = Path(__file__).with_name("pipeline.asl.json")
 
+# The machine's timeout is a place in the create queue plus a job's own life (create, polls, results, record).
+# An execution whose create slot lies past the queue horizon hands it to a fresh execution when the horizon comes
+# (picwish_pipeline.handover), so no execution times out in the queue. Two days hold ~160,000 creates at QPS 2.
+MACHINE_TIMEOUT_S = 172_800
+JOB_LIFE_S = 21_600
+
 # Lambda's own refusals and failures, retried by every Task. A throttle, like a 429, is waited out: no attempt
 # limit but the largest ASL allows, so only the machine's own timeout ends a job that keeps being throttled.
 LAMBDA_THROTTLED = {
@@ -57,12 +63,21 @@ KEY_BUSY = {
 
 
 def task(
-    function: str, *, carries: tuple[str, ...], result: str, next_state: str, timeout_s: int = 60, api: bool = True
+    function: str,
+    *,
+    carries: tuple[str, ...],
+    result: str,
+    next_state: str,
+    timeout_s: int = 60,
+    api: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Lambda step: its input is the named parts of the state plus the execution's name (the create's idempotency
-    key); any error that outlives the retries goes to RecordFailure with the error in `$.error`."""
+    key) and any `extra` parameters; any error that outlives the retries goes to RecordFailure with the error in
+    `$.error`."""
     parameters = {f"{part}.$": f"$.{part}" for part in carries if part != "error"}
     parameters["execution.$"] = "$$.Execution.Name"
+    parameters.update(extra or {})
     if "error" in carries:
         parameters["error.$"] = "$.error"
     return {
@@ -86,7 +101,7 @@ def choice(variable: str, routes: dict[str, str], default: str) -> dict[str, Any
     return {"Type": "Choice", "Choices": choices, "Default": default}
 
 
-def definition() -> dict[str, Any]:
+def definition(machine_timeout_s: int = MACHINE_TIMEOUT_S, job_life_s: int = JOB_LIFE_S) -> dict[str, Any]:
     record_failure = task(
         "RecordFailure", carries=("job", "create", "poll", "error"), result="result", next_state="Recorded?", api=False
     )
@@ -96,11 +111,23 @@ def definition() -> dict[str, Any]:
         "Comment": "One upload: create the API task in a QPS slot, poll until it ends, store the results or a failure "
         "record.",
         "StartAt": "CreateTask",
-        "TimeoutSeconds": 21600,
+        "TimeoutSeconds": machine_timeout_s,
         "States": {
-            "CreateTask": task("Create", carries=("job", "create"), result="create", next_state="Created?"),
+            "CreateTask": task(
+                "Create",
+                carries=("job", "create"),
+                result="create",
+                next_state="Created?",
+                extra={
+                    "machine.$": "$$.StateMachine.Id",
+                    "started_at.$": "$$.Execution.StartTime",
+                    "queue_horizon_s": machine_timeout_s - job_life_s,
+                },
+            ),
             "Created?": choice(
-                "$.create.status", {"created": "WaitForFirstPoll", "wait": "WaitForCreateSlot"}, "RecordFailure"
+                "$.create.status",
+                {"created": "WaitForFirstPoll", "wait": "WaitForCreateSlot", "handed over": "HandedOver"},
+                "RecordFailure",
             ),
             "WaitForCreateSlot": wait("$.create.wait_s", "CreateTask"),
             "WaitForFirstPoll": wait("$.create.wait_s", "PollTask"),
@@ -116,6 +143,11 @@ def definition() -> dict[str, Any]:
             ),
             "Stored?": choice("$.result.status", {"succeeded": "Stored", "superseded": "Superseded"}, "JobFailed"),
             "Stored": {"Type": "Succeed"},
+            "HandedOver": {
+                "Type": "Succeed",
+                "Comment": "The queue outlasted this execution's horizon: a fresh execution of the upload holds its "
+                "create slot.",
+            },
             "RecordFailure": record_failure,
             "Recorded?": choice("$.result.status", {"superseded": "Superseded"}, "JobFailed"),
             "Superseded": {

@@ -16,7 +16,7 @@ from picwish_visual.errors import (
     UnexpectedResponseError,
 )
 
-from . import keyrecord, storage
+from . import handover, keyrecord, storage
 from .payloads import CreateState, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
@@ -45,14 +45,18 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
         return _created(svc, job.operation, previous.task_id, svc.clock(), replace(previous, api_calls=0))
     # 429s before this attempt count too: they spent budget.
     waiting = CreateState(
-        status="wait", throttles=previous.throttles, api_calls=previous.api_calls, refresh_key=previous.refresh_key
+        status="wait",
+        throttles=previous.throttles,
+        api_calls=previous.api_calls,
+        refresh_key=previous.refresh_key,
+        handovers=previous.handovers,
     )
     # The key (and, in a new sandbox, the clients behind it) before a slot is taken: a slot taken "now" must not
     # pass while a cold sandbox builds what the call needs.
     client = svc.client(refresh=bool(previous.refresh_key))
     slot = _create_slot(svc, previous)
     if slot.wait_s >= 1:
-        return waiting.waiting(slot)
+        return handover.wait_or_hand_over(svc, payload, waiting, slot)
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
 
     def claim() -> CreateState | None:

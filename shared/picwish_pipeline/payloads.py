@@ -100,6 +100,7 @@ class CreateState(_StepState):
     wait_s: int | None = None
     spare: bool | None = None  # the slot's call may give way (the first poll's, once created)
     refresh_key: bool | None = None  # the next attempt reads the API key again (a 401 may mean it was rotated)
+    handovers: int | None = None  # executions before this one that held the slot (`picwish_pipeline.handover`)
     task_id: str | None = None
     created_at: float | None = None
     deadline_at: float | None = None
@@ -134,10 +135,14 @@ class PollState(_StepState):
 @dataclass(frozen=True)
 class StepInput:
     """What the state machine passes a Task: the job, the state so far, the execution's name, and — for the
-    failure step — what failed (`failure` from finalize, `error` from a Catch)."""
+    failure step — what failed (`failure` from finalize, `error` from a Catch). The create step also gets when
+    its execution started and how long into it a create may wait (`picwish_pipeline.handover`)."""
 
     job: Job
     execution: str | None = None
+    machine: str | None = None  # $$.StateMachine.Id
+    started_at: str | None = None  # $$.Execution.StartTime, ISO 8601
+    queue_horizon_s: float | None = None
     create: CreateState = field(default_factory=CreateState)
     poll: PollState = field(default_factory=PollState)
     error: dict[str, Any] | None = None
@@ -148,6 +153,9 @@ class StepInput:
         return cls(
             job=Job.from_dict(data["job"]),
             execution=data.get("execution"),
+            machine=data.get("machine"),
+            started_at=data.get("started_at"),
+            queue_horizon_s=data.get("queue_horizon_s"),
             create=CreateState.from_dict(data.get("create")),
             poll=PollState.from_dict(data.get("poll")),
             error=data.get("error"),

@@ -9,7 +9,6 @@ from botocore.exceptions import ClientError
 
 from picwish_visual.catalog import OPERATIONS, get_operation
 from picwish_visual.errors import PicWishError, ValidationError
-from picwish_visual.retry import Backoff
 from picwish_visual.validation import validate_request
 
 from . import keyrecord, records, storage
@@ -17,11 +16,8 @@ from .options import options_from_metadata, parse_defaults
 from .payloads import Job, StepInput
 from .reasons import Reason
 from .services import Services
+from .starts import start_admitted
 from .uploads import JobPath, UploadRef, parse_job_path
-
-START_THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
-START_BUDGET_S = 40.0  # of submit's 60 s timeout: time left to judge the upload and write a record if it fails
-START_BACKOFF_S, START_BACKOFF_CAP_S = 0.25, 5.0
 
 
 def submit_event(svc: Services, event: dict) -> dict[str, int]:
@@ -65,7 +61,7 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
     execution_input = json.dumps(StepInput(job).to_dict(), sort_keys=True)
     try:
-        _start_admitted(
+        start_admitted(
             svc,
             stateMachineArn=svc.settings.state_machine_arn,
             name=upload.execution_name(job.operation.name),
@@ -80,24 +76,6 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
         _fail_internally(svc, path, upload, "the job could not be started", exc)
         raise
     return "started"
-
-
-def _start_admitted(svc: Services, **params: str) -> None:
-    """StartExecution; a throttled start (a drop past the account's start quota) is waited out with full-jitter
-    backoff for up to START_BUDGET_S, then left to Lambda's retries."""
-    give_up_at = svc.clock() + START_BUDGET_S
-    backoff = Backoff(START_BACKOFF_S, START_BACKOFF_CAP_S, svc.jitter)
-    attempt = 0
-    while True:
-        try:
-            svc.sfn.start_execution(**params)
-            return
-        except ClientError as exc:
-            delay = backoff.delay(attempt)
-            if exc.response["Error"]["Code"] not in START_THROTTLED or svc.clock() + delay > give_up_at:
-                raise
-        svc.sleep(delay)
-        attempt += 1
 
 
 def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str, exc: Exception) -> None:

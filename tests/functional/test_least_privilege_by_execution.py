@@ -88,6 +88,7 @@ def _every_path(pipeline) -> None:
     _results_and_failures(pipeline)
     _replaced_while_running(pipeline)
     _missing_inputs(pipeline)
+    _handed_over(pipeline)
     deadline = time.monotonic() + 60
     while any(e["status"] == "RUNNING" for e in pipeline.executions()):
         assert time.monotonic() < deadline, "executions still running"
@@ -162,6 +163,21 @@ def _missing_inputs(pipeline) -> None:
     failure = _event("state-record-failure-caught.json")
     failure["job"]["upload"]["key"] = gone
     _invoke(pipeline, "RecordFailureFunction", failure)
+
+
+def _handed_over(pipeline) -> None:
+    """A create past its execution's queue horizon hands its slot to a fresh execution; a newer upload then
+    replaces the one it carries, so that execution ends as superseded."""
+    key = "incoming/idphoto/lp/queued.jpg"
+    older = _put(pipeline, key, images.portrait(), {"size": "huge"})  # refused by submit: no execution of its own
+    _key_record_version(pipeline, key, older)
+    create = _event("state-create.json")
+    create["job"]["upload"].update(key=key, version_id=older)
+    create.update(machine=pipeline.stack.state_machine_arn, started_at="2026-01-01T00:00:00Z", queue_horizon_s=1)
+    create["create"] = {"status": "wait", "slot_at": time.time() + 5}
+    assert _invoke(pipeline, "CreateFunction", {**create, "execution": "lp-queued"})["status"] == "handed over"
+    _key_record_version(pipeline, key, _put(pipeline, key, images.portrait()))
+    _superseded(pipeline, key, older)
 
 
 def _created(pipeline, filename: str, timeout_s: float = 30) -> None:

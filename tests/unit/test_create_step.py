@@ -1,17 +1,19 @@
 """Every branch of the create step, on fake services: what it sends, what it writes to the task table, what it
 returns. The moto tier runs the same step end to end."""
 
+import json
 from dataclasses import replace
 
 import pytest
 
+from picwish_pipeline import handover
 from picwish_pipeline.create import create_step
 from picwish_pipeline.payloads import CreateState
 from picwish_pipeline.scheduler import belief, plan
 from picwish_pipeline.services import TransientApiError
 from picwish_visual import APIConnectionError, APIServerError, AuthenticationError, InvalidRequestError, RateLimitError
 from picwish_visual.catalog import get_operation
-from tests.support.fake_services import NOW, Fakes, step_input
+from tests.support.fake_services import NOW, Fakes, client_error, step_input
 
 EXECUTION = "idphoto-0000000000000000000000000000000000000000000000000000000000000001"
 INPUT = "picwish-input-123456789012-us-east-1"
@@ -227,3 +229,54 @@ def test_a_create_that_must_read_the_key_again_still_does_after_waiting_for_its_
     fakes.limiter.queued_s = 5
     out = create(fakes, status="wait", refresh_key=True, api_calls=1)
     assert (out.status, out.refresh_key) == ("wait", True)  # carried over the wait, to the attempt that calls
+
+
+# A queue deeper than the execution's horizon (events/state-create.json: started at NOW, 151,200 s to create).
+HORIZON = NOW + 151_200
+
+
+def test_a_slot_within_the_execution_s_horizon_is_waited_for(fakes):
+    fakes.limiter.queued_s = 151_000
+    out = create(fakes)
+    assert (out.status, out.slot_at, out.wait_s) == ("wait", NOW + 151_000, 151_000 - 1)
+    assert fakes.sfn.started == [] and fakes.api.calls == []
+
+
+def test_a_slot_past_the_horizon_is_held_while_the_execution_waits_until_its_horizon(fakes):
+    fakes.limiter.queued_s = 200_000
+    out = create(fakes)
+    assert (out.status, out.slot_at, out.wait_s) == ("wait", NOW + 200_000, 151_200)
+    assert fakes.sfn.started == [] and fakes.api.calls == []
+
+
+def test_at_the_horizon_the_held_slot_goes_to_a_fresh_execution_of_the_upload(fakes):
+    fakes.now = HORIZON - 0.5
+    out = create(fakes, slot_at=NOW + 200_000, throttles=1, api_calls=1)
+    assert (out.status, out.slot_at, out.handovers) == ("handed over", NOW + 200_000, 1)
+    assert fakes.api.calls == [] and fakes.tasks.items == {}  # nothing claimed, nothing sent
+    [started] = fakes.sfn.started
+    assert started["stateMachineArn"] == "arn:aws:states:us-east-1:123456789012:stateMachine:picwish-pipeline"
+    assert started["name"] == EXECUTION + "-h1"
+    handed = json.loads(started["input"])
+    assert handed["create"] == {
+        "status": "wait",
+        "throttles": 1,
+        "api_calls": 1,
+        "slot_at": NOW + 200_000,
+        "handovers": 1,
+    }
+    assert handed["job"] == step_input("state-create.json").job.to_dict()
+    assert "execution" not in handed and "started_at" not in handed  # the machine hands those in
+
+
+def test_a_retried_hand_over_finds_the_next_execution_started_and_ends_the_same(fakes):
+    fakes.now = HORIZON - 0.5
+    fakes.sfn.fail_with = client_error("ExecutionAlreadyExists", "StartExecution")
+    out = create(fakes, slot_at=NOW + 200_000)
+    assert (out.status, out.handovers) == ("handed over", 1)
+
+
+def test_a_handed_over_execution_names_the_next_one_from_the_upload_s_name():
+    assert handover.next_name(EXECUTION + "-h1", 2) == EXECUTION[:77] + "-h2"
+    assert handover.next_name("resume-abc", 1) == "resume-abc-h1"
+    assert len(handover.next_name("x" * 80, 12)) == 80
