@@ -70,6 +70,8 @@ def stack_info(pipeline: Pipeline) -> dict:
         "output_bucket": pipeline.stack.output_bucket,
         "state_machine_arn": pipeline.stack.state_machine_arn,
         "dead_letter_queue_url": pipeline.stack.outputs["DeadLetterQueueUrl"],
+        "tasks_table": pipeline.stack.outputs["TasksTableName"],
+        "rate_table": pipeline.stack.outputs["RateLimitTableName"],
         "submit_function": pipeline.stack.outputs["SubmitFunctionName"],
         "backstop_function": pipeline.stack.outputs["BackstopFunctionName"],
         "mock_url": pipeline.mock.url,

@@ -21,10 +21,11 @@ from botocore.exceptions import ClientError
 from picwish_pipeline.payloads import CreateState, Job, StepInput
 from picwish_pipeline.reasons import Reason
 from picwish_pipeline.storage import NOT_FOUND
-from picwish_pipeline.uploads import EXECUTION_NAME_MAX, parse_job_path
+from picwish_pipeline.uploads import EXECUTION_NAME_MAX, FAILED, RESULTS, parse_job_path
 
-from .status import records
 from .target import Target
+
+KINDS = {"results": (RESULTS, "/result.json"), "failures": (FAILED, ".json")}  # where the pipeline writes them
 
 # Failures that running again cannot change: the upload itself was refused.
 NOT_RETRYABLE = frozenset({Reason.INVALID_INPUT, Reason.UNKNOWN_OPERATION, Reason.OBJECT_MISSING})
@@ -32,6 +33,18 @@ AMBIGUOUS = Reason.AMBIGUOUS_CREATE
 # Failures after the task was paid for, while it may still be read: its links live an hour after it ends.
 RESUMABLE = frozenset({Reason.UNAUTHORIZED, Reason.TIMEOUT, Reason.RESULT_EXPIRED})
 RESUME_WINDOW = timedelta(minutes=50)
+
+
+def records(target: Target, s3: Any, since: datetime, kinds: tuple[str, ...] = ("failures",)) -> list[dict[str, Any]]:
+    """The failure records (and with "results" in `kinds`, the result.json records) written since `since`."""
+    found = []
+    for prefix, wanted in (KINDS[kind] for kind in kinds):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.output_bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(wanted) and obj["LastModified"] >= since:
+                    body = s3.get_object(Bucket=target.output_bucket, Key=obj["Key"])["Body"].read()
+                    found.append(json.loads(body))
+    return found
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ class Target:
     dead_letter_queue_url: str | None = None
     submit_function: str | None = None
     backstop_function: str | None = None
+    tasks_table: str | None = None
+    rate_table: str | None = None
 
     @classmethod
     def local(cls, info_file: Path) -> Target:
@@ -38,6 +40,8 @@ class Target:
             dead_letter_queue_url=info.get("dead_letter_queue_url"),
             submit_function=info.get("submit_function"),
             backstop_function=info.get("backstop_function"),
+            tasks_table=info.get("tasks_table"),
+            rate_table=info.get("rate_table"),
         )
 
     @classmethod
@@ -52,6 +56,8 @@ class Target:
             dead_letter_queue_url=values.get("DeadLetterQueueUrl"),
             submit_function=values.get("SubmitFunctionName"),
             backstop_function=values.get("BackstopFunctionName"),
+            tasks_table=values.get("TasksTableName"),
+            rate_table=values.get("RateLimitTableName"),
         )
 
     def client(self, service: str) -> Any:

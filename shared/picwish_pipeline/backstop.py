@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import keyrecord, records, storage
+from . import keyrecord, records, storage, tally
 from .payloads import Outcome
 from .reasons import Reason
 from .services import Services
@@ -36,7 +36,10 @@ def backstop_step(svc: Services, event: dict) -> Outcome:
         path, job["upload"], reason=reason, error=error, clock=svc.clock, execution=detail.get("name")
     )
     standing = keyrecord.commit(svc, path, upload, str(detail.get("name")), lambda: ("failed", record, set()))
+    task = storage.read_claim(svc, str(detail.get("name"))) is not None  # for the tally's count of tasks in flight
     if standing.state == keyrecord.REPLACED:
         keyrecord.supersede(svc, path, upload, standing, execution=detail.get("name"), ended=reason)
+        tally.ended(svc, "superseded", reason, task=task, api_calls=0, throttled=0)
         return Outcome("superseded", reason=reason)
+    tally.ended(svc, "failed", reason, task=task, api_calls=0, throttled=0)
     return Outcome("failed", reason=reason, failure_key=path.failure_key)

@@ -16,7 +16,7 @@ from picwish_visual.errors import (
     UnexpectedResponseError,
 )
 
-from . import handover, keyrecord, storage
+from . import handover, keyrecord, storage, tally
 from .payloads import CreateState, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
@@ -32,6 +32,8 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
     the claim reuses the task id recorded on it, or — when there is none, so an earlier attempt may have reached
     the API and died before recording its answer — ends as "ambiguous create" instead of paying twice."""
     job, previous, name = payload.job, payload.create, str(payload.execution)
+    if previous.status == "new":
+        tally.started(svc)  # here, not in submit: a redriven job starts here too
     # Checked on every attempt: a retried step gets the same input as the attempt that may have reached the API.
     found = storage.read_claim(svc, name)
     if found is not None:
@@ -42,6 +44,7 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
     if previous.status == "resume" and previous.task_id:
         # A redrive of a job whose task was paid and can still be read: poll it, never create another. Its
         # deadline runs from now (the old one has passed).
+        tally.count(svc, started=1, created=1)  # in flight again; its credits were counted when it was paid
         return _created(svc, job.operation, previous.task_id, svc.clock(), replace(previous, api_calls=0))
     # 429s before this attempt count too: they spent budget.
     waiting = CreateState(
@@ -129,6 +132,7 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
         return _create_failed(sent, Reason.REJECTED, exc)
     created_at = svc.clock()
     storage.record_task(svc, name, task.task_id, created_at)
+    tally.created(svc, op.credits)
     return _created(svc, op, task.task_id, created_at, sent)
 
 

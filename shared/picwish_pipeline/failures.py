@@ -7,7 +7,7 @@ from typing import Any
 from picwish_visual.errors import TaskFailedError, UnknownStateError
 from picwish_visual.states import FAILED_STATES, parse_state
 
-from . import keyrecord, records
+from . import keyrecord, records, tally
 from .payloads import Outcome, StepInput
 from .reasons import Reason
 from .services import Services
@@ -36,10 +36,13 @@ def record_failure_step(svc: Services, payload: StepInput) -> Outcome:
     if found.state == keyrecord.REPLACED:
         facts = {"task_id": create.task_id, "execution": payload.execution, "ended": reason}
         keyrecord.supersede(svc, path, job.upload, found, **facts)
-        return Outcome("superseded", reason=reason)
-    if found.state == keyrecord.DELETED:
-        reason = Reason.OBJECT_MISSING
-    return Outcome("failed", reason=reason, failure_key=path.failure_key)
+        outcome = Outcome("superseded", reason=reason)
+    else:
+        reason = Reason.OBJECT_MISSING if found.state == keyrecord.DELETED else reason
+        outcome = Outcome("failed", reason=reason, failure_key=path.failure_key)
+    spent = {"api_calls": record.get("api_calls"), "throttled": poll.throttles or create.throttles}
+    tally.ended(svc, outcome.status, outcome.reason, task=bool(create.task_id), **spent)
+    return outcome
 
 
 def _failure_reason(payload: StepInput) -> tuple[str, dict[str, Any]]:

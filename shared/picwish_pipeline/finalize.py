@@ -10,7 +10,7 @@ from picwish_visual.download import fetch_output
 from picwish_visual.errors import PicWishError, ResultExpiredError
 from picwish_visual.results import Output
 
-from . import keyrecord, records, storage
+from . import keyrecord, records, storage, tally
 from .failures import record_failure_step
 from .payloads import Outcome, StepInput
 from .reasons import Reason
@@ -60,7 +60,9 @@ def finalize_step(svc: Services, payload: StepInput) -> Outcome:
 
     # Staged outputs stay for a retried finalize to read again; a lifecycle rule of the output bucket ends them.
     found = keyrecord.commit(svc, path, job.upload, str(payload.execution), write)
-    return _outcome(svc, payload, found, written, built)
+    outcome = _outcome(svc, payload, found, written, built)
+    tally.ended(svc, outcome.status, outcome.reason, task=True, api_calls=poll.api_calls, throttled=poll.throttles)
+    return outcome
 
 
 def _outcome(

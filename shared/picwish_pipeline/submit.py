@@ -11,7 +11,7 @@ from picwish_visual.catalog import OPERATIONS, get_operation
 from picwish_visual.errors import PicWishError, ValidationError
 from picwish_visual.validation import validate_request
 
-from . import keyrecord, records, storage
+from . import keyrecord, records, storage, tally
 from .options import options_from_metadata, parse_defaults
 from .payloads import Job, StepInput
 from .reasons import Reason
@@ -50,10 +50,12 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
     except ValidationError as exc:
         reason = Reason.UNKNOWN_OPERATION if exc.param == "operation" else Reason.INVALID_INPUT
         _fail_input(svc, path, upload, exc, reason=reason)
+        tally.refused(svc, reason)
         return "rejected"
     except MissingUpload:
         error = PicWishError("the object was deleted before it could be read")
         _fail_input(svc, path, upload, error, reason=Reason.OBJECT_MISSING)
+        tally.refused(svc, Reason.OBJECT_MISSING)
         return "rejected"
     except Exception as exc:
         _fail_internally(svc, path, upload, "the upload could not be judged", exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ class FakeTaskTable:
     """The task table: conditional writes as DynamoDB judges them for the two conditions the steps use."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tally: dict[str, dict[str, int]] = field(default_factory=dict)  # picwish_pipeline.tally's items
     hidden_reads: int = 0  # reads that miss an item written meanwhile by another attempt
 
     def put_item(
@@ -146,7 +148,20 @@ class FakeTaskTable:
             return {}
         return {"Item": dict(found)} if found else {}
 
-    def update_item(self, TableName: str, Key: dict, UpdateExpression: str, ExpressionAttributeValues: dict) -> dict:
+    def update_item(
+        self,
+        TableName: str,
+        Key: dict,
+        UpdateExpression: str,
+        ExpressionAttributeValues: dict,
+        ExpressionAttributeNames: dict | None = None,
+    ) -> dict:
+        if ExpressionAttributeNames:  # the tally's ADD counts: kept apart, by item, as plain numbers
+            counts = self.tally.setdefault(Key["execution"]["S"], {})
+            for name, value in re.findall(r"(#n\d+) (:v\d+)", UpdateExpression):
+                counted = ExpressionAttributeNames[name]
+                counts[counted] = counts.get(counted, 0) + int(ExpressionAttributeValues[value]["N"])
+            return {}
         item = self.items.setdefault(Key["execution"]["S"], {"execution": Key["execution"]})
         item.update(task_id=ExpressionAttributeValues[":t"], created_at=ExpressionAttributeValues[":c"])
         return {}

@@ -1,13 +1,11 @@
 """picwish-ops finds a job's records where the pipeline writes them, long keys included (not by re-deriving the
-layout), by the exact key, and names the step of every state an execution can be in."""
+layout), and by the exact key."""
 
 from botocore.exceptions import ClientError
 
 from ops import redrive
-from ops.status import STEPS
 from ops.target import Target
 from picwish_pipeline.uploads import parse_job_path
-from statemachine.definition import definition
 
 TARGET = Target(input_bucket="in", output_bucket="out", state_machine_arn="arn:sm", region="us-east-1")
 
@@ -35,9 +33,3 @@ def test_redrive_judges_a_result_by_the_exact_key_not_a_prefix_another_key_exten
     failed, longer = "incoming/idphoto/pfx.jpg", "incoming/idphoto/pfx.jpg/result.json.jpg"
     s3 = ListingS3({parse_job_path(longer).result_key})
     assert not redrive._has_result(TARGET, s3, failed)
-
-
-def test_status_names_the_step_of_every_state_an_execution_can_be_running_in():
-    states = definition()["States"]
-    running = {name for name, state in states.items() if state["Type"] not in ("Succeed", "Fail")}
-    assert set(STEPS) == running
