@@ -5,6 +5,11 @@ a few fixed delays, so its figures guide tuning only; the figures reported are t
 (`python -m bench`).
 
     python -m bench.simulate --scenario trickle --n 160 --seeds 11-15
+    python -m bench.simulate --drop 100000 --qps 2 --seeds 1   # a catalog drop
+
+Beside the lags it counts, per image, the slot table's DynamoDB requests (as made), and the state transitions and
+Lambda invocations the state machine would make (by the states each step passes through, as
+statemachine/definition.py wires them), and whether any execution outlived the machine's timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import boto3
 from moto import mock_aws
 
 from bench import measure
+from bench.slot_memory import MemorySlotTable
 from bench.workload import Upload, parse_mix, parse_shapes, plan
 from mock_server.config import MockConfig
 from mock_server.forms import CreateRequest
@@ -36,6 +42,7 @@ from picwish_pipeline.scheduler.calling import READY_LEAD_S, SLOT_LEAD_S
 from picwish_pipeline.scheduler.plan import NextPoll, Schedule, belief_of, first_poll, plan_next_poll, spares
 from picwish_pipeline.scheduler.slot_table import SlotLimiter
 from picwish_visual.catalog import OPERATIONS
+from statemachine.definition import JOB_LIFE_S, MACHINE_TIMEOUT_S
 
 # Delays of the local stack, set by hand (guessed, neither measured nor fitted): the upload to the create step's
 # first run; a state transition and a warm invocation; a call's answer to the step's next reservation. With them,
@@ -69,6 +76,9 @@ class Job:
     polls: int = 0
     displaced: int = 0
     lag: float | None = None  # from the task's end to the call that saw it done
+    execution_started: float | None = None  # the current execution's start (a hand-over starts another)
+    handovers: int = 0
+    ended_at: float | None = None
     trace: list[tuple[str, float, float]] = field(default_factory=list)  # (what, when, the moment it concerns)
 
     def created(self, at: float) -> None:
@@ -126,7 +136,15 @@ class Simulation:
     """One run: each upload's create and polls as events on a virtual clock, each through the layer's slot table.
     Every job keeps a `trace` of its plans, slots, displacements and calls, to see where a lag came from."""
 
-    def __init__(self, uploads: list[Upload], *, qps: float, client) -> None:
+    def __init__(
+        self,
+        uploads: list[Upload],
+        *,
+        qps: float,
+        client,
+        machine_timeout_s: float = MACHINE_TIMEOUT_S,
+        job_life_s: float = JOB_LIFE_S,
+    ) -> None:
         self.now = EPOCH
         self.queue: list[_Event] = []
         self.seq = itertools.count()
@@ -137,6 +155,10 @@ class Simulation:
         self.jobs = [Job(u) for u in uploads]
         self.qps = qps
         self.throttled = 0
+        self.transitions = 0  # states entered, as the machine would enter them
+        self.invocations = 0  # Task states run (Lambda invocations)
+        self.requests = getattr(client, "requests", None)  # the slot table's requests, when it counts them
+        self.machine_timeout_s, self.queue_horizon_s = machine_timeout_s, machine_timeout_s - job_life_s
 
     def at(self, moment: float, run: Callable[[], None]) -> None:
         heapq.heappush(self.queue, _Event(max(moment, self.now), next(self.seq), run))
@@ -151,8 +173,30 @@ class Simulation:
 
     # -- the steps -----------------------------------------------------------------------------------------
 
+    def _entered(self, states: int, tasks: int = 0) -> None:
+        self.transitions += states
+        self.invocations += tasks
+
     def _create(self, job: Job) -> None:
-        self._wait(self.limiter.reserve_create(CREATE_LANE_GAP), False, lambda: self._created(job), job)
+        job.execution_started = self.now
+        self._entered(1, 1)  # CreateTask
+        self._queue(job, self.limiter.reserve_create(CREATE_LANE_GAP))
+
+    def _queue(self, job: Job, slot_at: float) -> None:
+        """Wait for the create slot, or, past the execution's queue horizon, until the horizon and hand over."""
+        assert job.execution_started is not None
+        horizon = job.execution_started + self.queue_horizon_s
+        if slot_at <= horizon:
+            self._wait(slot_at, False, lambda: self._created(job), job, create=True)
+            return
+        self._entered(3, 1)  # Created?, WaitForCreateSlot (to the horizon), CreateTask
+        self.at(horizon, lambda: self._hand_over(job, slot_at))
+
+    def _hand_over(self, job: Job, slot_at: float) -> None:
+        job.handovers += 1
+        self._entered(3, 1)  # Created?, HandedOver; the next execution's CreateTask
+        job.execution_started = self.now
+        self._queue(job, slot_at)
 
     def _created(self, job: Job) -> None:
         job.created(self.now)
@@ -171,29 +215,37 @@ class Simulation:
         answer = job.answered(step, self.progression, called, self.now, schedule, self.settings)
         if isinstance(answer, belief.Durations):
             self.limiter.learn(job.task.operation.name, answer)
+            self._entered(4, 1)  # Done?, Finalize, Stored?, Stored
+            job.ended_at = self.now + TRANSITION_S
         else:
             self._planned(job, answer, schedule.busy(self.now))
 
     def _planned(self, job: Job, plan_: NextPoll, busy: bool) -> None:
         slot_at = self.limiter.reserve(plan_.at, within=not busy, spare_until=plan_.spare_until)
         job.trace += [("planned", self.now, plan_.at), ("slot", self.now, slot_at)]
+        self._entered(3, 1)  # Created? or Done?, WaitForFirstPoll or WaitForNextPoll, PollTask
         self._wait(slot_at, spares(slot_at, plan_.spare_until), lambda: self._poll(job), job)
 
-    def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job) -> None:
+    def _wait(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job, create: bool = False) -> None:
         """As `calling.wait_for` and `call_in_slot`: Step Functions waits whole seconds, the step wakes, reads the
         send times shortly before the slot, announces its call (or learns a call that could not wait took its
-        spare slot) and calls."""
-        woken = self.now + TRANSITION_S + max(0, math.floor(slot_at - self.now - SLOT_LEAD_S))
+        spare slot) and calls. A create that waits a whole second or more goes back to Step Functions first."""
+        whole_s = max(0, math.floor(slot_at - self.now - SLOT_LEAD_S))
+        if create and whole_s >= 1:
+            self._entered(3, 1)  # Created?, WaitForCreateSlot, CreateTask
+        woken = self.now + TRANSITION_S + whole_s
         self.at(max(woken, slot_at - READY_LEAD_S), lambda: self._announce(slot_at, spare, call, job))
 
     def _announce(self, slot_at: float, spare: bool, call: Callable[[], None], job: Job) -> None:
         ready = self.limiter.ready_at(slot_at)
         if self.limiter.missed(slot_at, at=ready):
+            self._entered(3, 1)  # back through Step Functions to wait for the new slot
             self._wait(self.limiter.reserve(ready), False, call, job)
             return
         if not self.limiter.mark_called(slot_at, ready, spare=spare):
             job.displaced += 1
             job.trace.append(("displaced", self.now, slot_at))
+            self._entered(3, 1)
             self._wait(self.limiter.reserve(ready, within=True), False, call, job)
             return
         self.at(ready, lambda: self._call(call, job))
@@ -213,6 +265,27 @@ class Simulation:
         rate = measure.sustained_rate(self.calls)
         return None if rate is None else round(rate / self.qps, 3)
 
+    def scale_figures(self) -> dict:
+        """Per image: the state machine's transitions and invocations, the slot table's requests; how many jobs
+        ended, outlived the machine's timeout or were handed over; images finished a second in the middle of the
+        run against QPS / 2, the most the budget allows."""
+        n = max(1, len(self.jobs))
+        ends = [j.ended_at for j in self.jobs if j.ended_at is not None]
+        lives = [j.ended_at - j.execution_started for j in self.jobs if j.ended_at and j.execution_started]
+        rate = measure.sustained_rate(ends)
+        return {
+            "ended": len(ends),
+            "timed_out": sum(1 for life in lives if life > self.machine_timeout_s),
+            "handed_over": sum(1 for j in self.jobs if j.handovers),
+            "transitions_per_image": round(self.transitions / n, 3),
+            "invocations_per_image": round(self.invocations / n, 3),
+            "slot_table_requests_per_image": None
+            if self.requests is None
+            else round(sum(self.requests.values()) / n, 3),
+            "sustained_vs_qps_half": None if rate is None else round(rate / (self.qps / 2), 3),
+            "last_end_h": round((max(ends) - EPOCH) / 3600, 2) if ends else None,
+        }
+
     def report(self) -> dict:
         lags = [j.lag for j in self.jobs if j.lag is not None]
         polls = sum(j.polls for j in self.jobs)
@@ -224,11 +297,17 @@ class Simulation:
             "displaced_per_image": round(sum(j.displaced for j in self.jobs) / max(1, len(self.jobs)), 3),
             "over_qps": self.throttled,
             "budget_used": self.budget_used(),
+            **self.scale_figures(),
             "lags_s": [round(x, 3) for x in lags],
         }
 
 
-def simulate(uploads: list[Upload], qps: float = 2.0) -> dict:
+def simulate(uploads: list[Upload], qps: float = 2.0, *, table: str = "memory") -> dict:
+    """One replay, the slot table in memory (`bench.slot_memory`, default) or on moto (`table="moto"`)."""
+    if table == "memory":
+        sim = Simulation(uploads, qps=qps, client=MemorySlotTable())
+        sim.run()
+        return sim.report()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(TableName=TABLE, **table_keys("RateLimitTable"))
@@ -256,20 +335,27 @@ def add_workload_args(p: argparse.ArgumentParser, *, n: int, seeds: str) -> None
 
 
 def workloads(args: argparse.Namespace, scenario: str) -> Iterator[tuple[int, list[Upload]]]:
-    """Each seed's uploads, drawn as the benchmark draws them, without rendering the images."""
+    """Each seed's uploads, drawn as the benchmark draws them, without rendering the images. A `drop` is a burst
+    drawn without image sizes (drawing a size's pixels takes ~40 ms an upload: an hour at 100,000)."""
     mix, shapes = parse_mix(args.mix), parse_shapes(args.progress)
+    drop = getattr(args, "drop", None)
+    n, small = (drop, True) if drop else (args.n, False)
     for seed in parse_seeds(args.seeds):
         rng = random.Random(seed)
-        yield seed, plan(args.n, mix, rng, scenario=scenario, interval_s=args.interval, shapes=shapes, images=False)
+        yield (
+            seed,
+            plan(n, mix, rng, scenario=scenario, interval_s=args.interval, shapes=shapes, images=False, small=small),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", choices=("burst", "trickle"), default="trickle")
+    p.add_argument("--drop", type=int, help="a catalog drop of this many uploads at once (a burst; overrides --n)")
     add_workload_args(p, n=40, seeds="1-3")
     args = p.parse_args(argv)
     pooled: list[float] = []
-    for seed, uploads in workloads(args, args.scenario):
+    for seed, uploads in workloads(args, "burst" if args.drop else args.scenario):
         report = simulate(uploads, args.qps)
         pooled += report.pop("lags_s")
         print(json.dumps({"seed": seed, **report}), flush=True)

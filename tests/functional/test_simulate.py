@@ -8,6 +8,7 @@ import random
 import pytest
 
 from bench.simulate import TRANSITION_S, Simulation, simulate
+from bench.slot_memory import MemorySlotTable
 from bench.workload import Upload, plan
 from picwish_pipeline.create import CREATE_LANE_GAP
 from picwish_pipeline.scheduler.belief import Durations
@@ -75,3 +76,40 @@ def test_the_share_of_the_budget_used_grows_with_the_arrival_rate_and_never_pass
     sparse, crowded = used(8.0), used(2.0)
     assert 0.1 < sparse < 0.5
     assert 0.8 < crowded <= 1.0
+
+
+def test_the_in_memory_slot_table_answers_every_request_as_moto_does():
+    """The replay's default table (`bench.slot_memory`) against moto's DynamoDB: the same burst and trickle give
+    the same report to the last digit (every slot, every call time, every lag)."""
+    burst = plan(30, MIX, random.Random(3), scenario="burst", interval_s=2.0, small=True, images=False)
+    trickle = plan(30, MIX, random.Random(4), scenario="trickle", interval_s=1.0, small=True, images=False)
+    for uploads in (burst, trickle):
+        in_memory, on_moto = simulate(uploads, table="memory"), simulate(uploads, table="moto")
+        assert in_memory.pop("slot_table_requests_per_image") > 0
+        assert on_moto.pop("slot_table_requests_per_image") is None  # moto's client does not count
+        assert in_memory == on_moto
+
+
+def test_a_queue_past_the_horizon_is_handed_over_and_no_execution_outlives_the_timeout():
+    uploads = plan(100, MIX, random.Random(6), scenario="burst", interval_s=2.0, small=True, images=False)
+    sim = Simulation(uploads, qps=2, client=MemorySlotTable(), machine_timeout_s=330, job_life_s=300)
+    sim.run()
+    report = sim.report()
+    assert (report["ended"], report["timed_out"]) == (100, 0)
+    assert report["handed_over"] > 50  # the lane runs ~105 s: every create past the 30 s horizon hands over
+    assert max(job.handovers for job in sim.jobs) >= 3
+    assert sorted(c for c in sim.calls if c in {j.created_at for j in sim.jobs}) == sorted(
+        j.created_at for j in sim.jobs
+    )
+
+
+def test_a_drop_s_cost_per_image_does_not_grow_with_its_size():
+    def drop(n: int) -> dict:
+        uploads = plan(n, MIX, random.Random(8), scenario="burst", interval_s=2.0, small=True, images=False)
+        return simulate(uploads, qps=2)
+
+    small, large = drop(300), drop(3000)
+    for figure in ("transitions_per_image", "invocations_per_image", "slot_table_requests_per_image"):
+        assert abs(large[figure] / small[figure] - 1) <= 0.1, (figure, small[figure], large[figure])
+    assert large["ended"] == 3000 and large["timed_out"] == 0
+    assert large["sustained_vs_qps_half"] >= 0.9
