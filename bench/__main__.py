@@ -313,6 +313,14 @@ def state_transitions(pipeline) -> int:
     return transitions
 
 
+def dead_letters(pipeline) -> int:
+    """Events the dead-letter queue holds at the end of the run: each one an upload or an end nobody handled."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    queue = pipeline.stack.outputs["DeadLetterQueueUrl"]
+    found = boto3.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+    return sum(int(found.get(name, 0)) for name in names)
+
+
 def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, started: float, last: float) -> dict:
     """One run's report: its inputs gathered here, every figure computed in `measure`."""
     n = len(uploads)
@@ -330,6 +338,7 @@ def report_of(args, seed: int, pipeline, uploads: list[Upload], records: dict, s
         "images": n,
         **measure.outcomes([u.key for u in uploads], records),
         "duplicate_tasks": measure.duplicate_tasks(paid),
+        "dead_letters": dead_letters(pipeline),
         **measure.failure_figures(records),
         **measure.call_figures(journal, n),
         "state_transitions_per_image": round(transitions / n, 2),

@@ -33,6 +33,7 @@ S3_PUTS = {"PutObject", "CopyObject", "ListObjectsV2", "DeleteObject"}
 SUMMARY_FIELDS = (
     "lost",
     "duplicate_tasks",
+    "dead_letters",
     "throughput_share_of_ceiling",
     "sustained_share_of_ceiling",
     "bound_share_of_ceiling",
@@ -225,6 +226,8 @@ def verdict(report: dict) -> list[str]:
         problems.append(f"{report['lost']} uploads ended without a record")
     if report["duplicate_tasks"]:
         problems.append(f"{report['duplicate_tasks']} tasks paid twice")
+    if report.get("dead_letters"):
+        problems.append(f"{report['dead_letters']} events left in the dead-letter queue")
     if report.get("stale_records"):
         problems.append(f"{report['stale_records']} keys uploaded again ended in a record not of their newest version")
     missed = [name for name, count in report.get("crashes_injected", {}).items() if count == 0]

@@ -33,7 +33,7 @@ def run_bench(*args: str, env: dict | None = None) -> tuple[int, dict, str]:
 def test_a_faulty_run_loses_nothing_pays_once_and_hits_every_crash_window(mode):
     code, report, err = run_bench("--faults", "--input-mode", mode)
     assert code == 0, err[-3000:]
-    assert (report["lost"], report["duplicate_tasks"]) == (0, 0)
+    assert (report["lost"], report["duplicate_tasks"], report["dead_letters"]) == (0, 0, 0)
     assert report["succeeded"] + report["failed"] == 8
     assert report["crashes_injected"] and all(report["crashes_injected"].values())
     assert report["cold_starts"]["count"] >= 5  # one per function at least: nothing was warmed up

@@ -54,6 +54,7 @@ def test_the_check_says_no_to_a_lost_upload_a_double_payment_or_a_missed_crash_w
     assert measure.verdict({**clean, "duplicate_tasks": 2}) == ["2 tasks paid twice"]
     missed = {**clean, "crashes_injected": {"crash_before_post": 2, "crash_mid_finalize": 0}}
     assert measure.verdict(missed) == ["crash windows never hit: crash_mid_finalize"]
+    assert measure.verdict({**clean, "dead_letters": 3}) == ["3 events left in the dead-letter queue"]
     assert measure.verdict({**clean, "stale_records": 1}) == [
         "1 keys uploaded again ended in a record not of their newest version"
     ]
