@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _where(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
-    show = commands.add_parser("status", help="in flight by step, ended by outcome, oldest in flight, API calls")
+    show = commands.add_parser("status", help="in flight (waiting, processing), the queue's end, ended by outcome and reason, API calls, credits")
     show.add_argument("--since", type=since, default="24h")
     show.add_argument("--json", action="store_true", help="one JSON object")
     again = commands.add_parser("redrive", help="run failed uploads again (a dry run unless --yes)")
