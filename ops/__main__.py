@@ -66,7 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _where(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
-    show = commands.add_parser("status", help="in flight (waiting, processing), the queue's end, ended by outcome and reason, API calls, credits")
+    show = commands.add_parser(
+        "status",
+        help="in flight (waiting, processing), the queue's end, ended by outcome and reason, API calls, credits",
+    )
     show.add_argument("--since", type=since, default="24h")
     show.add_argument("--json", action="store_true", help="one JSON object")
     again = commands.add_parser("redrive", help="run failed uploads again (a dry run unless --yes)")
@@ -109,9 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         return _dlq(target, args)
     s3 = target.client("s3")
     candidates = redriving.plan(
-        target, s3, args.since, reason=args.reason, prefix=args.prefix, include_ambiguous=args.include_ambiguous
+        target,
+        s3,
+        args.since,
+        reason=args.reason,
+        prefix=args.prefix,
+        include_ambiguous=args.include_ambiguous,
+        progress=_progress,
     )
-    started = redriving.redrive(target, s3, candidates, target.client("stepfunctions")) if args.yes else []
+    sfn = target.client("stepfunctions")
+    started = redriving.redrive(target, s3, candidates, sfn, progress=_progress) if args.yes else []
     if args.json:
         rows = [{"upload": c.upload, "reason": c.reason, "decision": c.decision} for c in candidates]
         print(json.dumps({"candidates": rows, "redriven": started, "dry_run": not args.yes}))
@@ -122,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         todo = sum(1 for c in candidates if c.decision in ("redrive", "resume"))
         print(f"{len(started)} redriven" if args.yes else f"{todo} would be redriven: run again with --yes")
     return 0
+
+
+def _progress(line: str) -> None:
+    """A long command's progress, on stderr: stdout stays the answer (JSON with --json)."""
+    sys.stderr.write(f"{_prog()}: {line}\n")
+    sys.stderr.flush()
 
 
 def _dlq(target, args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,11 +22,12 @@ from botocore.exceptions import ClientError
 from picwish_pipeline.payloads import CreateState, Job, StepInput
 from picwish_pipeline.reasons import Reason
 from picwish_pipeline.storage import NOT_FOUND
-from picwish_pipeline.uploads import EXECUTION_NAME_MAX, FAILED, RESULTS, parse_job_path
+from picwish_pipeline.uploads import EXECUTION_NAME_MAX, FAILED, parse_job_path
 
 from .target import Target
 
-KINDS = {"results": (RESULTS, "/result.json"), "failures": (FAILED, ".json")}  # where the pipeline writes them
+PROGRESS_EVERY = 500
+Progress = Callable[[str], None]  # told how far a long command has got, one line at a time
 
 # Failures that running again cannot change: the upload itself was refused.
 NOT_RETRYABLE = frozenset({Reason.INVALID_INPUT, Reason.UNKNOWN_OPERATION, Reason.OBJECT_MISSING})
@@ -35,15 +37,15 @@ RESUMABLE = frozenset({Reason.UNAUTHORIZED, Reason.TIMEOUT, Reason.RESULT_EXPIRE
 RESUME_WINDOW = timedelta(minutes=50)
 
 
-def records(target: Target, s3: Any, since: datetime, kinds: tuple[str, ...] = ("failures",)) -> list[dict[str, Any]]:
-    """The failure records (and with "results" in `kinds`, the result.json records) written since `since`."""
-    found = []
-    for prefix, wanted in (KINDS[kind] for kind in kinds):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.output_bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith(wanted) and obj["LastModified"] >= since:
-                    body = s3.get_object(Bucket=target.output_bucket, Key=obj["Key"])["Body"].read()
-                    found.append(json.loads(body))
+def records(target: Target, s3: Any, since: datetime, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """The failure records written since `since`; `progress` hears how many, every PROGRESS_EVERY read."""
+    found: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.output_bucket, Prefix=FAILED):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".json") and obj["LastModified"] >= since:
+                found.append(json.loads(s3.get_object(Bucket=target.output_bucket, Key=obj["Key"])["Body"].read()))
+                if progress and len(found) % PROGRESS_EVERY == 0:
+                    progress(f"{len(found)} failure records read")
     return found
 
 
@@ -65,9 +67,10 @@ def plan(
     prefix: str | None = None,
     include_ambiguous: bool = False,
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> list[Candidate]:
     found = []
-    for record in records(target, s3, since, kinds=("failures",)):
+    for record in records(target, s3, since, progress):
         if record.get("outcome") != "failed" or not record.get("source"):
             continue
         key, why = record["source"]["key"], record.get("reason") or "unknown"
@@ -122,11 +125,15 @@ def _has_result(target: Target, s3: Any, key: str) -> bool:
     return True
 
 
-def redrive(target: Target, s3: Any, candidates: list[Candidate], sfn: Any = None) -> list[str]:
+def redrive(
+    target: Target, s3: Any, candidates: list[Candidate], sfn: Any = None, progress: Progress | None = None
+) -> list[str]:
     """Each candidate, once claimed: resumed (a new execution polls its paid task) or copied onto itself (a new
     version, and S3's event starts its new job)."""
-    done = []
-    for candidate in candidates:
+    done: list[str] = []
+    for number, candidate in enumerate(candidates, 1):
+        if progress and number % PROGRESS_EVERY == 0:
+            progress(f"{number} of {len(candidates)} judged, {len(done)} redriven")
         if candidate.decision not in ("redrive", "resume") or not _claim(target, s3, candidate.upload):
             continue
         if candidate.decision == "resume":
