@@ -273,6 +273,7 @@ class Simulation:
         ends = [j.ended_at for j in self.jobs if j.ended_at is not None]
         lives = [j.ended_at - j.execution_started for j in self.jobs if j.ended_at and j.execution_started]
         rate = measure.sustained_rate(ends)
+        creates = measure.sustained_rate(j.created_at for j in self.jobs if j.created_at is not None)
         return {
             "ended": len(ends),
             "timed_out": sum(1 for life in lives if life > self.machine_timeout_s),
@@ -283,6 +284,8 @@ class Simulation:
             if self.requests is None
             else round(sum(self.requests.values()) / n, 3),
             "sustained_vs_qps_half": None if rate is None else round(rate / (self.qps / 2), 3),
+            # the budget's pace itself: the ends' rate of a short drop is diluted by how processing times spread
+            "creates_vs_qps_half": None if creates is None else round(creates / (self.qps / 2), 3),
             "last_end_h": round((max(ends) - EPOCH) / 3600, 2) if ends else None,
         }
 
