@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt shared/requirements.txt constraints.txt pyproject.toml
 
-.PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs simulate build checkov clean
+.PHONY: install test lint format asl dist demo stack mock bench bench-trickle bench-faults bench-mock bench-costs simulate build checkov asl-engine clean
 
 install: $(STAMP)
 
@@ -39,8 +39,19 @@ asl: install
 	$(BIN)/python -m statemachine.definition
 
 # checkov audits template.yaml (each skip justified in the template) before the tests run.
-test: lint checkov
+test: lint checkov asl-engine
 	$(BIN)/python -m pytest
+
+# The second ASL engine the state machine is compared on (tests/functional/test_second_engine.py), from npm's
+# registry at the lockfile's versions; again only when the lockfile changed.
+ENGINE := tests/support/asl_engine
+asl-engine: $(ENGINE)/node_modules/.installed
+
+$(ENGINE)/node_modules/.installed: $(ENGINE)/package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null || \
+		{ echo "make test needs Node >= 20 (the second ASL engine runs on it): install Node 20 or later" >&2; exit 1; }
+	@cd $(ENGINE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 demo: install
 	$(BIN)/python -m offline demo
