@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import config as cfg
 
@@ -55,7 +56,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--render-max-side", type=int, help="render results from inputs scaled to this longer side (default: full)"
     )
     parser.add_argument("--threads", type=int, default=16)
-    return parser.parse_args(argv)
+    taping = parser.add_mutually_exclusive_group()
+    taping.add_argument("--record", type=Path, metavar="DIR", help="proxy to --upstream and write a cassette to DIR")
+    taping.add_argument("--replay", type=Path, metavar="DIR", help="answer from the cassette in DIR")
+    parser.add_argument("--upstream", help="the API --record sends requests on to (e.g. https://techhk.aoscdn.com)")
+    args = parser.parse_args(argv)
+    if args.record and not args.upstream:
+        parser.error("--record needs --upstream URL: the API whose answers it records")
+    return args
+
+
+def _app(args: argparse.Namespace, config: cfg.MockConfig) -> Any:
+    """The mock itself, or a recorder or player of the real API's answers (mock_server.cassette)."""
+    from . import cassette
+    from .app import create_app
+
+    if args.record:
+        return cassette.recorder(args.record, args.upstream)
+    if args.replay:
+        return cassette.player(args.replay)
+    return create_app(config)
 
 
 def _version() -> str:
@@ -74,8 +94,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from waitress.server import create_server
 
-    from .app import create_app
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = cfg.MockConfig.from_env(
@@ -88,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         public_url=args.public_url,
         render_max_side=args.render_max_side,
     )
-    server = create_server(create_app(config), host=args.host, port=args.port, threads=args.threads)
+    server = create_server(_app(args, config), host=args.host, port=args.port, threads=args.threads)
     url = f"http://{args.host}:{server.effective_port}"
     print(f"PicWish mock listening on {url} key={config.api_keys[0]}", flush=True)
     try:
