@@ -4,6 +4,7 @@ the file; a test fails when the two differ."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -86,7 +87,8 @@ def task(
         "Parameters": parameters,
         "ResultPath": f"$.{result}",
         "TimeoutSeconds": timeout_s,
-        "Retry": [LAMBDA_THROTTLED, LAMBDA_FAILED, *([API_TRANSIENT] if api else []), KEY_BUSY],
+        # Copies: a caller that scales one Task's retries (a test's short-lived machine) changes no other.
+        "Retry": copy.deepcopy([LAMBDA_THROTTLED, LAMBDA_FAILED, *([API_TRANSIENT] if api else []), KEY_BUSY]),
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}],
         "Next": next_state,
     }
@@ -102,69 +104,82 @@ def choice(variable: str, routes: dict[str, str], default: str) -> dict[str, Any
 
 
 def definition(machine_timeout_s: int = MACHINE_TIMEOUT_S, job_life_s: int = JOB_LIFE_S) -> dict[str, Any]:
+    return {
+        "Comment": "One upload: create the API task in a QPS slot, poll until it ends, store the results or a failure "
+        "record.",
+        "StartAt": "CreateTask",
+        "TimeoutSeconds": machine_timeout_s,
+        "States": {**_creating(machine_timeout_s - job_life_s), **_polling_and_storing(), **_ends()},
+    }
+
+
+def _creating(queue_horizon_s: int) -> dict[str, Any]:
+    """The create, waiting for its slot (or handing it over past the queue horizon)."""
+    context = {"machine.$": "$$.StateMachine.Id", "started_at.$": "$$.Execution.StartTime"}
+    return {
+        "CreateTask": task(
+            "Create",
+            carries=("job", "create"),
+            result="create",
+            next_state="Created?",
+            extra={**context, "queue_horizon_s": queue_horizon_s},
+        ),
+        "Created?": choice(
+            "$.create.status",
+            {"created": "WaitForFirstPoll", "wait": "WaitForCreateSlot", "handed over": "HandedOver"},
+            "RecordFailure",
+        ),
+        "WaitForCreateSlot": wait("$.create.wait_s", "CreateTask"),
+        "WaitForFirstPoll": wait("$.create.wait_s", "PollTask"),
+    }
+
+
+def _polling_and_storing() -> dict[str, Any]:
+    """The polls until the task ends, then its results stored, or its failure recorded."""
     record_failure = task(
         "RecordFailure", carries=("job", "create", "poll", "error"), result="result", next_state="Recorded?", api=False
     )
     # The last resort has nowhere else to go: its failure ends the execution, and the backstop writes the record.
     record_failure["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "RecordingFailed"}]
     return {
-        "Comment": "One upload: create the API task in a QPS slot, poll until it ends, store the results or a failure "
-        "record.",
-        "StartAt": "CreateTask",
-        "TimeoutSeconds": machine_timeout_s,
-        "States": {
-            "CreateTask": task(
-                "Create",
-                carries=("job", "create"),
-                result="create",
-                next_state="Created?",
-                extra={
-                    "machine.$": "$$.StateMachine.Id",
-                    "started_at.$": "$$.Execution.StartTime",
-                    "queue_horizon_s": machine_timeout_s - job_life_s,
-                },
-            ),
-            "Created?": choice(
-                "$.create.status",
-                {"created": "WaitForFirstPoll", "wait": "WaitForCreateSlot", "handed over": "HandedOver"},
-                "RecordFailure",
-            ),
-            "WaitForCreateSlot": wait("$.create.wait_s", "CreateTask"),
-            "WaitForFirstPoll": wait("$.create.wait_s", "PollTask"),
-            "PollTask": task("Poll", carries=("job", "create", "poll"), result="poll", next_state="Done?"),
-            "Done?": {
-                **choice("$.poll.phase", {"done": "Finalize", "processing": "WaitForNextPoll"}, "RecordFailure"),
-                "Comment": "The poll step judged the answer: done, processing, or anything else (failed, timeout) "
-                "to its record.",
-            },
-            "WaitForNextPoll": wait("$.poll.wait_s", "PollTask"),
-            "Finalize": task(
-                "Finalize", carries=("job", "create", "poll"), result="result", next_state="Stored?", timeout_s=120
-            ),
-            "Stored?": choice("$.result.status", {"succeeded": "Stored", "superseded": "Superseded"}, "JobFailed"),
-            "Stored": {"Type": "Succeed"},
-            "HandedOver": {
-                "Type": "Succeed",
-                "Comment": "The queue outlasted this execution's horizon: a fresh execution of the upload holds its "
-                "create slot.",
-            },
-            "RecordFailure": record_failure,
-            "Recorded?": choice("$.result.status", {"superseded": "Superseded"}, "JobFailed"),
-            "Superseded": {
-                "Type": "Succeed",
-                "Comment": "A newer upload (or a delete) replaced this one: its record is the key's, this job's is "
-                "under superseded/.",
-            },
-            "JobFailed": {
-                "Type": "Fail",
-                "Error": "JobFailed",
-                "Cause": "The job failed; its failure record (failed/<key>.json) says why.",
-            },
-            "RecordingFailed": {
-                "Type": "Fail",
-                "Error": "RecordingFailed",
-                "Cause": "The failure record could not be written; the EventBridge backstop writes it.",
-            },
+        "PollTask": task("Poll", carries=("job", "create", "poll"), result="poll", next_state="Done?"),
+        "Done?": {
+            **choice("$.poll.phase", {"done": "Finalize", "processing": "WaitForNextPoll"}, "RecordFailure"),
+            "Comment": "The poll step judged the answer: done, processing, or anything else (failed, timeout) "
+            "to its record.",
+        },
+        "WaitForNextPoll": wait("$.poll.wait_s", "PollTask"),
+        "Finalize": task(
+            "Finalize", carries=("job", "create", "poll"), result="result", next_state="Stored?", timeout_s=120
+        ),
+        "Stored?": choice("$.result.status", {"succeeded": "Stored", "superseded": "Superseded"}, "JobFailed"),
+        "RecordFailure": record_failure,
+        "Recorded?": choice("$.result.status", {"superseded": "Superseded"}, "JobFailed"),
+    }
+
+
+def _ends() -> dict[str, Any]:
+    return {
+        "Stored": {"Type": "Succeed"},
+        "HandedOver": {
+            "Type": "Succeed",
+            "Comment": "The queue outlasted this execution's horizon: a fresh execution of the upload holds its "
+            "create slot.",
+        },
+        "Superseded": {
+            "Type": "Succeed",
+            "Comment": "A newer upload (or a delete) replaced this one: its record is the key's, this job's is "
+            "under superseded/.",
+        },
+        "JobFailed": {
+            "Type": "Fail",
+            "Error": "JobFailed",
+            "Cause": "The job failed; its failure record (failed/<key>.json) says why.",
+        },
+        "RecordingFailed": {
+            "Type": "Fail",
+            "Error": "RecordingFailed",
+            "Cause": "The failure record could not be written; the EventBridge backstop writes it.",
         },
     }
 

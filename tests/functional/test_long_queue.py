@@ -4,7 +4,6 @@ place (the slot it holds) to a fresh execution of the same upload (`picwish_pipe
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ def _short_lived_template(tmp_path, timeout_s: int, job_life_s: int):
     """template.yaml with the machine's timeout (and so its queue horizon) scaled down, and the wait between
     throttled invocations with it: a drop's first seconds throttle the create function offline (a few sandboxes),
     and a 30 s backoff would not fit a 25 s job life."""
-    asl = copy.deepcopy(definition(machine_timeout_s=timeout_s, job_life_s=job_life_s))  # shares Retry dicts
+    asl = definition(machine_timeout_s=timeout_s, job_life_s=job_life_s)
     for state in asl["States"].values():
         for retry in state.get("Retry", []):
             if retry["ErrorEquals"] == ["Lambda.TooManyRequestsException"]:

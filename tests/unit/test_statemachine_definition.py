@@ -25,3 +25,11 @@ def test_done_is_judged_by_the_poll_steps_phase_in_two_rules():
         ("$.poll.phase", "processing", "WaitForNextPoll"),
     ]
     assert done["Default"] == "RecordFailure"
+
+
+def test_each_definition_owns_its_retry_policies():
+    """A caller that scales one Task's retries (a test's short-lived machine) changes no other definition."""
+    scaled = definition()
+    scaled["States"]["CreateTask"]["Retry"][0]["MaxDelaySeconds"] = 2
+    fresh = definition()["States"]
+    assert fresh["CreateTask"]["Retry"][0]["MaxDelaySeconds"] == fresh["PollTask"]["Retry"][0]["MaxDelaySeconds"] == 30
