@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from picwish_pipeline import tally
-from picwish_pipeline.scheduler.plan import Schedule
-from picwish_pipeline.scheduler.slot_table import SCHEDULE
+from picwish_pipeline.scheduler.slot_table import SlotLimiter
 
 from .target import Target
 
@@ -45,9 +44,7 @@ def _queue_ends_in(target: Target, dynamodb: Any, now: datetime) -> float | None
     placed it at the account's QPS."""
     if not target.rate_table:
         return None
-    key = {"pk": {"S": SCHEDULE}, "sk": {"N": "0"}}
-    item = dynamodb.get_item(TableName=target.rate_table, Key=key, ConsistentRead=True).get("Item") or {}
-    lane = Schedule.from_item(item).lane_at
+    lane = SlotLimiter(target.rate_table, qps=1.0, client=dynamodb).schedule().lane_at
     return None if lane is None else round(max(0.0, lane - now.timestamp()), 1)
 
 

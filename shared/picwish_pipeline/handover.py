@@ -46,14 +46,7 @@ def hand_over(svc: Services, payload: StepInput, waiting: CreateState) -> Create
     retried step starts the same execution (StartExecution is idempotent for a running one; a closed one means
     it already went through)."""
     count = (waiting.handovers or 0) + 1
-    held = CreateState(
-        status="wait",
-        throttles=waiting.throttles,
-        api_calls=waiting.api_calls,
-        slot_at=waiting.slot_at,
-        refresh_key=waiting.refresh_key,
-        handovers=count,
-    )
+    held = replace(waiting, status="wait", wait_s=None, spare=None, handovers=count)
     execution_input = json.dumps(StepInput(payload.job, create=held).to_dict(), sort_keys=True)
     try:
         start_admitted(

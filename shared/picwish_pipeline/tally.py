@@ -17,8 +17,9 @@ from .services import Services
 
 logger = logging.getLogger(__name__)
 
-TOTAL = "tally#total"
-HOUR_PREFIX = "tally#hour#"
+PREFIX = "tally#"  # the tally's items in the task table, beside the executions' claims and the record locks
+TOTAL = PREFIX + "total"
+HOUR_PREFIX = PREFIX + "hour#"
 TTL_S = 90 * 24 * 3600
 
 

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from offline.lambdas import LambdaCrash
 from offline.record_reader import read_records
+from picwish_pipeline import tally
 from picwish_pipeline.uploads import S3_KEY_MAX_BYTES
 from picwish_visual.catalog import MB
 from tests.support import images
@@ -93,7 +94,7 @@ def test_a_create_that_dies_at_any_point_pays_at_most_once(pipeline, point, kind
             return
         writes_task = at.split(" ", 1)[-1] in TASK_WRITES and (params or {}).get("TableName") == tasks_table
         item = (params.get("Key") or params.get("Item") or {}) if writes_task else {}
-        writes_task = writes_task and not item["execution"]["S"].startswith("tally#")  # the claim, not a count
+        writes_task = writes_task and not item["execution"]["S"].startswith(tally.PREFIX)  # the claim, not a count
         sent = bool(posts_for(pipeline, filename)) if writes_task else None
         hit = {
             "before the POST": at.startswith("after ") and writes_task and not sent,  # the claim is written

@@ -76,11 +76,12 @@ def on_moto(definition: dict[str, Any], scenarios: list[dict[str, Any]], monkeyp
     """Every scenario on moto's Step Functions, each Task a moto Lambda function answering from the script."""
     script: dict[str, list[dict[str, Any]]] = {}
     answered: dict[str, int] = {}
+    states = {_function(name): name for name, state in definition["States"].items() if state["Type"] == "Task"}
 
     def answer(fn: Any, event: Any = None) -> tuple[str, bool, str]:
-        name = next(state for state in script if _function(state) == fn.function_name)
+        name = states[fn.function_name]
         answered[name] = answered.get(name, -1) + 1
-        steps = script[name]
+        steps = script.get(name, [])
         if answered[name] >= len(steps):
             return json.dumps({"errorType": "ScriptEnded", "errorMessage": f"no answer scripted for {name}"}), True, ""
         step = steps[answered[name]]
