@@ -1,4 +1,4 @@
-"""moto is built for tests, not for a burst of hundreds of uploads: five of its costs dominated the local
+"""moto is built for tests, not for a burst of hundreds of uploads: six of its costs dominated the local
 stack's CPU under a burst (measured with py-spy) and each is a pure function of an input that never changes,
 so each is computed once. Behaviour is unchanged; only repeated work is gone.
 
@@ -14,6 +14,7 @@ so each is computed once. Behaviour is unchanged; only repeated work is gone.
   definition. The parsed program is safe to share: evaluation keeps its state in each execution's own
   environment, keyed by the components' heap keys — which moto draws at random on first use, a race when
   executions share components, so they are made the components' identities instead.
+- Every DynamoDB Query sorted the whole table: it reads its partition's matching items (`offline.moto_query`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
+from offline.moto_query import narrow_table_queries
+
 SERVICES = ("s3", "dynamodb", "stepfunctions", "lambda", "secretsmanager", "sts")
 _LOCK = threading.Lock()
 # The state machine's role, as credentials (offline.iam): what its Lambda tasks sign their invocations with.
@@ -47,6 +50,7 @@ def speed_up_moto() -> None:
         _cache_backend_lookup()
         _cache_state_machine_parse()
         _share_lambda_clients()
+        narrow_table_queries()
         json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)
         for service in SERVICES:
             get_service_model(service)
