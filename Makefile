@@ -37,6 +37,7 @@ dist: install
 # statemachine/pipeline.asl.json is generated from statemachine/definition.py (a test checks they agree).
 asl: install
 	$(BIN)/python -m statemachine.definition
+	$(BIN)/python -m statemachine.backfill
 
 # checkov audits template.yaml (each skip justified in the template) before the tests run.
 test: lint checkov asl-engine

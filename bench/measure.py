@@ -12,22 +12,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
-# Published us-east-1 prices (USD), keyed as the counts they price: Step Functions Standard per state transition;
-# Lambda per request and per GB-second on arm64 (INIT included: Lambda bills it since August 2025); DynamoDB
-# on-demand per write / read request unit; S3 per PUT-class / GET-class request; S3 data transfer out to the
-# internet per GB (the API fetching the inputs); CloudWatch Logs ingestion per GB; X-Ray per trace recorded.
-PRICES = {
-    "state_transitions": 0.025 / 1000,
-    "lambda_requests": 0.20 / 1_000_000,
-    "lambda_gb_s": 0.0000133334,
-    "dynamodb_write": 0.625 / 1_000_000,
-    "dynamodb_read": 0.125 / 1_000_000,
-    "s3_put": 0.005 / 1000,
-    "s3_get": 0.0004 / 1000,
-    "egress_gb": 0.09,
-    "log_gb": 0.50,
-    "xray_traces": 5.0 / 1_000_000,
-}
+from ops.costs import PRICES
+
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 S3_PUTS = {"PutObject", "CopyObject", "ListObjectsV2", "DeleteObject"}
 SUMMARY_FIELDS = (

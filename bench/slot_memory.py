@@ -56,7 +56,7 @@ class MemorySlotTable:
         self.requests["UpdateItem"] += 1
         key = _key(Key)
         held = self.items.get(key)
-        if not _holds(ConditionExpression, held, ExpressionAttributeValues):
+        if not _holds(ConditionExpression, held, ExpressionAttributeValues, ExpressionAttributeNames or {}):
             raise _condition_failed("UpdateItem")
         assignment = UpdateExpression.removeprefix("SET ")
         name, value = (part.strip() for part in assignment.split("="))
@@ -97,15 +97,18 @@ def _key(item: dict) -> Key:
     return item["pk"]["S"], int(item["sk"]["N"])
 
 
-def _holds(condition: str | None, held: dict | None, values: dict) -> bool:
+def _holds(condition: str | None, held: dict | None, values: dict, names: dict) -> bool:
     if condition is None:
         return True
+    for name, attribute in names.items():
+        condition = condition.replace(name, attribute)
     if condition == "attribute_exists(spare)":
         return held is not None and "spare" in held
-    if condition == "attribute_not_exists(lane_at)":
-        return held is None or "lane_at" not in held
-    if condition == "lane_at = :was":
-        return held is not None and "lane_at" in held and float(held["lane_at"]["N"]) == float(values[":was"]["N"])
+    for lane in ("lane_at", "backfill_at"):
+        if condition == f"attribute_not_exists({lane})":
+            return held is None or lane not in held
+        if condition == f"{lane} = :was":
+            return held is not None and lane in held and float(held[lane]["N"]) == float(values[":was"]["N"])
     raise NotImplementedError(condition)
 
 

@@ -74,6 +74,10 @@ def stack_info(pipeline: Pipeline) -> dict:
         "rate_table": pipeline.stack.outputs["RateLimitTableName"],
         "submit_function": pipeline.stack.outputs["SubmitFunctionName"],
         "backstop_function": pipeline.stack.outputs["BackstopFunctionName"],
+        "backfill_machine_arn": pipeline.stack.outputs["BackfillStateMachineArn"],
+        "qps": float(pipeline.stack.outputs["ApiQps"]),
+        "credit_budget": int(pipeline.stack.outputs["CreditBudget"]),
+        "live_share": float(pipeline.stack.outputs["LiveUploadShare"]),
         "mock_url": pipeline.mock.url,
         "api_key": pipeline.mock.api_key,  # the mock's key: worthless outside this machine
         # An operator's key (every permission): the stack enforces IAM, so "testing" is refused once it is up.

@@ -25,6 +25,7 @@ from offline.moto_events import deliver_execution_status_changes, stop_deliverin
 from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
+from offline.moto_map import read_whole_listings
 from offline.moto_speed import speed_up_moto
 from offline.moto_throttles import lift_start_limit
 from offline.moto_versions import name_versions_in_events
@@ -53,6 +54,19 @@ class Pipeline:
 
     def upload(self, key: str, body: bytes, metadata: dict | None = None) -> None:
         self.s3.put_object(Bucket=self.stack.input_bucket, Key=key, Body=body, Metadata=metadata or {})
+
+    def place(self, objects: dict[str, bytes]) -> None:
+        """Objects already in the input bucket before the pipeline was there: written while the bucket's event
+        notification is off, as when a stack is deployed onto a bucket that already holds a catalog."""
+        bucket = self.stack.input_bucket
+        notification = self.s3.get_bucket_notification_configuration(Bucket=bucket)
+        notification.pop("ResponseMetadata", None)
+        self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+        try:
+            for key, body in objects.items():
+                self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        finally:
+            self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notification)
 
     def record(self, key: str, timeout_s: float = 60, wanted: str | None = None) -> tuple[str, dict]:
         """Wait for the job of `incoming/...` key `key` to end; ("result" | "failed", its record)."""
@@ -156,6 +170,7 @@ def _start_moto(stack: ExitStack) -> str:
     keep_function_layers()
     enforce_s3_limits()
     name_versions_in_events()
+    read_whole_listings()
     speed_up_moto()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -182,8 +197,10 @@ def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRunt
     for name in deployed.functions().values():
         role = functions.get_function(FunctionName=name)["Configuration"]["Role"]
         runtime.credentials[name] = mirror_role(iam, role, f"{name}-role")
-    role = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=deployed.state_machine_arn)["roleArn"]
-    moto_speed.STATE_MACHINE_CREDENTIALS.update(mirror_role(iam, role, "state-machine-role"))
+    sfn = boto3.client("stepfunctions")
+    for number, machine in enumerate(deployed.state_machines()):
+        role = sfn.describe_state_machine(stateMachineArn=machine)["roleArn"]
+        moto_speed.STATE_MACHINE_CREDENTIALS[role] = mirror_role(iam, role, f"state-machine-role-{number}")
     os.environ.update(operator(iam))
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):  # a token would make moto look for an assumed role
         os.environ.pop(name, None)

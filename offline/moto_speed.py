@@ -7,7 +7,8 @@ so each is computed once. Behaviour is unchanged; only repeated work is gone.
 - A service's botocore model is loaded on a service's first request; a burst sends a hundred first requests at
   once and each loaded the same JSON: the models the stack uses are loaded before the burst.
 - Every Lambda task of every execution built a new boto3 client to invoke the function (a tenth of the CPU):
-  one client per region, shared (boto3 clients are thread-safe), with a connection pool for the burst.
+  one client per region and role, shared (boto3 clients are thread-safe), with a connection pool for the burst.
+  The same clients serve a Distributed Map's S3 listing and results, signed as the machine's role.
 - Every JSONPath of every state (`$.create.wait_s`, …) was parsed by a new yacc parser on each evaluation:
   parsed once per path (the parsed expression is immutable).
 - Every execution parsed the state machine's definition with ANTLR (~0.1 s of CPU each): parsed once per
@@ -30,6 +31,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.settings import moto_server_port
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+    resource_eval_s3 as item_reader_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+    resource_eval_s3 as result_writer_s3,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import json_path
@@ -39,8 +46,9 @@ from offline.moto_query import narrow_table_queries
 
 SERVICES = ("s3", "dynamodb", "stepfunctions", "lambda", "secretsmanager", "sts")
 _LOCK = threading.Lock()
-# The state machine's role, as credentials (offline.iam): what its Lambda tasks sign their invocations with.
-STATE_MACHINE_CREDENTIALS: dict[str, str] = {}
+# Each state machine's role (by ARN), as credentials (offline.iam): what its tasks sign their calls with.
+STATE_MACHINE_CREDENTIALS: dict[str, dict[str, str]] = {}
+_TEST_IDENTITY = {"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"}
 
 
 def speed_up_moto() -> None:
@@ -92,11 +100,11 @@ def _share_lambda_clients() -> None:
 
     def shared(region: str, service: str, state_credentials=None):
         # moto passes the execution's role here and then ignores it (it signs as "ak"); the role's credentials,
-        # where the local stack has set them, are what the invocation is authorized as.
-        # In decorator mode moto intercepts the calls; in server mode they go to its port, signed with the
-        # state machine role's credentials where the local stack has set them.
+        # where the local stack has set them, are what the call is authorized as. In decorator mode moto
+        # intercepts the calls; in server mode they go to its port.
         endpoint = None if botocore_stubber.enabled else f"http://127.0.0.1:{moto_server_port()}"
-        credentials = STATE_MACHINE_CREDENTIALS or {"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"}
+        role = getattr(state_credentials, "role_arn", None)
+        credentials = STATE_MACHINE_CREDENTIALS.get(str(role)) or _TEST_IDENTITY
         key = (region, service, endpoint, credentials["AWS_ACCESS_KEY_ID"])
         with lock:
             if key not in clients:
@@ -118,3 +126,6 @@ def _share_lambda_clients() -> None:
             return clients[key]
 
     lambda_eval_utils.boto_client_for = shared
+    # A Distributed Map's listing (ItemReader) and its results (ResultWriter) are S3 calls of the machine's role.
+    item_reader_s3.boto_client_for = shared
+    result_writer_s3.boto_client_for = shared

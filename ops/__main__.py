@@ -1,5 +1,5 @@
-"""picwish-ops status | redrive — against a deployed stack (`--stack NAME`, the usual AWS credentials) or the
-local one (`--local`, reading .local/stack.json)."""
+"""picwish-ops status | redrive | dlq | backfill — against a deployed stack (`--stack NAME`, the usual AWS
+credentials) or the local one (`--local`, reading .local/stack.json)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ LOCAL_INFO = (CHECKOUT if (CHECKOUT / "template.yaml").is_file() else Path.cwd()
 EXTRA_HINT = "pip install 'picwish-visual[ops]'"
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CONFIRM_OVER = 50  # objects: a larger backfill asks before it starts, unless --yes
 
 
 def since(value: str, now: datetime | None = None) -> datetime:
@@ -84,7 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     letters = commands.add_parser("dlq", help="what the dead-letter queue holds, and re-drive it (with --yes)")
     letters.add_argument("--yes", action="store_true", help="re-drive every message to its function")
     letters.add_argument("--json", action="store_true")
-    for sub in (show, again, letters):
+    fill = commands.add_parser("backfill", help="process images already under incoming/PREFIX (the bill first)")
+    fill.add_argument("prefix", metavar="PREFIX", help="under incoming/: idphoto/2024/ (or incoming/idphoto/2024/)")
+    fill.add_argument("--reprocess", action="store_true", help="also images that have a result (paid again)")
+    fill.add_argument("--dry-run", action="store_true", help="the bill: what would run and skip, credits, time, cost")
+    fill.add_argument("--yes", action="store_true", help=f"start without asking (asked past {CONFIRM_OVER} images)")
+    fill.add_argument("--json", action="store_true")
+    for sub in (show, again, letters, fill):
         _where(sub, top=False)
     args = parser.parse_args(argv)
     if not args.local and not args.stack:
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "dlq":
         return _dlq(target, args)
+    if args.command == "backfill":
+        return _backfill(target, args)
     s3 = target.client("s3")
     candidates = redriving.plan(
         target,
@@ -138,6 +147,36 @@ def _progress(line: str) -> None:
     """A long command's progress, on stderr: stdout stays the answer (JSON with --json)."""
     sys.stderr.write(f"{_prog()}: {line}\n")
     sys.stderr.flush()
+
+
+def _backfill(target, args: argparse.Namespace) -> int:
+    from . import backfill
+    from . import status as statuses
+
+    s3 = target.client("s3")
+    if args.dry_run:
+        decisions, sizes = backfill.plan(target, s3, args.prefix, reprocess=args.reprocess, progress=_progress)
+        queued = statuses.queue_ends_in(target, target.client("dynamodb")) or 0.0
+        bill = backfill.Bill(backfill.full_prefix(args.prefix), decisions, sizes, target.qps, queued)
+        summary = bill.summary(live_share=target.live_share)
+        print(json.dumps(summary, default=dict) if args.json else backfill.render(summary))
+        return 0
+    listed = len(backfill.listing(s3, target.input_bucket, backfill.full_prefix(args.prefix)))
+    if listed > CONFIRM_OVER and not args.yes and not _confirmed(listed, args.prefix):
+        print("not started")
+        return 1
+    arn = backfill.start(target, target.client("stepfunctions"), args.prefix, reprocess=args.reprocess)
+    print(json.dumps({"execution": arn, "listed": listed}) if args.json else f"started {arn} over {listed} objects")
+    return 0
+
+
+def _confirmed(listed: int, prefix: str) -> bool:
+    """Asked on the terminal; anything but yes (or no terminal at all) is a no."""
+    if not sys.stdin.isatty():
+        sys.stderr.write(f"{_prog()}: {listed} objects under {prefix}: --yes to start without asking\n")
+        return False
+    answer = input(f"{listed} objects under {prefix} (see --dry-run for the bill). Start? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _dlq(target, args: argparse.Namespace) -> int:

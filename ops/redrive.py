@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from picwish_pipeline.payloads import CreateState, Job, StepInput
-from picwish_pipeline.reasons import Reason
+from picwish_pipeline.reasons import REFUSED, Reason
 from picwish_pipeline.storage import NOT_FOUND
 from picwish_pipeline.uploads import EXECUTION_NAME_MAX, FAILED, parse_job_path
 
@@ -29,8 +29,6 @@ from .target import Target
 PROGRESS_EVERY = 500
 Progress = Callable[[str], None]  # told how far a long command has got, one line at a time
 
-# Failures that running again cannot change: the upload itself was refused.
-NOT_RETRYABLE = frozenset({Reason.INVALID_INPUT, Reason.UNKNOWN_OPERATION, Reason.OBJECT_MISSING})
 AMBIGUOUS = Reason.AMBIGUOUS_CREATE
 # Failures after the task was paid for, while it may still be read: its links live an hour after it ends.
 RESUMABLE = frozenset({Reason.UNAUTHORIZED, Reason.TIMEOUT, Reason.RESULT_EXPIRED})
@@ -89,7 +87,7 @@ def _decide(target: Target, s3: Any, record: dict[str, Any], include_ambiguous: 
         return f"skip: redriven at {record['redriven_at']} (its new job has not ended yet)"
     if _has_result(target, s3, key):
         return "skip: it has a result"
-    if why in NOT_RETRYABLE:
+    if why in REFUSED:
         return f"skip: {why} (the upload itself was refused; fix it and upload again)"
     if why == AMBIGUOUS and not include_ambiguous:
         return "skip: ambiguous create (its task may have been paid; --include-ambiguous to run it again)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from picwish_pipeline import tally
+from picwish_pipeline import budget, tally
 from picwish_pipeline.scheduler.slot_table import SlotLimiter
 
 from .target import Target
@@ -28,23 +28,55 @@ def status(target: Target, since: datetime, *, now: datetime | None = None) -> d
         "since": since.isoformat(),
         "in_flight": {step: n for step, n in steps.items() if n},
         "in_flight_total": in_flight,
-        "queue_ends_in_s": _queue_ends_in(target, dynamodb, now) if steps["waiting for a create"] else None,
+        "queue_ends_in_s": queue_ends_in(target, dynamodb, now) if steps["waiting for a create"] else None,
         "succeeded": window.get("outcome#succeeded", 0),
         "superseded": window.get("outcome#superseded", 0),
         "failed": dict(sorted(failed.items(), key=lambda item: -item[1])),
         "api_calls": window.get("api_calls", 0),
         "http_429": window.get("http_429", 0),
         "credits": window.get("credits", 0),
+        "credit_budget": _budget(target, dynamodb, now),
+        "backfill": backfill_progress(target, window),
         "dead_letters": dead_letters(target),
     }
 
 
-def _queue_ends_in(target: Target, dynamodb: Any, now: datetime) -> float | None:
-    """Seconds until the last create now queued goes out: the create lane's end, where the pipeline itself
+def _budget(target: Target, dynamodb: Any, now: datetime) -> dict[str, int] | None:
+    """Credits spent in the last 24 hours against the budget, as the creates reckon it (picwish_pipeline.budget)."""
+    if not target.credit_budget or not target.tasks_table:
+        return None
+    since = now.timestamp() - budget.WINDOW_S + 3600
+    _total, day = tally.read(dynamodb, target.tasks_table, since, now.timestamp())
+    spent = day.get("credits", 0) + day.get("credits_undocumented", 0)
+    return {"budget": target.credit_budget, "spent_24h": spent, "left": max(0, target.credit_budget - spent)}
+
+
+def backfill_progress(target: Target, window: dict[str, int]) -> dict[str, Any] | None:
+    """The latest backfill: its execution's status and its Map Run's item counts, and the window's decisions."""
+    decided = {name.removeprefix("backfill#"): n for name, n in window.items() if name.startswith("backfill#")}
+    if not target.backfill_machine_arn:
+        return None
+    sfn = target.client("stepfunctions")
+    latest = sfn.list_executions(stateMachineArn=target.backfill_machine_arn, maxResults=1).get("executions", [])
+    if not latest and not decided:
+        return None
+    progress: dict[str, Any] = {"decided": decided}
+    if latest:
+        progress |= {"execution": latest[0]["name"], "status": latest[0]["status"]}
+        runs = sfn.list_map_runs(executionArn=latest[0]["executionArn"]).get("mapRuns", [])
+        if runs:
+            counts = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"]).get("itemCounts", {})
+            progress["items"] = {k: int(v) for k, v in counts.items() if k != "resultsWritten"}
+    return progress
+
+
+def queue_ends_in(target: Target, dynamodb: Any, now: datetime | None = None) -> float | None:
+    """Seconds until the last create now queued goes out: the create lanes' end, where the pipeline itself
     placed it at the account's QPS."""
+    now = now or datetime.now(UTC)
     if not target.rate_table:
         return None
-    lane = SlotLimiter(target.rate_table, qps=1.0, client=dynamodb).schedule().lane_at
+    lane = SlotLimiter(target.rate_table, qps=1.0, client=dynamodb).schedule().queue_end
     return None if lane is None else round(max(0.0, lane - now.timestamp()), 1)
 
 
@@ -70,9 +102,24 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"superseded  {report['superseded']} (a newer upload of the key replaced them)")
     lines.append(f"API calls   {report['api_calls']} ({report['http_429']} answered 429)")
     lines.append(f"credits     {report['credits']}")
+    if report.get("credit_budget"):
+        b = report["credit_budget"]
+        lines.append(f"budget      {b['spent_24h']} of {b['budget']} credits spent in 24 h, {b['left']} left")
+    if report.get("backfill"):
+        lines.append(_backfill_line(report["backfill"]))
     if report["dead_letters"]:
         lines.append(f"dead letters {report['dead_letters']} (picwish-ops dlq shows them)")
     return "\n".join(lines)
+
+
+def _backfill_line(progress: dict[str, Any]) -> str:
+    items = progress.get("items") or {}
+    done = items.get("succeeded", 0) + items.get("failed", 0)
+    head = f"backfill    {progress.get('execution', '')} {progress.get('status', '').lower()}".rstrip()
+    if items:
+        head += f": {done} of {items.get('total', 0)} judged, {items.get('failed', 0)} failed"
+    decided = ", ".join(f"{n} {what}" for what, n in sorted(progress.get("decided", {}).items()))
+    return head + (f" ({decided})" if decided else "")
 
 
 def _duration(seconds: float) -> str:

@@ -24,6 +24,10 @@ class Target:
     backstop_function: str | None = None
     tasks_table: str | None = None
     rate_table: str | None = None
+    backfill_machine_arn: str | None = None
+    qps: float = 2.0
+    credit_budget: int = 0  # credits per rolling 24 h; 0: none
+    live_share: float = 0.25  # of the create lane, kept for uploads while a backfill runs
 
     @classmethod
     def local(cls, info_file: Path) -> Target:
@@ -42,6 +46,10 @@ class Target:
             backstop_function=info.get("backstop_function"),
             tasks_table=info.get("tasks_table"),
             rate_table=info.get("rate_table"),
+            backfill_machine_arn=info.get("backfill_machine_arn"),
+            qps=float(info.get("qps") or 2.0),
+            credit_budget=int(info.get("credit_budget") or 0),
+            live_share=float(info.get("live_share") or 0.25),
         )
 
     @classmethod
@@ -58,6 +66,10 @@ class Target:
             backstop_function=values.get("BackstopFunctionName"),
             tasks_table=values.get("TasksTableName"),
             rate_table=values.get("RateLimitTableName"),
+            backfill_machine_arn=values.get("BackfillStateMachineArn"),
+            qps=float(values.get("ApiQps") or 2.0),
+            credit_budget=int(values.get("CreditBudget") or 0),
+            live_share=float(values.get("LiveUploadShare") or 0.25),
         )
 
     def client(self, service: str) -> Any:

@@ -23,6 +23,9 @@ ENV_OPERATION_DEFAULTS = "OPERATION_DEFAULTS_JSON"
 ENV_WAIT_SCALE = "WAIT_SCALE"  # multiplies expected processing times (the offline mock runs faster)
 ENV_MAX_THROTTLES = "MAX_THROTTLES"  # 429s one job may meet before it ends in a failure record
 ENV_PRESIGN_EXPIRY = "PRESIGN_EXPIRY_S"
+ENV_CREDIT_BUDGET = "CREDIT_BUDGET_PER_DAY"  # credits in any 24 hours; 0: none
+ENV_BUDGET_RECHECK = "BUDGET_RECHECK_S"  # how often a create held by the budget looks again
+ENV_LIVE_SHARE = "LIVE_UPLOAD_SHARE"  # of the create lane, kept for uploads while a backfill runs
 # "true": X-Ray subsegments for each AWS and API call (the X-Ray SDK adds ~150 ms to every cold start)
 ENV_TRACE_CALLS = "TRACE_CALLS"
 
@@ -45,6 +48,9 @@ class PipelineSettings:
     max_throttles: int = 60
     presign_expiry_s: int = 900
     trace_calls: bool = False
+    credit_budget: int = 0
+    budget_recheck_s: int = 300
+    live_share: float = 0.25
 
     def deadline_for(self, operation: str) -> float:
         return float(self.deadlines.get(operation, DEFAULT_DEADLINE_S))
@@ -71,5 +77,8 @@ class PipelineSettings:
             max_throttles=int(env.get(ENV_MAX_THROTTLES) or 60),
             presign_expiry_s=int(env.get(ENV_PRESIGN_EXPIRY) or 900),
             trace_calls=env.get(ENV_TRACE_CALLS, "").strip().lower() == "true",
+            credit_budget=int(float(env.get(ENV_CREDIT_BUDGET) or 0)),
+            budget_recheck_s=int(env.get(ENV_BUDGET_RECHECK) or 300),
+            live_share=float(env.get(ENV_LIVE_SHARE) or 0.25),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -16,8 +16,8 @@ from picwish_visual.errors import (
     UnexpectedResponseError,
 )
 
-from . import handover, keyrecord, storage, tally
-from .payloads import CreateState, Job, StepInput, Waiting
+from . import budget, handover, keyrecord, storage, tally
+from .payloads import BACKFILL, CreateState, Job, StepInput, Waiting
 from .reasons import Reason
 from .records import iso
 from .scheduler import calling, plan
@@ -31,6 +31,48 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
     """One POST per execution, in a reserved QPS slot. A claim is written before the POST; an attempt that finds
     the claim reuses the task id recorded on it, or — when there is none, so an earlier attempt may have reached
     the API and died before recording its answer — ends as "ambiguous create" instead of paying twice."""
+    job, previous, name = payload.job, payload.create, str(payload.execution)
+    settled = _settled(svc, payload)
+    if settled is not None:
+        return settled
+    # 429s before this attempt count too: they spent budget.
+    waiting = CreateState(
+        status="wait",
+        throttles=previous.throttles,
+        api_calls=previous.api_calls,
+        refresh_key=previous.refresh_key,
+        handovers=previous.handovers,
+    )
+    # The key (and, in a new sandbox, the clients behind it) before a slot is taken: a slot taken "now" must not
+    # pass while a cold sandbox builds what the call needs.
+    client = svc.client(refresh=bool(previous.refresh_key))
+    slot = _create_slot(svc, previous, backfill=job.intake == BACKFILL)
+    if slot.wait_s >= 1:
+        return handover.wait_or_hand_over(svc, payload, waiting, slot)
+    held = budget.standing(svc, job.operation)
+    if held is not None and held.holds:
+        # Its slot goes unused; after the wait it takes a new place in the lane.
+        waiting = replace(waiting, budget_used=held.used_percent)
+        return handover.wait_or_hand_over(svc, payload, waiting, None, wait_s=svc.settings.budget_recheck_s)
+    image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
+
+    def claim() -> CreateState | None:
+        if storage.claim(svc, name, job.operation.name):
+            return None
+        return _from_claim(svc, job.operation, storage.read_claim(svc, name) or Claim(), previous)  # another holds it
+
+    made = calling.call_in_slot(
+        svc,
+        slot.slot_at,
+        lambda: _create_call(svc, Attempt(job, name, previous, client), image, masks),
+        otherwise=waiting,
+        prepare=claim,
+    )
+    return made if held is None else replace(made, budget_used=held.used_percent)
+
+
+def _settled(svc: Services, payload: StepInput) -> CreateState | None:
+    """The attempt's answer when it needs no slot: a claim found, the upload replaced, a paid task resumed."""
     job, previous, name = payload.job, payload.create, str(payload.execution)
     if previous.status == "new":
         tally.started(svc)  # here, not in submit: a redriven job starts here too
@@ -46,34 +88,7 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
         # deadline runs from now (the old one has passed).
         tally.count(svc, started=1, created=1)  # in flight again; its credits were counted when it was paid
         return _created(svc, job.operation, previous.task_id, svc.clock(), replace(previous, api_calls=0))
-    # 429s before this attempt count too: they spent budget.
-    waiting = CreateState(
-        status="wait",
-        throttles=previous.throttles,
-        api_calls=previous.api_calls,
-        refresh_key=previous.refresh_key,
-        handovers=previous.handovers,
-    )
-    # The key (and, in a new sandbox, the clients behind it) before a slot is taken: a slot taken "now" must not
-    # pass while a cold sandbox builds what the call needs.
-    client = svc.client(refresh=bool(previous.refresh_key))
-    slot = _create_slot(svc, previous)
-    if slot.wait_s >= 1:
-        return handover.wait_or_hand_over(svc, payload, waiting, slot)
-    image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
-
-    def claim() -> CreateState | None:
-        if storage.claim(svc, name, job.operation.name):
-            return None
-        return _from_claim(svc, job.operation, storage.read_claim(svc, name) or Claim(), previous)  # another holds it
-
-    return calling.call_in_slot(
-        svc,
-        slot.slot_at,
-        lambda: _create_call(svc, Attempt(job, name, previous, client), image, masks),
-        otherwise=waiting,
-        prepare=claim,
-    )
+    return None
 
 
 def _replaced(svc: Services, job: Job) -> tuple[str, dict[str, Any]] | None:
@@ -136,12 +151,13 @@ def _create_call(svc: Services, attempt: Attempt, image: Any, masks: dict[str, A
     return _created(svc, op, task.task_id, created_at, sent)
 
 
-def _create_slot(svc: Services, previous: CreateState) -> Waiting:
+def _create_slot(svc: Services, previous: CreateState, *, backfill: bool) -> Waiting:
     """The slot this create waits for: the one it already holds, a slot right away when it woke too late for
-    that one (it has waited its turn), else a place in the create lane."""
+    that one (it has waited its turn), else a place in its create lane (an upload's, or a backfill's)."""
     limiter = svc.limiter()
     if previous.slot_at is None:
-        return calling.wait_for(svc, limiter.reserve_create(CREATE_LANE_GAP))
+        place = limiter.reserve_create(CREATE_LANE_GAP, backfill=backfill, live_share=svc.settings.live_share)
+        return calling.wait_for(svc, place)
     if limiter.missed(previous.slot_at):
         return calling.wait_for(svc, limiter.reserve(svc.clock()))
     return calling.wait_for(svc, previous.slot_at)

@@ -31,14 +31,18 @@ def horizon_of(payload: StepInput) -> float | None:
     return started + float(payload.queue_horizon_s)
 
 
-def wait_or_hand_over(svc: Services, payload: StepInput, waiting: CreateState, slot: Waiting) -> CreateState:
-    """Wait for the slot if it comes within the horizon, else wait for the horizon, and there hand over."""
+def wait_or_hand_over(
+    svc: Services, payload: StepInput, waiting: CreateState, slot: Waiting | None, *, wait_s: int = 0
+) -> CreateState:
+    """Wait for the slot if it comes within the horizon, else wait for the horizon, and there hand over. Without
+    a slot (a create the credit budget holds), wait `wait_s` the same way; it takes a place when it wakes."""
     horizon = horizon_of(payload)
-    if horizon is None or slot.slot_at <= horizon:
-        return waiting.waiting(slot)
+    until = slot.slot_at if slot is not None else svc.clock() + wait_s
+    if horizon is None or until <= horizon:
+        return waiting.waiting(slot) if slot is not None else replace(waiting, slot_at=None, wait_s=wait_s)
     if horizon - svc.clock() >= 1:
-        return waiting.waiting(replace(slot, wait_s=int(horizon - svc.clock())))
-    return hand_over(svc, payload, replace(waiting, slot_at=slot.slot_at))
+        return replace(waiting.waiting(slot) if slot else waiting, wait_s=int(horizon - svc.clock()))
+    return hand_over(svc, payload, replace(waiting, slot_at=slot.slot_at if slot else None))
 
 
 def hand_over(svc: Services, payload: StepInput, waiting: CreateState) -> CreateState:

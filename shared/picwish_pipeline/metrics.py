@@ -19,6 +19,7 @@ RESULTS = "results"  # jobs that ended in result.json
 FAILURE_RECORDS = "failure_records"  # jobs that ended in a failure record after starting (dimension: reason)
 PROCESSING_S = "processing_s"  # the task's time at the API, by its own (whole-second) stamps
 OVERHEAD_S = "overhead_s"  # from the API's "completed" stamp to the result written
+CREDIT_BUDGET_USED = "credit_budget_used"  # percent of the 24-hour credit budget spent, as a held create saw it
 
 NAMES = frozenset(
     {
@@ -33,6 +34,7 @@ NAMES = frozenset(
         FAILURE_RECORDS,
         PROCESSING_S,
         OVERHEAD_S,
+        CREDIT_BUDGET_USED,
     }
 )
 
@@ -50,11 +52,12 @@ def of_submit(result: dict[str, Any]) -> list[Measure]:
 
 
 def of_create(result: dict[str, Any]) -> list[Measure]:
+    budget = [Measure(CREDIT_BUDGET_USED, result["budget_used"], "Percent")] if "budget_used" in result else []
     if result.get("status") == "wait" and result.get("wait_s") is not None:
-        return [Measure(CREATE_WAIT_S, result["wait_s"], "Seconds")]
+        return [Measure(CREATE_WAIT_S, result["wait_s"], "Seconds"), *budget]
     if result.get("status") == "failed":  # the job ends here: its calls are all the create's
         return [Measure(API_CALLS, result.get("api_calls", 0)), Measure(THROTTLES, result.get("throttles", 0))]
-    return []
+    return budget
 
 
 def of_poll(result: dict[str, Any]) -> list[Measure]:

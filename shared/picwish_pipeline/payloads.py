@@ -11,6 +11,8 @@ from picwish_visual.catalog import Operation, get_operation
 
 from .uploads import JobPath, UploadRef, parse_job_path
 
+UPLOAD, BACKFILL = "upload", "backfill"  # a job's intake
+
 
 def _compact(obj: Any) -> dict[str, Any]:
     """The dataclass as a dict without the fields left unset (None)."""
@@ -33,6 +35,7 @@ class Job:
     masks: dict[str, str] = field(default_factory=dict)  # slot -> key in the input bucket
     mask_versions: dict[str, str] = field(default_factory=dict)  # slot -> the version submit checked
     ignored_metadata: list[str] = field(default_factory=list)
+    intake: str = UPLOAD  # how the job came: an upload's event, or a backfill of what was already in S3
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -43,6 +46,7 @@ class Job:
             masks=dict(data.get("masks") or {}),
             mask_versions=dict(data.get("mask_versions") or {}),
             ignored_metadata=list(data.get("ignored_metadata") or []),
+            intake=str(data.get("intake") or UPLOAD),
         )
 
     @property
@@ -61,6 +65,7 @@ class Job:
             "masks": self.masks,
             **({"mask_versions": self.mask_versions} if self.mask_versions else {}),
             "ignored_metadata": self.ignored_metadata,
+            **({"intake": self.intake} if self.intake != UPLOAD else {}),
         }
 
 
@@ -101,6 +106,7 @@ class CreateState(_StepState):
     spare: bool | None = None  # the slot's call may give way (the first poll's, once created)
     refresh_key: bool | None = None  # the next attempt reads the API key again (a 401 may mean it was rotated)
     handovers: int | None = None  # executions before this one that held the slot (`picwish_pipeline.handover`)
+    budget_used: float | None = None  # percent of the credit budget spent, when a create waits for it
     task_id: str | None = None
     created_at: float | None = None
     deadline_at: float | None = None

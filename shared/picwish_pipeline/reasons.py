@@ -35,3 +35,7 @@ class Reason(StrEnum):
     def of_execution(cls, status: str) -> str:
         """The backstop's reason for an execution that ended `status` (FAILED, TIMED_OUT, ABORTED, …)."""
         return f"execution {status.lower()}"
+
+
+# The upload itself was refused: running it again cannot change the answer (fix it and upload it again).
+REFUSED = frozenset({Reason.INVALID_INPUT, Reason.UNKNOWN_OPERATION, Reason.OBJECT_MISSING})

@@ -4,6 +4,7 @@ write the failure record that says why not."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from botocore.exceptions import ClientError
 
@@ -13,7 +14,7 @@ from picwish_visual.validation import validate_request
 
 from . import keyrecord, records, storage, tally
 from .options import options_from_metadata, parse_defaults
-from .payloads import Job, StepInput
+from .payloads import UPLOAD, Job, StepInput
 from .reasons import Reason
 from .services import Services
 from .starts import start_admitted
@@ -38,15 +39,16 @@ class MissingUpload(LookupError):
     """The object (or the version the event names) is gone: deleted before it could be read."""
 
 
-def submit_upload(svc: Services, upload: UploadRef) -> str:
+def submit_upload(svc: Services, upload: UploadRef, *, attempt: str = "", intake: str = UPLOAD) -> str:
     """Validate one upload and start its execution. Whatever goes wrong while judging or starting it ends in a
     failure record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and
-    the exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
+    the exception goes on to Lambda's retries and the dead-letter queue) when it is not. A backfill names its
+    `intake` and, running a version again, the `attempt`."""
     path = parse_job_path(upload.key)
     if path is None:
         return "ignored"
     try:
-        job = _judge_upload(svc, path, upload)
+        job = replace(_judge_upload(svc, path, upload), intake=intake)
     except ValidationError as exc:
         reason = Reason.UNKNOWN_OPERATION if exc.param == "operation" else Reason.INVALID_INPUT
         _fail_input(svc, path, upload, exc, reason=reason)
@@ -66,7 +68,7 @@ def submit_upload(svc: Services, upload: UploadRef) -> str:
         start_admitted(
             svc,
             stateMachineArn=svc.settings.state_machine_arn,
-            name=upload.execution_name(job.operation.name),
+            name=upload.execution_name(job.operation.name, attempt),
             input=execution_input,
         )
     except ClientError as exc:

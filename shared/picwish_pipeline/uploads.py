@@ -66,9 +66,11 @@ class UploadRef:
         """
         return self.version_id or self.sequencer or self.etag or ""
 
-    def execution_name(self, operation: str) -> str:
-        """`[0-9A-Za-z_-]`, at most 80 characters, the same for every delivery of this upload."""
-        digest = hashlib.sha256("\0".join((self.bucket, self.key, self.identity)).encode()).hexdigest()
+    def execution_name(self, operation: str, attempt: str = "") -> str:
+        """`[0-9A-Za-z_-]`, at most 80 characters, the same for every delivery of this upload. `attempt` names a
+        later job of the same version apart (a backfill running a failed or reprocessed upload again)."""
+        parts = (self.bucket, self.key, self.identity, *((attempt,) if attempt else ()))
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         prefix = re.sub(r"[^0-9A-Za-z_-]", "_", operation)[:20] or "job"
         return f"{prefix}-{digest}"[:EXECUTION_NAME_MAX]
 

@@ -62,7 +62,12 @@ def test_the_alarms_watch_emitted_metrics():
         for m in r["Properties"].get("Metrics", [])
         if "Expression" in m
     ]
-    assert names_in(expressions) == {metrics.FAILURE_RECORDS, metrics.CREATE_WAIT_S, metrics.THROTTLES}
+    assert names_in(expressions) == {
+        metrics.FAILURE_RECORDS,
+        metrics.CREATE_WAIT_S,
+        metrics.THROTTLES,
+        metrics.CREDIT_BUDGET_USED,
+    }
 
 
 def test_alarms_cover_lambda_errors_dynamodb_throttles_and_the_apis_429s():

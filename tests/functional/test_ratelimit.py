@@ -95,6 +95,23 @@ def test_a_lane_spreads_fractional_gaps_over_the_slots_and_keeps_them_when_creat
     assert len(arriving) / (arriving[-1] - arriving[0] + 2.5 * lim.spacing) <= 1 / (2.5 * lim.spacing) + 1e-6
 
 
+def test_a_backfill_takes_its_share_of_the_creates_and_an_upload_goes_ahead_of_its_queue(table):
+    clock = [1000.0]
+    lim = SlotLimiter("slots", qps=2, client=table, clock=lambda: clock[0])
+    backfill = [round(lim.reserve_create(2, backfill=True, live_share=0.25) / lim.spacing) for _ in range(40)]
+    gaps = [b - a for a, b in itertools.pairwise(backfill)]
+    assert sum(gaps) / len(gaps) == pytest.approx(2 / 0.75, abs=0.05)  # the backfill's 75 % of the lane
+    assert lim.schedule().queue_end == pytest.approx(backfill[-1] * lim.spacing, abs=lim.spacing)
+    clock[0] = 1001.0
+    uploads = [round(lim.reserve_create(2, live_share=0.25) / lim.spacing) for _ in range(5)]
+    now = math.ceil(1001.0 / lim.spacing)
+    assert uploads[0] - now <= 1  # not behind the backfill's 107 slots of queue
+    assert [b - a >= 8 for a, b in itertools.pairwise(uploads)] == [True] * 4  # the uploads' 25 %, while it runs
+    clock[0] = backfill[-1] * lim.spacing + 60  # the backfill's lane has run out: uploads get the whole lane
+    alone = [round(lim.reserve_create(2, live_share=0.25) / lim.spacing) for _ in range(5)]
+    assert [b - a for a, b in itertools.pairwise(alone)] == [2] * 4
+
+
 def test_concurrent_creates_never_share_a_place_in_the_lane(table):
     lim = limiter(table)
     places = sorted(round(s / lim.spacing) for s in at_once(12, lambda: lim.reserve_create(2)))

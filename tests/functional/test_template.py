@@ -74,7 +74,7 @@ def test_no_iam_wildcards(translated):
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 if "*" in targets:  # only what AWS accepts no narrower resource for: log delivery and X-Ray
                     allowed = (
-                        LOG_DELIVERY if logical_id == "PipelineStateMachineRole" and "logs" in actions[0] else TRACES
+                        LOG_DELIVERY if logical_id.endswith("StateMachineRole") and "logs" in actions[0] else TRACES
                     )
                     assert set(actions) <= allowed, (logical_id, statement)
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id  # each managed policy is on "*"
@@ -83,16 +83,17 @@ def test_no_iam_wildcards(translated):
 def test_every_function_and_the_state_machine_log_to_a_group_with_a_retention(translated):
     res = translated["Resources"]
     functions = resources(translated, "AWS::Lambda::Function")
-    assert len(functions) == 6
+    assert len(functions) == 7
     for logical_id, function in functions.items():
         group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         assert res[group]["Type"] == "AWS::Logs::LogGroup", logical_id
         assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    logging = res["PipelineStateMachine"]["Properties"]["LoggingConfiguration"]
-    assert (logging["Level"], logging["IncludeExecutionData"]) == ("ERROR", False)
-    [destination] = logging["Destinations"]
-    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for machine in ("PipelineStateMachine", "BackfillStateMachine"):
+        logging = res[machine]["Properties"]["LoggingConfiguration"]
+        assert (logging["Level"], logging["IncludeExecutionData"]) == ("ERROR", False)
+        [destination] = logging["Destinations"]
+        group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
 def test_every_bucket_blocks_public_access_encrypts_and_requires_tls(translated):

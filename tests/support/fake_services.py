@@ -140,6 +140,17 @@ class FakeTaskTable:
         self.items[name] = dict(Item)
         return {}
 
+    def batch_get_item(self, RequestItems: dict) -> dict:
+        """The tally's items, as picwish_pipeline.tally.read asks for them."""
+        (table, ask), = RequestItems.items()
+        names = [key["execution"]["S"] for key in ask["Keys"]]
+        found = [
+            {"execution": {"S": n}, **{k: {"N": str(v)} for k, v in self.tally[n].items()}}
+            for n in names
+            if n in self.tally
+        ]
+        return {"Responses": {table: found}}
+
     def get_item(self, TableName: str, Key: dict, ConsistentRead: bool) -> dict:
         assert ConsistentRead, "a claim is read consistently: an attempt must see the one before it"
         found = self.items.get(Key["execution"]["S"])
@@ -222,7 +233,10 @@ class FakeLimiter:
         self.spare.append(spares(at, spare_until))
         return at
 
-    def reserve_create(self, gap_slots: float) -> float:
+    lanes: list[tuple[bool, float]] = field(default_factory=list)  # each create's (backfill?, live share)
+
+    def reserve_create(self, gap_slots: float, *, backfill: bool = False, live_share: float = 1.0) -> float:
+        self.lanes.append((backfill, live_share))
         return self.reserve(self.clock() + self.queued_s)
 
     def missed(self, slot_at: float, at: float | None = None) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from picwish_pipeline import handover
+from picwish_pipeline import budget, handover, tally
 from picwish_pipeline.create import create_step
 from picwish_pipeline.payloads import CreateState
 from picwish_pipeline.scheduler import belief, plan
@@ -280,3 +280,43 @@ def test_a_handed_over_execution_names_the_next_one_from_the_upload_s_name():
     assert handover.next_name(EXECUTION + "-h1", 2) == EXECUTION[:77] + "-h2"
     assert handover.next_name("resume-abc", 1) == "resume-abc-h1"
     assert len(handover.next_name("x" * 80, 12)) == 80
+
+
+# -- the credit budget and the backfill's lane ------------------------------------------------------------------
+
+
+def _budget(fakes, budget: int, spent_this_hour: int, recheck_s: int = 120) -> None:
+    settings = replace(fakes.svc.settings, credit_budget=budget, budget_recheck_s=recheck_s)
+    object.__setattr__(fakes.svc, "settings", settings)
+    fakes.tasks.tally[tally.hour_key(NOW)] = {"credits": spent_this_hour}
+
+
+def test_a_create_the_budget_cannot_pay_for_waits_without_a_call_and_takes_a_new_place_after(fakes):
+    _budget(fakes, budget=5, spent_this_hour=5)
+    out = create(fakes)
+    assert (out.status, out.slot_at, out.wait_s, out.budget_used) == ("wait", None, 120, 100.0)
+    assert fakes.api.calls == [] and EXECUTION not in fakes.tasks.items  # no POST, no claim
+    _budget(fakes, budget=50, spent_this_hour=5)  # the budget raised
+    fakes.api.answers = ["task-1"]
+    again = create_step(fakes.svc, step_input("state-create.json", create=out.to_dict()))
+    assert again.status == "created" and again.budget_used == 10.0
+    assert len(fakes.limiter.lanes) == 2  # it took a new place in the lane after its wait
+
+
+def test_credits_spent_earlier_in_the_day_count_and_those_of_yesterday_do_not(fakes):
+    _budget(fakes, budget=10, spent_this_hour=0)
+    fakes.tasks.tally[tally.hour_key(NOW - 23 * 3600)] = {"credits": 6, "credits_undocumented": 3}
+    fakes.tasks.tally[tally.hour_key(NOW - 24 * 3600)] = {"credits": 100}
+    assert budget.spent(fakes.svc, NOW) == 9
+    fakes.api.answers = ["task-1"]
+    assert create(fakes).status == "created"  # 9 + 1 credit fits 10
+
+
+def test_a_backfill_s_create_takes_the_backfill_lane_with_the_uploads_share_kept(fakes):
+    object.__setattr__(fakes.svc, "settings", replace(fakes.svc.settings, live_share=0.3))
+    payload = step_input("state-create.json", create={"status": "new"})
+    backfilled = replace(payload, job=replace(payload.job, intake="backfill"))
+    fakes.api.answers = ["task-1", "task-2"]
+    create_step(fakes.svc, backfilled)
+    create_step(fakes.svc, replace(payload, execution="another"))
+    assert fakes.limiter.lanes == [(True, 0.3), (False, 0.3)]

@@ -33,3 +33,12 @@ def test_each_definition_owns_its_retry_policies():
     scaled["States"]["CreateTask"]["Retry"][0]["MaxDelaySeconds"] = 2
     fresh = definition()["States"]
     assert fresh["CreateTask"]["Retry"][0]["MaxDelaySeconds"] == fresh["PollTask"]["Retry"][0]["MaxDelaySeconds"] == 30
+
+
+def test_the_checked_in_backfill_definition_is_the_generated_one():
+    from statemachine import backfill
+
+    assert backfill.ASL_PATH.read_text() == backfill.render(), "statemachine/backfill.asl.json is stale: run `make asl`"
+    images = backfill.definition()["States"]["Images"]
+    assert images["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert images["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"

@@ -30,19 +30,28 @@ BUSY_WINDOW_S = 10.0  # creates queued further ahead than this (about ten) mean 
 
 @dataclass(frozen=True)
 class Schedule:
-    """The shared scheduling item: where the create lane ends, and each operation's learned belief."""
+    """The shared scheduling item: where the create lanes end (the uploads' and a backfill's), and each
+    operation's learned belief."""
 
     lane_at: float | None
     durations: dict[str, dict]
+    backfill_at: float | None = None
 
     @classmethod
     def from_item(cls, item: dict) -> Schedule:
         lane = float(item["lane_at"]["N"]) if "lane_at" in item else None
-        return cls(lane, {k[2:]: v for k, v in item.items() if k.startswith("d:")})
+        backfill = float(item["backfill_at"]["N"]) if "backfill_at" in item else None
+        return cls(lane, {k[2:]: v for k, v in item.items() if k.startswith("d:")}, backfill)
+
+    @property
+    def queue_end(self) -> float | None:
+        """When the last create now queued, in either lane, goes out."""
+        ends = [at for at in (self.lane_at, self.backfill_at) if at is not None]
+        return max(ends) if ends else None
 
     def busy(self, now: float, window_s: float = BUSY_WINDOW_S) -> bool:
         """Creates are queued beyond the next few seconds: the budget is the bottleneck."""
-        return self.lane_at is not None and self.lane_at > now + window_s
+        return self.queue_end is not None and self.queue_end > now + window_s
 
     def durations_of(self, operation: str, typical_s: float) -> Durations:
         return Durations.from_item(self.durations.get(operation), typical_s)

@@ -185,22 +185,32 @@ class SlotLimiter:
         ).get("Item")
         return Schedule.from_item(item or {})
 
-    def reserve_create(self, gap_slots: float) -> float:
-        """A slot for a create at its place in the create lane: `gap_slots` slots after the place of the create
+    def reserve_create(self, gap_slots: float, *, backfill: bool = False, live_share: float = 1.0) -> float:
+        """A slot for a create at its place in its create lane: `gap_slots` slots after the place of the create
         before it, or now when that is past. Every create gets a definite slot at once, so one waits once
         however long the backlog, and creates never take more than 1 / `gap_slots` of the budget: the other
-        slots stay free for the polls of tasks already paid for, however fast uploads arrive."""
+        slots stay free for the polls of tasks already paid for, however fast uploads arrive.
+
+        Uploads and a backfill keep two lanes. A backfill's creates are spaced to take (1 − `live_share`) of
+        the creates; an upload's take the whole lane, or `live_share` of it while the backfill's lane runs
+        ahead — so an upload never waits behind a backfill's queue, and together they never take more."""
+        lane = "backfill_at" if backfill else "lane_at"
         while True:
-            lane = self.schedule().lane_at
-            place = max(self.clock(), (lane or 0.0) + self.spacing * gap_slots)
+            schedule = self.schedule()
+            last = schedule.backfill_at if backfill else schedule.lane_at
+            now = self.clock()
+            backfilling = (schedule.backfill_at or 0.0) > now
+            share = 1 - live_share if backfill else (live_share if backfilling else 1.0)
+            place = max(now, (last or 0.0) + self.spacing * gap_slots / share)
             try:
                 self.client.update_item(
                     TableName=self.table_name,
                     Key={"pk": {"S": SCHEDULE}, "sk": {"N": "0"}},
-                    UpdateExpression="SET lane_at = :at",
-                    ConditionExpression="attribute_not_exists(lane_at)" if lane is None else "lane_at = :was",
+                    UpdateExpression="SET #lane = :at",
+                    ConditionExpression="attribute_not_exists(#lane)" if last is None else "#lane = :was",
+                    ExpressionAttributeNames={"#lane": lane},
                     ExpressionAttributeValues={":at": {"N": repr(place)}}
-                    | ({} if lane is None else {":was": {"N": repr(lane)}}),
+                    | ({} if last is None else {":was": {"N": repr(last)}}),
                 )
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":

@@ -1,0 +1,82 @@
+"""A backfill on the local stack: images already in S3 (never processed, processed, failed, refused, replaced
+since), its dry run's bill, and the backfill machine (a Distributed Map) admitting them to the pipeline."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from offline.__main__ import stack_info
+from ops import backfill
+from ops.status import status
+from ops.target import Target
+from tests.support import images
+
+PREFIX = "incoming/idphoto/catalog/"
+
+
+def _target(pipeline, tmp_path) -> Target:
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps(stack_info(pipeline)))
+    return Target.local(info)
+
+
+def _catalog(pipeline) -> dict[str, str]:
+    """The bucket as a team adopting the pipeline has it; what the backfill should do with each key."""
+    done, failed, refused, replaced = (f"{PREFIX}{name}.jpg" for name in ("done", "failed", "refused", "replaced"))
+    pipeline.mock.add_rule(filename="failed.jpg", state=-1)
+    for key, body in ((done, images.portrait()), (failed, images.portrait()), (refused, b"not an image")):
+        pipeline.upload(key, body)
+    pipeline.upload(replaced, images.portrait(width=80 + 1))
+    for key in (done, failed, refused, replaced):
+        pipeline.record(key)
+    pipeline.mock.clear_rules()
+    never = {f"{PREFIX}never/{i}.jpg": images.portrait(width=90 + i) for i in range(5)}
+    pipeline.place({**never, replaced: images.portrait(width=80 + 2)})  # a new version, its event never sent
+    return {**dict.fromkeys(never, "start"), done: "skip", failed: "rerun", refused: "skip", replaced: "start"}
+
+
+def test_a_backfill_processes_what_has_no_result_once_at_the_bill_it_gave(pipeline, tmp_path):
+    expected = _catalog(pipeline)
+    target = _target(pipeline, tmp_path)
+    s3 = pipeline.s3
+    decisions, sizes = backfill.plan(target, s3, "idphoto/catalog/", reprocess=False)
+    assert {d.key: d.action for d in decisions} == expected
+    summary = backfill.Bill(PREFIX, decisions, sizes, target.qps, 0.0).summary(target.live_share)
+    assert summary["credits_by_operation"] == {"idphoto": 7}  # idphoto: 1 credit a task
+    assert summary["skip"] == {"has a result": 1, "refused: invalid input (fix the upload and upload it again)": 1}
+    paid_before = sum(pipeline.mock.credits()["credits"].values())
+    newest = {key: s3.head_object(Bucket=target.input_bucket, Key=key)["VersionId"] for key in expected}
+    done_record = s3.get_object(Bucket=target.output_bucket, Key="results/idphoto/catalog/done.jpg/result.json")
+
+    arn = backfill.start(target, pipeline.sfn, "idphoto/catalog/", reprocess=False)
+    _ended(pipeline, arn)
+    records = {key: pipeline.record(key, timeout_s=60, wanted=None) for key in expected}
+
+    for key, (kind, record) in records.items():
+        assert record["source"]["version_id"] == newest[key], key
+        assert kind == ("failed" if key.endswith("refused.jpg") else "result"), (key, record)
+    assert sum(pipeline.mock.credits()["credits"].values()) - paid_before == summary["credits"]
+    again = s3.get_object(Bucket=target.output_bucket, Key="results/idphoto/catalog/done.jpg/result.json")
+    assert again["ETag"] == done_record["ETag"]  # the key that had its result was not touched
+    report = status(target, since=_minutes_ago(10))
+    assert report["backfill"]["status"] == "SUCCEEDED"
+    assert report["backfill"]["items"]["total"] == len(expected) and report["backfill"]["items"]["failed"] == 0
+    decisions, _ = backfill.plan(target, s3, PREFIX, reprocess=False)  # run again: nothing is left to pay for
+    assert {d.action for d in decisions} == {"skip"}
+    decisions, _ = backfill.plan(target, s3, PREFIX, reprocess=True)
+    assert {d.key for d in decisions if d.action == "rerun"} == {k for k in expected if not k.endswith("refused.jpg")}
+
+
+def _ended(pipeline, arn: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (described := pipeline.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the backfill did not end"
+        time.sleep(0.2)
+    assert described["status"] == "SUCCEEDED", described
+
+
+def _minutes_ago(minutes: float):
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) - timedelta(minutes=minutes)
