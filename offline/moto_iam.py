@@ -3,7 +3,7 @@
 With enforcement on (`enforce_iam`), moto checks every request's credentials against the caller's policies, but:
 - DynamoDB, Secrets Manager, Step Functions and Lambda authorize every action against the resource "*", so a
   policy that names its table, secret, state machine or function (as least privilege does) denies every call.
-  Here the resource is the ARN the request names, as in AWS.
+  Here the resource is the ARN the request names (a batch's one table), as in AWS.
 - Lambda checks Invoke as `lambda:Invoke`; the IAM action is `lambda:InvokeFunction`. Its signature check
   refuses botocore's own signature on requests without a body (GetFunction, Invoke without payload).
 - Their denials come back as an XML body botocore cannot read (a ClientError with code "403"); AWS answers
@@ -58,8 +58,11 @@ def _body(response: Any) -> dict:
 
 
 def _dynamodb_resource(self: Any) -> str:
-    table = _body(self).get("TableName")
-    return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}" if table else "*"
+    body = _body(self)
+    tables = [body["TableName"]] if body.get("TableName") else list(body.get("RequestItems") or {})
+    # A batch over several tables is authorized on each by AWS; one resource is checked here: "*" (denied unless
+    # a policy allows every table). The pipeline's batches read one table.
+    return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{tables[0]}" if len(tables) == 1 else "*"
 
 
 def _secret_resource(self: Any) -> str:

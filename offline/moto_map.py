@@ -5,6 +5,9 @@
   map of no items. Here the listing is read page by page.
 - The listed objects' `LastModified` are datetimes in moto and ISO 8601 strings in the items AWS hands the
   iterations: they are strings here too.
+
+Not patched: moto's ASL parser accepts only STANDARD child executions in a Distributed Map (AWS also runs
+EXPRESS ones); the backfill machine's children are STANDARD (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -20,18 +20,20 @@ PRICES = {
     "xray_traces": 5.0 / 1_000_000,
 }
 
-# One image's usage in a drop, but for the bytes the API fetches (the image's own size): the burst benchmark's
-# per-image figures (docs/performance.md), plus a backfill's own item (one invocation, a few S3 reads).
+# One image's usage in a drop, but for the bytes the API fetches (the image's own size): the 2,000-upload drop on
+# the local stack (`python -m bench --n 2000 --qps 20 --time-scale 0.05`; Lambda's seconds there are a busy
+# emulator's, so GB-seconds are an upper estimate), plus a backfill's own item: a child execution's states, one
+# invocation, its reads of the object and the key's record, and its tally counts.
 PER_IMAGE = {
-    "state_transitions": 10.6,
-    "lambda_requests": 6.2,
-    "lambda_gb_s": 1.6,
-    "dynamodb_write": 24.0,
-    "dynamodb_read": 12.0,
-    "s3_put": 6.0,
-    "s3_get": 9.0,
-    "log_gb": 12e-6,
-    "xray_traces": 6.2,
+    "state_transitions": 8.63 + 3,
+    "lambda_requests": 4.21 + 1,
+    "lambda_gb_s": 3.64 + 0.3,
+    "dynamodb_write": 19.4 + 2,
+    "dynamodb_read": 11.1,
+    "s3_put": 5.8,
+    "s3_get": 5.05 + 3,
+    "log_gb": 4.4e-6,
+    "xray_traces": 4.21 + 1,
 }
 
 

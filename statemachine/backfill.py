@@ -38,14 +38,14 @@ def definition() -> dict[str, Any]:
         },
         "ItemSelector": {"bucket.$": "$.bucket", "key.$": "$$.Map.Item.Value.Key", "reprocess.$": "$.reprocess"},
         "ItemProcessor": {
-            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
             "StartAt": "Decide",
             "States": {"Decide": decide},
         },
         "MaxConcurrency": ITEM_CONCURRENCY,
         # An item that fails after its retries is counted in the Map Run and written to the results; the others
         # go on (nothing of it was paid: the failure is before or at its job's start).
-        "ToleratedFailurePercentage": 100,
+        "ToleratedFailurePercentage": 100.0,  # a float: moto's ASL grammar reads an integer here as an error
         "ResultWriter": {
             "Resource": "arn:aws:states:::s3:putObject",
             "Parameters": {"Bucket": "${OutputBucket}", "Prefix": RESULTS_PREFIX.rstrip("/")},

@@ -49,14 +49,17 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
     slot = _create_slot(svc, previous, backfill=job.intake == BACKFILL)
     if slot.wait_s >= 1:
         return handover.wait_or_hand_over(svc, payload, waiting, slot)
-    held = budget.standing(svc, job.operation)
-    if held is not None and held.holds:
-        # Its slot goes unused; after the wait it takes a new place in the lane.
-        waiting = replace(waiting, budget_used=held.used_percent)
-        return handover.wait_or_hand_over(svc, payload, waiting, None, wait_s=svc.settings.budget_recheck_s)
     image, masks = _api_inputs(svc, job)  # before the slot: only the POST itself is on the clock
+    seen: list[budget.Standing] = []  # the credit budget, as the claim found it
 
     def claim() -> CreateState | None:
+        # At the slot, just before the POST: a budget read earlier would let the creates queued close together
+        # all pass it. One the budget holds leaves its slot unused and takes a new place after its wait.
+        held = budget.standing(svc, job.operation)
+        seen.extend([held] if held is not None else [])
+        if held is not None and held.holds:
+            held_state = replace(waiting, budget_used=held.used_percent)
+            return handover.wait_or_hand_over(svc, payload, held_state, None, wait_s=svc.settings.budget_recheck_s)
         if storage.claim(svc, name, job.operation.name):
             return None
         return _from_claim(svc, job.operation, storage.read_claim(svc, name) or Claim(), previous)  # another holds it
@@ -68,7 +71,7 @@ def create_step(svc: Services, payload: StepInput) -> CreateState:
         otherwise=waiting,
         prepare=claim,
     )
-    return made if held is None else replace(made, budget_used=held.used_percent)
+    return made if not seen or made.budget_used is not None else replace(made, budget_used=seen[-1].used_percent)
 
 
 def _settled(svc: Services, payload: StepInput) -> CreateState | None:

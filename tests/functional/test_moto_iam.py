@@ -76,6 +76,7 @@ def world(server):
         iam,
         "fn",
         allow("dynamodb:PutItem", f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mine"),
+        allow("dynamodb:BatchGetItem", f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mine"),
         allow("s3:GetObject", "arn:aws:s3:::uploads/incoming/*"),
         allow("lambda:InvokeFunction", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:allowed"),
     )
@@ -97,6 +98,17 @@ def test_a_policy_naming_its_table_allows_that_table_only_and_denies_in_json(wor
     assert code(lambda: ddb.put_item(TableName="mine", Item={"k": {"S": "1"}})) == "ok"
     assert code(lambda: ddb.put_item(TableName="theirs", Item={"k": {"S": "1"}})) == "AccessDeniedException"
     assert code(lambda: ddb.delete_item(TableName="mine", Key={"k": {"S": "1"}})) == "AccessDeniedException"
+
+
+def test_a_batch_read_is_authorized_on_the_table_it_reads(world):
+    endpoint, fn = world
+    ddb = client(endpoint, "dynamodb", fn)
+
+    def batch(table):
+        return lambda: ddb.batch_get_item(RequestItems={table: {"Keys": [{"k": {"S": "1"}}]}})
+
+    assert code(batch("mine")) == "ok"
+    assert code(batch("theirs")) == "AccessDeniedException"
 
 
 def test_invoke_is_authorized_as_lambda_invoke_function_on_the_function(world):

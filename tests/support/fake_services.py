@@ -142,7 +142,7 @@ class FakeTaskTable:
 
     def batch_get_item(self, RequestItems: dict) -> dict:
         """The tally's items, as picwish_pipeline.tally.read asks for them."""
-        (table, ask), = RequestItems.items()
+        ((table, ask),) = RequestItems.items()
         names = [key["execution"]["S"] for key in ask["Keys"]]
         found = [
             {"execution": {"S": n}, **{k: {"N": str(v)} for k, v in self.tally[n].items()}}
