@@ -198,9 +198,9 @@ def _give_each_role_its_credentials(deployed: DeployedStack, runtime: LambdaRunt
         role = functions.get_function(FunctionName=name)["Configuration"]["Role"]
         runtime.credentials[name] = mirror_role(iam, role, f"{name}-role")
     sfn = boto3.client("stepfunctions")
-    for number, machine in enumerate(deployed.state_machines()):
+    for logical, machine in deployed.state_machines().items():
         role = sfn.describe_state_machine(stateMachineArn=machine)["roleArn"]
-        moto_speed.STATE_MACHINE_CREDENTIALS[role] = mirror_role(iam, role, f"state-machine-role-{number}")
+        moto_speed.STATE_MACHINE_CREDENTIALS[role] = mirror_role(iam, role, f"{logical}-role")
     os.environ.update(operator(iam))
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):  # a token would make moto look for an assumed role
         os.environ.pop(name, None)

@@ -62,9 +62,9 @@ class DeployedStack:
     def functions(self) -> dict[str, str]:
         return {k: v for k, v in self.resources.items() if self.types[k] == "AWS::Lambda::Function"}
 
-    def state_machines(self) -> list[str]:
-        """Their ARNs (a state machine's physical id is its ARN)."""
-        return [v for k, v in self.resources.items() if self.types[k] == "AWS::StepFunctions::StateMachine"]
+    def state_machines(self) -> dict[str, str]:
+        """Logical id → ARN (a state machine's physical id is its ARN)."""
+        return {k: v for k, v in self.resources.items() if self.types[k] == "AWS::StepFunctions::StateMachine"}
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:

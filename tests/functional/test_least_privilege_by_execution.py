@@ -1,8 +1,8 @@
 """Least privilege, proven by running it: the whole pipeline runs every path of every function (results of each
-kind, bad input, a failed task, a key re-uploaded mid-job, a refused re-upload, the backstop) with IAM enforced,
-every request the policies authorized is journaled (role, action, resource), and each role's grants are compared
-with what it used — the functions' roles and the state machine's, action by action and resource pattern by
-resource pattern."""
+kind, bad input, a failed task, a key re-uploaded mid-job, a refused re-upload, the backstop, a backfill) with IAM
+enforced, every request the policies authorized is journaled (role, action, resource), and each role's grants are
+compared with what it used — the functions' roles and the state machines', action by action and resource pattern
+by resource pattern."""
 
 from __future__ import annotations
 
@@ -29,16 +29,20 @@ FUNCTION_SERVICE = {
     "LambdaLogs": "Lambda writes the function's logs to its group with it",
     "LambdaTraces": "Lambda sends the function's traces (Tracing: Active)",
 }
+MACHINE_SERVICE = {
+    "LogDelivery": "Step Functions delivers the execution logs to their group with it",
+    "Traces": "Step Functions sends traces (Tracing enabled)",
+}
 DEAD_LETTERS = FUNCTION_SERVICE | {"DeadLetterQueuePolicy": "Lambda sends an event whose retries failed to the DLQ"}
 SERVICE_USE: dict[str, dict[str, str]] = {
     "SubmitFunction": DEAD_LETTERS,
     "BackstopFunction": DEAD_LETTERS,
     **{name: FUNCTION_SERVICE for name in ("CreateFunction", "PollFunction", "FinalizeFunction")},
     "RecordFailureFunction": FUNCTION_SERVICE,
-    "StateMachine": {
-        "LogDelivery": "Step Functions delivers the execution logs to their group with it",
-        "Traces": "Step Functions sends traces (Tracing enabled)",
-    },
+    "BackfillFunction": FUNCTION_SERVICE,
+    "PipelineStateMachine": MACHINE_SERVICE,
+    "BackfillStateMachine": MACHINE_SERVICE
+    | {"DistributedMapChildren": "Step Functions runs the map's items as child executions (moto, in-process)"},
 }
 
 
@@ -89,6 +93,7 @@ def _every_path(pipeline) -> None:
     _replaced_while_running(pipeline)
     _missing_inputs(pipeline)
     _handed_over(pipeline)
+    _backfilled(pipeline)
     deadline = time.monotonic() + 60
     while any(e["status"] == "RUNNING" for e in pipeline.executions()):
         assert time.monotonic() < deadline, "executions still running"
@@ -180,6 +185,34 @@ def _handed_over(pipeline) -> None:
     _superseded(pipeline, key, older)
 
 
+def _backfilled(pipeline) -> None:
+    """A backfill over keys never processed (one refused, one with a mask to read), one with a result and one
+    that failed: the map lists them, writes its results, and its item starts, reruns or skips each."""
+    pipeline.mock.add_rule(filename="flaky.jpg", state=-7)
+    flaky = "incoming/idphoto/lp-backfill/flaky.jpg"
+    _key_record_version(pipeline, flaky, _put(pipeline, flaky, images.portrait()))
+    pipeline.mock.clear_rules()
+    done = "incoming/idphoto/lp-backfill/done.jpg"
+    _key_record_version(pipeline, done, _put(pipeline, done, images.portrait()))
+    placed = {
+        "incoming/idphoto/lp-backfill/never.jpg": images.portrait(),
+        "incoming/idphoto/lp-backfill/notes.jpg": b"not an image",
+        "incoming/inpaint/lp-backfill/shoe.png": images.photo(80, 60, fmt="PNG"),
+    }
+    pipeline.place(placed)
+    execution_input = {"bucket": pipeline.stack.input_bucket, "prefix": "incoming/", "reprocess": False}
+    machine = pipeline.stack.outputs["BackfillStateMachineArn"]
+    arn = pipeline.sfn.start_execution(stateMachineArn=machine, input=json.dumps(execution_input))["executionArn"]
+    deadline = time.monotonic() + 60
+    while pipeline.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the backfill did not end"
+        time.sleep(0.1)
+    for key in [flaky, *placed]:
+        _key_record_version(
+            pipeline, key, pipeline.s3.head_object(Bucket=pipeline.stack.input_bucket, Key=key)["VersionId"]
+        )
+
+
 def _created(pipeline, filename: str, timeout_s: float = 30) -> None:
     """Until the API has been asked to create a task for `filename`."""
     deadline = time.monotonic() + timeout_s
@@ -201,7 +234,8 @@ def _superseded(pipeline, key: str, version: str, timeout_s: float = 60) -> None
 
 @pytest.fixture(scope="module")
 def run():
-    pipeline, stack = build(("--qps", "0", "--time-scale", "0.01"), {"ApiQps": "20", "WaitScale": "0.01"}, server=True)
+    parameters = {"ApiQps": "20", "WaitScale": "0.01", "CreditBudgetPerDay": "100000"}  # creates read the budget
+    pipeline, stack = build(("--qps", "0", "--time-scale", "0.01"), parameters, server=True)
     with stack, journal_calls() as journal:
         _every_path(pipeline)
         yield pipeline, _by_role(pipeline, journal)
@@ -210,7 +244,7 @@ def run():
 def _by_role(pipeline, journal) -> dict[str, set[tuple[str, str]]]:
     """The (action, resource) pairs each role's principal was authorized for, by the role's logical id."""
     users = {f"{name}-role": logical for logical, name in pipeline.stack.functions().items()}
-    users["state-machine-role"] = "StateMachine"
+    users |= {f"{logical}-role": logical for logical in pipeline.stack.state_machines()}
     used: dict[str, set[tuple[str, str]]] = {}
     for user, action, resource in journal:
         if user in users:
@@ -225,9 +259,9 @@ def _grants(pipeline) -> dict[str, list[dict]]:
         logical: lam.get_function(FunctionName=name)["Configuration"]["Role"]
         for logical, name in pipeline.stack.functions().items()
     }
-    roles["StateMachine"] = boto3.client("stepfunctions").describe_state_machine(
-        stateMachineArn=pipeline.stack.state_machine_arn
-    )["roleArn"]
+    sfn = boto3.client("stepfunctions")
+    for logical, arn in pipeline.stack.state_machines().items():
+        roles[logical] = sfn.describe_state_machine(stateMachineArn=arn)["roleArn"]
     grants = {}
     for logical, arn in roles.items():
         role = arn.rsplit("/", 1)[-1]
