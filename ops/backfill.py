@@ -57,8 +57,8 @@ class Bill:
             "credits": sum(credits.values()),
             "credits_by_operation": dict(sorted(credits.items())),
             "images_of_undocumented_price": dict(sorted(undocumented.items())),
-            "queued_ahead_h": round(self.queued_s / 3600, 2),
-            "hours": round((self.queued_s + images / pace) / 3600, 2) if images else 0.0,
+            "queued_ahead_s": round(self.queued_s),
+            "eta_s": round(self.queued_s + images / pace) if images else 0,
             "aws_usd": costs.aws_cost(images, sum(self.sizes.get(d.key, 0) for d in self.processed)),
         }
 
@@ -110,12 +110,12 @@ def render(summary: dict[str, Any]) -> str:
     lines.append(f"credits     {summary['credits']}" + (f" ({by_op})" if by_op else ""))
     for op, n in summary["images_of_undocumented_price"].items():
         lines.append(f"            + {n} images of {op} (the docs give no price)")
-    ahead = summary["queued_ahead_h"]
-    behind = f", behind {_hours(ahead)} of creates already queued" if ahead else ""
-    lines.append(f"time        {_hours(summary['hours'])} at the account's QPS{behind}")
+    ahead = summary["queued_ahead_s"]
+    behind = f", behind {_duration(ahead)} of creates already queued" if ahead else ""
+    lines.append(f"time        {_duration(summary['eta_s'])} at the account's QPS{behind}")
     lines.append(f"AWS         ${summary['aws_usd']['total']:.2f} (state transitions, Lambda, DynamoDB, S3, transfer)")
     return "\n".join(lines)
 
 
-def _hours(hours: float) -> str:
-    return f"{hours:.1f} h" if hours >= 1 else f"{math.ceil(hours * 60)} min"
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, math.ceil(seconds / 60))} min"
