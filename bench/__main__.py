@@ -4,7 +4,7 @@ and faults the pipeline is not told; prints one JSON object per run, and a summa
 
     .venv/bin/python -m bench [--scenario burst|trickle] [--n 200] [--qps 2] [--time-scale 1] [--seed 1]
                               [--runs 1] [--faults] [--input-mode url|bytes] [--json-only] [--check]
-                              [--progress power,stall,late,steps,noisy]
+                              [--progress power,stall,late,steps,noisy] [--workload CASSETTE_DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import boto3
 
 from bench import measure
 from bench.faults import FAULT_PRESET, add_fault_arguments, configure_faults, replaced_bytes, reuploads
-from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan
+from bench.workload import PROGRESS_SHAPES, Upload, parse_mix, parse_shapes, plan, recorded_tasks
+from mock_server.cassette import Cassette
 from offline.harness import build
 from offline.record_reader import read_records
 from offline.sandboxes import resident_bytes
@@ -47,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--progress",
         default=",".join(PROGRESS_SHAPES),
         help="progress shapes the API's tasks take, equally often (default: all; 'power' is the mock's own)",
+    )
+    p.add_argument(
+        "--workload",
+        metavar="DIR",
+        type=Path,
+        help="a cassette (picwish-mock --record DIR): each operation's tasks take a recorded task's time and curve",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--runs", type=int, default=1, help="runs with seeds seed, seed+1, …, each on a new stack")
@@ -136,6 +143,7 @@ def run_once(args: argparse.Namespace, seed: int) -> dict:
         interval_s=args.interval,
         small=args.small_images,
         shapes=parse_shapes(args.progress),
+        recorded=recorded_tasks(Cassette.load(args.workload)) if args.workload else None,
     )
     progress(f"seed {seed}: starting the local stack (QPS {args.qps}, time scale {args.time_scale}) …")
     pipeline, stack = start_stack(args)
@@ -407,6 +415,7 @@ def settings_of(args, seed: int) -> dict:
         "interval_s": args.interval if args.scenario == "trickle" else None,
         "mix": args.mix,
         "progress_shapes": args.progress,
+        "workload": str(args.workload) if args.workload else None,
         "credit_price": args.credit_price,
         "faults": {k: getattr(args, k) for k in FAULT_PRESET if getattr(args, k)},
     }

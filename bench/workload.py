@@ -7,9 +7,11 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
+from mock_server.cassette import Cassette
 from offline.samples import encode, mask, portrait
 from picwish_visual.catalog import OPERATIONS
 
@@ -125,6 +127,50 @@ def photo(rng: random.Random, target_bytes: int, *, render: bool = True) -> Imag
     return Image.blend(portrait(width, height), Image.frombytes("RGB", (width, height), noise), 0.15)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One task as a cassette saw it: the time from its create's answer to the first poll that found it done, and
+    its progress at each poll before (fraction of that time, percent)."""
+
+    processing_s: float
+    points: list[tuple[float, float]]
+
+
+def recorded_tasks(cassette: Cassette) -> dict[str, list[Recorded]]:
+    """Each operation's recorded tasks that ended done (`--workload DIR`): the API's own times and curves."""
+    found: dict[str, list[Recorded]] = {}
+    for operation, creates in cassette.creates.items():
+        for create in creates:
+            polls = cassette.polls.get(_task_of(create["body"]) or "", [])
+            done = [since for since, poll in polls if _data(poll).get("state") == 1]
+            if not done or done[0] <= 0:
+                continue
+            seen = [(since / done[0], float(_data(poll).get("progress") or 0)) for since, poll in polls]
+            points = [(round(f, 3), p) for f, p in seen if 0 < f < 1]
+            found.setdefault(operation, []).append(Recorded(round(done[0], 3), _rising(points)))
+    return found
+
+
+def _rising(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The mock's points rise: later fractions, progress never lower."""
+    kept: list[tuple[float, float]] = []
+    for fraction, percent in sorted(points):
+        if fraction > (kept[-1][0] if kept else 0.0):
+            kept.append((fraction, max(percent, kept[-1][1] if kept else 0.0)))
+    return kept
+
+
+def _task_of(body: Any) -> str | None:
+    data = body.get("data") if isinstance(body, dict) else None
+    return data.get("task_id") if isinstance(data, dict) else None
+
+
+def _data(exchange: dict[str, Any]) -> dict[str, Any]:
+    body = exchange.get("body")
+    data = body.get("data") if isinstance(body, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def plan(
     n: int,
     mix: dict[str, float],
@@ -135,10 +181,12 @@ def plan(
     small: bool = False,
     shapes: list[str] | None = None,
     images: bool = True,
+    recorded: dict[str, list[Recorded]] | None = None,
 ) -> list[Upload]:
     """N uploads in the given mix. `burst`: all at once; `trickle`: one every `interval_s` on average (Poisson).
-    Each task's progress takes one of `shapes` (default: all of them, equally often). Without `images`, the same
-    uploads with empty bodies and no masks (for `bench.simulate`, which needs only their times)."""
+    Each task's progress takes one of `shapes` (default: all of them, equally often); with `recorded` tasks (a
+    cassette's), an operation's tasks take the time and curve of one of its recorded tasks instead. Without
+    `images`, the same uploads with empty bodies and no masks (for `bench.simulate`, which needs only their times)."""
     shapes = shapes or list(PROGRESS_SHAPES)
     # Shapes from a generator of their own: a seed's images, processing times and arrivals stay what they were
     # before shapes existed, so figures compare across versions.
@@ -165,6 +213,10 @@ def plan(
             progress_shape=shape,
             progress_points=points,
         )
+        if recorded and recorded.get(op):
+            task = shape_rng.choice(recorded[op])
+            upload.processing_s, upload.progress_shape = task.processing_s, "recorded"
+            upload.progress_points = task.points or None
         if image is not None and any(slot.name == "mask" for slot in OPERATIONS[op].slots):
             w, h = image.size
             box = (w // 3, h // 3, w // 2, h // 2)

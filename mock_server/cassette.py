@@ -154,3 +154,39 @@ def _answer(exchange: dict[str, Any]) -> Response:
 def _missing(message: str) -> Response:
     body = {"status": 404, "message": f"replay: {message}", "data": None}
     return Response(json.dumps(body), 404, {"Content-Type": "application/json"})
+
+
+def shape(value: Any) -> Any:
+    """A JSON value's shape: objects field by field, a list by its first item, scalars by type."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if value is None:
+        return "null"
+    return {bool: "bool", int: "number", float: "number", str: "string"}.get(type(value), type(value).__name__)
+
+
+def shape_differences(recorded: Any, answered: Any, path: str = "$") -> list[str]:
+    """Where `answered` does not have the shape of `recorded`: a field the recording has that the answer lacks,
+    or holds with another type. Fields only the answer has are allowed (a mock may say more)."""
+    want, got = shape(recorded), shape(answered)
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return [f"{path}: an object in the recording, {_kind(got)} here"]
+        found = []
+        for key, item in recorded.items():
+            if key not in answered:
+                found.append(f"{path}.{key}: missing ({_kind(want[key])} in the recording)")
+            else:
+                found.extend(shape_differences(item, answered[key], f"{path}.{key}"))
+        return found
+    if isinstance(want, list):
+        if not isinstance(got, list):
+            return [f"{path}: a list in the recording, {_kind(got)} here"]
+        return shape_differences(recorded[0], answered[0], f"{path}[0]") if recorded and answered else []
+    return [] if want == got or "null" in (want, got) else [f"{path}: {want} in the recording, {got} here"]
+
+
+def _kind(found: Any) -> str:
+    return "an object" if isinstance(found, dict) else "a list" if isinstance(found, list) else str(found)
