@@ -198,18 +198,7 @@ def _live_credits(live: dict[str, float]) -> int:
 
 
 def _target(pipeline) -> Target:
-    info = stack_info(pipeline)
-    return Target(
-        input_bucket=info["input_bucket"],
-        output_bucket=info["output_bucket"],
-        state_machine_arn=info["state_machine_arn"],
-        tasks_table=info["tasks_table"],
-        rate_table=info["rate_table"],
-        backfill_machine_arn=info["backfill_machine_arn"],
-        dead_letter_queue_url=info["dead_letter_queue_url"],
-        qps=info["qps"],
-        live_share=info["live_share"],
-    )
+    return Target.from_info(stack_info(pipeline))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import inspect
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,49 +85,26 @@ def _matching(table: Table, hash_key: Any, comparison: str, range_objs: list[Any
 
 
 def _narrow(original):
+    signature = inspect.signature(original)
+
     @functools.wraps(original)
-    def query(
-        self: Table,
-        hash_key,
-        range_comparison,
-        range_objs,
-        limit,
-        exclusive_start_key,
-        scan_index_forward,
-        projection_expressions,
-        index_name=None,
-        consistent_read=False,
-        filter_expression=None,
-        hash_key_conditions=None,
-        range_key_conditions=None,
-        **filter_kwargs: Any,
-    ):
+    def query(self: Table, *args: Any, **kwargs: Any):
+        call = signature.bind(self, *args, **kwargs)
+        asked = call.arguments
         # Anything else (an index, legacy KeyConditions filters, a multi-attribute key) is moto's alone.
         simple = (
-            index_name is None
+            asked.get("index_name") is None
             and self.range_key_attr
-            and range_comparison in _RUNS
-            and not filter_kwargs
-            and len(range_key_conditions or ()) <= 1
+            and asked["range_comparison"] in _RUNS
+            and not asked.get("filter_kwargs")
+            and len(asked.get("range_key_conditions") or ()) <= 1
         )
-        with _LOCK:
-            table = _Narrowed(self, _matching(self, hash_key, range_comparison, range_objs)) if simple else self
-        return original(
-            table,
-            hash_key,
-            range_comparison,
-            range_objs,
-            limit,
-            exclusive_start_key,
-            scan_index_forward,
-            projection_expressions,
-            index_name,
-            consistent_read,
-            filter_expression,
-            hash_key_conditions=hash_key_conditions,
-            range_key_conditions=range_key_conditions,
-            **filter_kwargs,
-        )
+        if simple:
+            with _LOCK:
+                asked["self"] = _Narrowed(
+                    self, _matching(self, asked["hash_key"], asked["range_comparison"], asked["range_objs"])
+                )
+        return original(*call.args, **call.kwargs)
 
     query._narrowed = True
     return query

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from picwish_pipeline.backfill import SKIP, Decision, decide
+from picwish_pipeline.create import CREATE_LANE_GAP
+from picwish_pipeline.scheduler.slot_table import SlotLimiter
 from picwish_pipeline.uploads import INCOMING
 
 from . import costs
 from .target import Target
 
 PROGRESS_EVERY = 500
-CREATES_PER_SLOT = 1 / 2.1  # the create lane's share of the budget (picwish_pipeline.create.CREATE_LANE_GAP)
-HEADROOM = 0.97  # of the QPS the slot table spreads calls over
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Bill:
                 undocumented[str(d.operation)] += 1
             else:
                 credits[str(d.operation)] += d.credits
-        pace = self.qps * HEADROOM * CREATES_PER_SLOT * (1 - live_share)  # images a second
+        pace = self.qps * SlotLimiter.headroom / CREATE_LANE_GAP * (1 - live_share)  # the backfill lane's creates/s
         images = len(self.processed)
         return {
             "prefix": self.prefix,

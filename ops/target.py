@@ -33,7 +33,11 @@ class Target:
     def local(cls, info_file: Path) -> Target:
         if not info_file.exists():
             raise SystemExit(f"{info_file} not found: start the local stack with `make stack` first")
-        info = json.loads(info_file.read_text())
+        return cls.from_info(json.loads(info_file.read_text()))
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Target:
+        """From the local stack's description (`offline.__main__.stack_info`)."""
         return cls(
             input_bucket=info["input_bucket"],
             output_bucket=info["output_bucket"],
