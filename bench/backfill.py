@@ -1,6 +1,6 @@
 """A backfill of a catalog already in S3, on the local stack, with live uploads arriving while it runs:
 
-    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 30] [--seed 1]
+    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 30] [--jobs 8] [--seed 1]
 
 The catalog: images never processed, some processed before (a result), some failed before, some uploaded again
 since their result (the new version's event never sent), one refused. First a trickle of live uploads alone (the
@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--time-scale", type=float, default=0.05)
     p.add_argument("--live", type=int, default=30, help="live uploads, alone and again during the backfill")
     p.add_argument("--live-interval", type=float, default=1.0, help="mean seconds between live uploads")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=8,
+        help="the backfill's jobs in flight (the local stack: 4 sandboxes a function on the machine's cores)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--check", action="store_true", help="exit 1 when a promise is broken")
@@ -153,7 +159,7 @@ def measured(args, pipeline, target: Target, items: dict, alone: dict, rng, prog
     bill = backfill.Bill(PREFIX, decisions, sizes, target.qps, 0.0).summary(target.live_share)
     paid_before, journal_before = _paid(pipeline), len(pipeline.mock.requests(method="POST"))
     started = time.time()
-    arn = backfill.start(target, pipeline.sfn, "", reprocess=False)
+    arn = backfill.start(target, pipeline.sfn, "", reprocess=False, jobs=args.jobs)
     live: dict[str, float] = {}
     during = lambda: live.update(trickle(pipeline, args.live, args.live_interval, rng, "during"))  # noqa: E731
     feeder = threading.Thread(target=during)

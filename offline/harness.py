@@ -26,6 +26,7 @@ from offline.moto_iam import enforce_iam, relax_iam
 from offline.moto_layers import keep_function_layers
 from offline.moto_limits import enforce_s3_limits
 from offline.moto_map import read_whole_listings
+from offline.moto_sfn_tasks import convert_sfn_task_names
 from offline.moto_speed import speed_up_moto
 from offline.moto_throttles import lift_start_limit
 from offline.moto_versions import name_versions_in_events
@@ -171,6 +172,7 @@ def _start_moto(stack: ExitStack) -> str:
     enforce_s3_limits()
     name_versions_in_events()
     read_whole_listings()
+    convert_sfn_task_names()
     speed_up_moto()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -8,7 +8,8 @@ so each is computed once. Behaviour is unchanged; only repeated work is gone.
   once and each loaded the same JSON: the models the stack uses are loaded before the burst.
 - Every Lambda task of every execution built a new boto3 client to invoke the function (a tenth of the CPU):
   one client per region and role, shared (boto3 clients are thread-safe), with a connection pool for the burst.
-  The same clients serve a Distributed Map's S3 listing and results, signed as the machine's role.
+  The same clients serve a Distributed Map's S3 listing and results and a Task's StartExecution, signed as the
+  machine's role.
 - Every JSONPath of every state (`$.create.wait_s`, …) was parsed by a new yacc parser on each evaluation:
   parsed once per path (the parsed expression is immutable).
 - Every execution parsed the state machine's definition with ANTLR (~0.1 s of CPU each): parsed once per
@@ -38,6 +39,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.
     resource_eval_s3 as result_writer_s3,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -126,6 +128,8 @@ def _share_lambda_clients() -> None:
             return clients[key]
 
     lambda_eval_utils.boto_client_for = shared
-    # A Distributed Map's listing (ItemReader) and its results (ResultWriter) are S3 calls of the machine's role.
+    # A Distributed Map's listing (ItemReader) and its results (ResultWriter), and a Task that starts another
+    # machine's execution, are calls of the machine's role too.
     item_reader_s3.boto_client_for = shared
     result_writer_s3.boto_client_for = shared
+    state_task_service_sfn.boto_client_for = shared

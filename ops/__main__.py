@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fill.add_argument("--reprocess", action="store_true", help="also images that have a result (paid again)")
     fill.add_argument("--dry-run", action="store_true", help="the bill: what would run and skip, credits, time, cost")
     fill.add_argument("--yes", action="store_true", help=f"start without asking (asked past {CONFIRM_OVER} images)")
+    fill.add_argument("--jobs", type=int, help="the backfill's jobs in flight at most (default: enough for the QPS)")
     fill.add_argument("--json", action="store_true")
     for sub in (show, again, letters, fill):
         _where(sub, top=False)
@@ -165,7 +166,8 @@ def _backfill(target, args: argparse.Namespace) -> int:
     if listed > CONFIRM_OVER and not args.yes and not _confirmed(listed, args.prefix):
         print("not started")
         return 1
-    arn = backfill.start(target, target.client("stepfunctions"), args.prefix, reprocess=args.reprocess)
+    sfn = target.client("stepfunctions")
+    arn = backfill.start(target, sfn, args.prefix, reprocess=args.reprocess, jobs=args.jobs)
     print(json.dumps({"execution": arn, "listed": listed}) if args.json else f"started {arn} over {listed} objects")
     return 0
 

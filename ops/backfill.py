@@ -23,6 +23,7 @@ from . import costs
 from .target import Target
 
 PROGRESS_EVERY = 500
+JOB_LIFE_S = 30  # a job's time from its create to its record, at the API's typical processing times
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,24 @@ def full_prefix(prefix: str) -> str:
     return prefix if prefix.startswith(INCOMING) else INCOMING + prefix.lstrip("/")
 
 
-def start(target: Target, sfn: Any, prefix: str, *, reprocess: bool) -> str:
-    """Start the backfill machine over the prefix; its execution ARN."""
+def jobs_for(target: Target) -> int:
+    """Jobs in flight that keep the backfill's create lane busy: its creates a second times a job's life."""
+    pace = target.qps * SlotLimiter.headroom / CREATE_LANE_GAP * (1 - target.live_share)
+    return max(4, math.ceil(pace * JOB_LIFE_S))
+
+
+def start(target: Target, sfn: Any, prefix: str, *, reprocess: bool, jobs: int | None = None) -> str:
+    """Start the backfill machine over the prefix, with at most `jobs` of its jobs in flight (default: as many as
+    keep its create lane busy); its execution ARN."""
     if not target.backfill_machine_arn:
         raise SystemExit("the stack names no backfill machine (BackfillStateMachineArn): update the stack")
     name = f"backfill-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    execution_input = {"bucket": target.input_bucket, "prefix": full_prefix(prefix), "reprocess": reprocess}
+    execution_input = {
+        "bucket": target.input_bucket,
+        "prefix": full_prefix(prefix),
+        "reprocess": reprocess,
+        "jobs": jobs or jobs_for(target),
+    }
     started = sfn.start_execution(
         stateMachineArn=target.backfill_machine_arn, name=name, input=json.dumps(execution_input)
     )

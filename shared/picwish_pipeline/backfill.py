@@ -4,8 +4,9 @@ record. The backfill machine's item step and `picwish-ops backfill --dry-run` de
 the dry run's bill is what the run pays.
 
 A job backfill starts is an upload's job: the same execution name as the upload's own event gives it (a key
-whose event is still on its way starts once), the same create lane, hand-over and records. A job run again gets
-an `attempt` in its name, from the record it replaces: two backfills reading the same record start it once.
+whose event is still on its way starts once), the same hand-over and records, in the create lane a backfill
+keeps. A job run again gets an `attempt` in its name, from the record it replaces: two backfills reading the
+same record start it once.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from botocore.exceptions import ClientError
 from picwish_visual.catalog import OPERATIONS, get_operation
 
 from . import tally
-from .payloads import BACKFILL
+from .payloads import BACKFILL, StepInput
 from .reasons import REFUSED
 from .services import Services
 from .storage import NOT_FOUND
-from .submit import submit_upload
+from .submit import judge_upload
 from .uploads import JobPath, UploadRef, parse_job_path
 
 START, RERUN, SKIP = "start", "rerun", "skip"
@@ -113,19 +114,25 @@ def _record(s3: Any, bucket: str, path: JobPath) -> dict[str, Any] | None:
     return None
 
 
-def run(svc: Services, bucket: str, key: str, *, reprocess: bool = False) -> Decision:
-    """Decide for `key` and act: a job started (or found already started), or the reason it is skipped. Each
-    decision is counted in the tally (`backfill#<action>`), for `picwish-ops status`."""
+def run(svc: Services, bucket: str, key: str, *, reprocess: bool = False) -> dict[str, Any]:
+    """Decide for `key`; for a job to run, judge the upload as submit does (a refused one gets its failure record
+    and is skipped) and say how to start it: the execution's `name` and `input`. The backfill machine starts it
+    and waits for its end (so its concurrency bounds the jobs in flight). Each decision is counted in the tally
+    (`backfill#<action>`), for `picwish-ops status`."""
     decision = decide(svc.s3, bucket, svc.settings.output_bucket, key, reprocess=reprocess)
+    start: dict[str, Any] = {}
     if decision.action != SKIP:
         upload = UploadRef(bucket, key, decision.version_id, decision.etag)
-        outcome = submit_upload(svc, upload, attempt=decision.attempt, intake=BACKFILL)
-        if outcome == "duplicate":
-            decision = _as(decision, SKIP, "already started")
+        judged = judge_upload(svc, upload, intake=BACKFILL)
+        if isinstance(judged, str):
+            decision = _as(decision, SKIP, f"{judged} by submit's rules (its failure record says why)")
+        else:
+            start = {"name": upload.execution_name(judged.operation.name, decision.attempt)}
+            start["input"] = StepInput(judged).to_dict()
     tally.count(svc, **{f"backfill#{decision.action}": 1})
-    return decision
+    return decision.to_dict() | start
 
 
 def item_step(svc: Services, item: dict[str, Any]) -> dict[str, Any]:
     """The backfill machine's step for one listed object: `{"bucket", "key", "reprocess"}`."""
-    return run(svc, str(item["bucket"]), str(item["key"]), reprocess=bool(item.get("reprocess"))).to_dict()
+    return run(svc, str(item["bucket"]), str(item["key"]), reprocess=bool(item.get("reprocess")))

@@ -39,16 +39,43 @@ class MissingUpload(LookupError):
     """The object (or the version the event names) is gone: deleted before it could be read."""
 
 
-def submit_upload(svc: Services, upload: UploadRef, *, attempt: str = "", intake: str = UPLOAD) -> str:
+def submit_upload(svc: Services, upload: UploadRef) -> str:
     """Validate one upload and start its execution. Whatever goes wrong while judging or starting it ends in a
     failure record before anything is paid: "invalid input" when the upload is at fault, "internal error" (and
-    the exception goes on to Lambda's retries and the dead-letter queue) when it is not. A backfill names its
-    `intake` and, running a version again, the `attempt`."""
+    the exception goes on to Lambda's retries and the dead-letter queue) when it is not."""
+    judged = judge_upload(svc, upload)
+    if isinstance(judged, str):
+        return judged
+    path = judged.path
+    # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
+    execution_input = json.dumps(StepInput(judged).to_dict(), sort_keys=True)
+    try:
+        start_admitted(
+            svc,
+            stateMachineArn=svc.settings.state_machine_arn,
+            name=upload.execution_name(judged.operation.name),
+            input=execution_input,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            return "duplicate"
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
+        raise
+    except Exception as exc:
+        _fail_internally(svc, path, upload, "the job could not be started", exc)
+        raise
+    return "started"
+
+
+def judge_upload(svc: Services, upload: UploadRef, *, intake: str = UPLOAD) -> Job | str:
+    """The job an upload asks for, or what became of it: "ignored" (not an upload key), or "rejected" with its
+    failure record written (and counted). An error that is not the upload's fault writes "internal error" and is
+    raised. `intake`: how the job came (an upload's event, a backfill)."""
     path = parse_job_path(upload.key)
     if path is None:
         return "ignored"
     try:
-        job = replace(_judge_upload(svc, path, upload), intake=intake)
+        return replace(_judge_upload(svc, path, upload), intake=intake)
     except ValidationError as exc:
         reason = Reason.UNKNOWN_OPERATION if exc.param == "operation" else Reason.INVALID_INPUT
         _fail_input(svc, path, upload, exc, reason=reason)
@@ -62,24 +89,6 @@ def submit_upload(svc: Services, upload: UploadRef, *, attempt: str = "", intake
     except Exception as exc:
         _fail_internally(svc, path, upload, "the upload could not be judged", exc)
         raise
-    # No timestamps in the input: the same upload must produce byte-identical input to be deduplicated.
-    execution_input = json.dumps(StepInput(job).to_dict(), sort_keys=True)
-    try:
-        start_admitted(
-            svc,
-            stateMachineArn=svc.settings.state_machine_arn,
-            name=upload.execution_name(job.operation.name, attempt),
-            input=execution_input,
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
-            return "duplicate"
-        _fail_internally(svc, path, upload, "the job could not be started", exc)
-        raise
-    except Exception as exc:
-        _fail_internally(svc, path, upload, "the job could not be started", exc)
-        raise
-    return "started"
 
 
 def _fail_internally(svc: Services, path: JobPath, upload: UploadRef, what: str, exc: Exception) -> None:

@@ -42,7 +42,7 @@ SERVICE_USE: dict[str, dict[str, str]] = {
     "BackfillFunction": FUNCTION_SERVICE,
     "PipelineStateMachine": MACHINE_SERVICE,
     "BackfillStateMachine": MACHINE_SERVICE
-    | {"DistributedMapChildren": "Step Functions runs the map's items as child executions (moto, in-process)"},
+    | {"RunByStepFunctions": "Step Functions runs the map's items and hears of .sync jobs' ends (moto in-process)"},
 }
 
 
@@ -200,7 +200,7 @@ def _backfilled(pipeline) -> None:
         "incoming/inpaint/lp-backfill/shoe.png": images.photo(80, 60, fmt="PNG"),
     }
     pipeline.place(placed)
-    execution_input = {"bucket": pipeline.stack.input_bucket, "prefix": "incoming/", "reprocess": False}
+    execution_input = {"bucket": pipeline.stack.input_bucket, "prefix": "incoming/", "reprocess": False, "jobs": 4}
     machine = pipeline.stack.outputs["BackfillStateMachineArn"]
     arn = pipeline.sfn.start_execution(stateMachineArn=machine, input=json.dumps(execution_input))["executionArn"]
     deadline = time.monotonic() + 60
