@@ -92,3 +92,22 @@ def _minutes_ago(minutes: float):
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) - timedelta(minutes=minutes)
+
+
+def test_the_command_asks_before_a_large_backfill_and_prints_the_bill(pipeline, tmp_path, monkeypatch, capsys):
+    from ops import __main__ as cli
+
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps(stack_info(pipeline)))
+    pipeline.place({f"{PREFIX}ask/{i}.jpg": images.portrait(width=60 + i) for i in range(3)})
+    machine = pipeline.stack.outputs["BackfillStateMachineArn"]
+    before = len(pipeline.sfn.list_executions(stateMachineArn=machine)["executions"])
+    monkeypatch.setattr(cli, "CONFIRM_OVER", 2)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    where = ["--local", "--stack-file", str(info)]
+    assert cli.main([*where, "backfill", "idphoto/catalog/ask/"]) == 1  # 3 objects, no terminal to ask: no
+    assert "--yes to start without asking" in capsys.readouterr().err
+    assert len(pipeline.sfn.list_executions(stateMachineArn=machine)["executions"]) == before
+    assert cli.main([*where, "backfill", "idphoto/catalog/ask/", "--dry-run", "--json"]) == 0
+    bill = json.loads(capsys.readouterr().out)
+    assert (bill["listed"], bill["process"], bill["credits"]) == (3, {"start": 3}, 3)
