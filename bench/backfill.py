@@ -186,13 +186,19 @@ def measured(args, pipeline, target: Target, items: dict, alone: dict, rng, prog
     return report
 
 
-def _live(alone: dict[str, float], during: dict[str, float]) -> dict[str, float]:
+def _live(alone: dict[str, float], during: dict[str, float]) -> dict[str, Any]:
     quantiles = {
         f"{name}_{label}_s": measure.percentile(values.values(), q) or 0.0
         for name, values in (("alone", alone), ("during", during))
         for label, q in (("p50", 0.5), ("p95", 0.95))
     }
-    return quantiles | {"p95_ratio": round(quantiles["during_p95_s"] / max(quantiles["alone_p95_s"], 1e-9), 2)}
+    ratio = round(quantiles["during_p95_s"] / max(quantiles["alone_p95_s"], 1e-9), 2)
+    # Each upload's seconds too: a few dozen uploads make a noisy p95, and runs are pooled from these.
+    samples = {
+        "alone_s": sorted(round(v, 3) for v in alone.values()),
+        "during_s": sorted(round(v, 3) for v in during.values()),
+    }
+    return quantiles | {"p95_ratio": ratio} | samples
 
 
 def _paid(pipeline) -> int:

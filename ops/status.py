@@ -114,12 +114,12 @@ def render(report: dict[str, Any]) -> str:
 
 def _backfill_line(progress: dict[str, Any]) -> str:
     items = progress.get("items") or {}
-    done = items.get("succeeded", 0) + items.get("failed", 0)
     head = f"backfill    {progress.get('execution', '')} {progress.get('status', '').lower()}".rstrip()
     if items:
-        head += f": {done} of {items.get('total', 0)} judged, {items.get('failed', 0)} failed"
+        done, running, failed = (items.get(name, 0) for name in ("succeeded", "running", "failed"))
+        head += f": {done} done, {running} running, {failed} failed"
     decided = ", ".join(f"{n} {what}" for what, n in sorted(progress.get("decided", {}).items()))
-    return head + (f" ({decided})" if decided else "")
+    return head + (f" (decided: {decided})" if decided else "")
 
 
 def _duration(seconds: float) -> str:
