@@ -1,6 +1,6 @@
 """A backfill of a catalog already in S3, on the local stack, with live uploads arriving while it runs:
 
-    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 30] [--jobs 8] [--seed 1]
+    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 60] [--jobs 4] [--seed 1]
 
 The catalog: images never processed, some processed before (a result), some failed before, some uploaded again
 since their result (the new version's event never sent), one refused. First a trickle of live uploads alone (the
@@ -41,13 +41,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1000, help="images in the catalog")
     p.add_argument("--qps", type=float, default=20.0)
     p.add_argument("--time-scale", type=float, default=0.05)
-    p.add_argument("--live", type=int, default=30, help="live uploads, alone and again during the backfill")
+    p.add_argument("--live", type=int, default=60, help="live uploads, alone and again during the backfill")
     p.add_argument("--live-interval", type=float, default=1.0, help="mean seconds between live uploads")
     p.add_argument(
         "--jobs",
         type=int,
-        default=8,
-        help="the backfill's jobs in flight (the local stack: 4 sandboxes a function on the machine's cores)",
+        default=4,
+        help="the backfill's jobs in flight (the local stack runs 4 sandboxes a function on 2 cores: 4 jobs leave "
+        "room for the live uploads)",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600)

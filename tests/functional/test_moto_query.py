@@ -61,7 +61,7 @@ def _condition(partition, condition, low, high=None):
 def _queries():
     draw = random.Random(11)
     conditions = ["sk >= :a", "sk > :a", "sk <= :a", "sk < :a", "sk = :a", "sk BETWEEN :a AND :b"]
-    for _ in range(150):
+    for _ in range(100):
         condition = draw.choice(conditions)
         low = round(draw.uniform(-60, 410), 2)
         high = round(low + draw.uniform(0, 80), 2) if ":b" in condition else None
@@ -106,4 +106,4 @@ def test_every_answer_and_page_is_moto_s_own(dynamodb, monkeypatch):
     narrowed = [_pages(dynamodb, query) for query in queries]
     monkeypatch.setattr(Table, "query", Table.query.__wrapped__)
     assert [_pages(dynamodb, query) for query in queries] == narrowed
-    assert sum(bool(pages[0][0]) for pages in narrowed) > 75  # most queries return items
+    assert sum(bool(pages[0][0]) for pages in narrowed) > 50  # most queries return items
