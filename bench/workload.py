@@ -195,12 +195,7 @@ def plan(
     uploads, at = [], 0.0
     for i in range(n):
         op = rng.choices(names, [mix[name] for name in names])[0]
-        if small:
-            size_mb = 0.0
-            image = photo(rng, 4000, render=images)
-        else:
-            size_mb = min(SIZE_MAX_MB, max(SIZE_MIN_MB, SIZE_MEDIAN_MB * math.exp(rng.gauss(0, SIZE_SIGMA))))
-            image = photo(rng, int(size_mb * 1e6), render=images)
+        image = _image(rng, small=small, render=images)
         stem = f"b{i:04d}"
         shape, points = progress_shape(shape_rng, shapes)
         upload = Upload(
@@ -214,17 +209,31 @@ def plan(
             progress_points=points,
         )
         if recorded and recorded.get(op):
-            task = shape_rng.choice(recorded[op])
-            upload.processing_s, upload.progress_shape = task.processing_s, "recorded"
-            upload.progress_points = task.points or None
+            _as_recorded(upload, shape_rng.choice(recorded[op]))
         if image is not None and any(slot.name == "mask" for slot in OPERATIONS[op].slots):
             w, h = image.size
-            box = (w // 3, h // 3, w // 2, h // 2)
-            upload.masks[f"masks/{op}/bench/{stem}.png"] = encode(mask((w, h), box), "PNG")
+            upload.masks[f"masks/{op}/bench/{stem}.png"] = encode(mask((w, h), (w // 3, h // 3, w // 2, h // 2)), "PNG")
         uploads.append(upload)
         if scenario == "trickle":
             at += rng.expovariate(1 / interval_s)
     return uploads
+
+
+def _image(rng: random.Random, *, small: bool, render: bool) -> Image.Image | None:
+    """A tiny image, or one the size of a phone photo (drawn from the size distribution)."""
+    if small:
+        return photo(rng, 4000, render=render)
+    size_mb = min(SIZE_MAX_MB, max(SIZE_MIN_MB, SIZE_MEDIAN_MB * math.exp(rng.gauss(0, SIZE_SIGMA))))
+    return photo(rng, int(size_mb * 1e6), render=render)
+
+
+def _as_recorded(upload: Upload, task: Recorded) -> None:
+    """The upload's task takes a recorded task's time and progress curve."""
+    upload.processing_s, upload.progress_shape, upload.progress_points = (
+        task.processing_s,
+        "recorded",
+        task.points or None,
+    )
 
 
 def parse_shapes(text: str) -> list[str]:
