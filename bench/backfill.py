@@ -29,6 +29,7 @@ from offline.record_reader import read_records
 from ops import backfill
 from ops.status import dead_letters, status
 from ops.target import Target
+from picwish_visual.catalog import get_operation
 from tests.support import images
 
 PREFIX = "incoming/"
@@ -210,7 +211,7 @@ def _paid(pipeline) -> int:
 
 
 def _live_credits(live: dict[str, float]) -> int:
-    return len(live)  # idphoto: 1 credit each
+    return len(live) * (get_operation("idphoto").credits or 1)  # the live uploads are idphoto's
 
 
 def _target(pipeline) -> Target:

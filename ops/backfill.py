@@ -50,7 +50,7 @@ class Bill:
                 undocumented[str(d.operation)] += 1
             else:
                 credits[str(d.operation)] += d.credits
-        pace = self.qps * SlotLimiter.headroom / CREATE_LANE_GAP * (1 - live_share)  # the backfill lane's creates/s
+        pace = backfill_pace(self.qps, live_share)
         images = len(self.processed)
         return {
             "prefix": self.prefix,
@@ -98,10 +98,14 @@ def full_prefix(prefix: str) -> str:
     return prefix if prefix.startswith(INCOMING) else INCOMING + prefix.lstrip("/")
 
 
+def backfill_pace(qps: float, live_share: float) -> float:
+    """The backfill lane's creates a second: the create lane's share of the budget, less the uploads' share."""
+    return qps * SlotLimiter.headroom / CREATE_LANE_GAP * (1 - live_share)
+
+
 def jobs_for(target: Target) -> int:
     """Jobs in flight that keep the backfill's create lane busy: its creates a second times a job's life."""
-    pace = target.qps * SlotLimiter.headroom / CREATE_LANE_GAP * (1 - target.live_share)
-    return max(4, math.ceil(pace * JOB_LIFE_S))
+    return max(4, math.ceil(backfill_pace(target.qps, target.live_share) * JOB_LIFE_S))
 
 
 def start(target: Target, sfn: Any, prefix: str, *, reprocess: bool, jobs: int | None = None) -> str:
