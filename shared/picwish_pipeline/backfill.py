@@ -4,9 +4,9 @@ record. The backfill machine's item step and `picwish-ops backfill --dry-run` de
 the dry run's bill is what the run pays.
 
 A job backfill starts is an upload's job: the same execution name as the upload's own event gives it (a key
-whose event is still on its way starts once), the same hand-over and records, in the create lane a backfill
-keeps. A job run again gets an `attempt` in its name, from the record it replaces: two backfills reading the
-same record start it once.
+whose event is still on its way, or owed a retry after submit's internal error, starts once), the same hand-over
+and records, in the create lane a backfill keeps. A job run again gets an `attempt` in its name, from the record
+it replaces: two backfills reading the same record start it once.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from picwish_visual.catalog import OPERATIONS, get_operation
 
 from . import tally
 from .payloads import BACKFILL, StepInput
-from .reasons import REFUSED
+from .reasons import REFUSED, Reason
 from .services import Services
 from .storage import NOT_FOUND
 from .submit import judge_upload
@@ -79,6 +79,10 @@ def decide(s3: Any, input_bucket: str, output_bucket: str, key: str, *, reproces
             return _as(found, SKIP, "has a result")
         return _as(found, RERUN, "reprocess", attempt=_attempt(record))
     why = str(record.get("reason") or "unknown")
+    if why == Reason.INTERNAL_ERROR:
+        # Submit never started its job; its event is still owed a retry or a redrive. Under the upload's own
+        # name, whichever of the two comes second finds the job started.
+        return _as(found, START, "its job never started (internal error)")
     if why in REFUSED:
         return _as(found, SKIP, f"refused: {why} (fix the upload and upload it again)")
     if record.get("redriven_at"):

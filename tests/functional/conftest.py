@@ -7,8 +7,10 @@ import pytest
 from moto import mock_aws
 
 from mock_server import MockConfig, create_app
+from offline.__main__ import stack_info
 from offline.harness import AWS_ENV, build
 from offline.stack import table_keys
+from ops.__main__ import main as picwish_ops
 
 RATE_TABLE_KEYS = table_keys("RateLimitTable")
 
@@ -76,3 +78,17 @@ def pipeline(fast_pipeline):
     fast_pipeline.runtime.faults.clear()
     fast_pipeline.runtime.s3_delivery_copies = 1
     fast_pipeline.mock.clear_rules()
+
+
+@pytest.fixture
+def ops(pipeline, tmp_path, capsys):
+    """Run `picwish-ops --local … --json` in-process against this module's stack; its JSON answer."""
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps(stack_info(pipeline)))
+
+    def run(*args: str) -> dict:
+        capsys.readouterr()
+        assert picwish_ops(["--local", "--stack-file", str(info), *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the sandboxes log to stdout too
+
+    return run

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import time
 
+from botocore.exceptions import ClientError
+
 from offline.__main__ import stack_info
 from offline.record_reader import read_records
 from ops import backfill
 from ops.status import status
 from ops.target import Target
 from tests.support import images
+from tests.support.journal import posts_for
 
 PREFIX = "incoming/idphoto/catalog/"
 
@@ -111,3 +114,42 @@ def test_the_command_asks_before_a_large_backfill_and_prints_the_bill(pipeline, 
     assert cli.main([*where, "backfill", "idphoto/catalog/ask/", "--dry-run", "--json"]) == 0
     bill = json.loads(capsys.readouterr().out)
     assert (bill["listed"], bill["process"], bill["credits"]) == (3, {"start": 3}, 3)
+
+
+def test_an_upload_whose_job_never_started_runs_once_whether_the_backfill_or_its_redrive_comes_first(pipeline, ops):
+    """Submit could not judge the upload ("internal error": its event goes on to Lambda's retries and the
+    dead-letter queue). The backfill starts its job under the upload's own name, so the event's redrive after it
+    finds the job started: one task, one result."""
+    key = f"{PREFIX}stuck/never-started.jpg"
+
+    def deny(at, event, params=None):  # reading the upload's version: submit cannot judge it
+        if "never-started.jpg" in json.dumps(event) and at.startswith("before S3.") and (params or {}).get("VersionId"):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, at.split(".")[-1])
+
+    submit = pipeline.stack.resources["SubmitFunction"]
+    pipeline.runtime.faults[submit] = deny
+    pipeline.upload(key, images.portrait())
+    assert pipeline.record(key)[1]["reason"] == "internal error"
+    deadline = time.monotonic() + 30
+    while not ops("dlq")["messages"]:  # after Lambda's two retries
+        assert time.monotonic() < deadline, "nothing reached the dead-letter queue"
+        time.sleep(0.2)
+    del pipeline.runtime.faults[submit]
+
+    planned = ops("backfill", "idphoto/catalog/stuck/", "--dry-run")
+    _ended(pipeline, ops("backfill", "idphoto/catalog/stuck/", "--yes")["execution"])
+    kind, _record = pipeline.record(key, wanted="result", timeout_s=60)
+    assert ops("dlq", "--yes")["redriven"] == 1
+    _settled(pipeline)
+    assert kind == "result" and len(posts_for(pipeline, "never-started.jpg")) == 1
+    assert (planned["process"], planned["credits"]) == ({"start": 1}, 1)  # under the upload's own name
+    assert [k for k, _ in read_records(pipeline.s3, pipeline.stack.output_bucket, key)] == ["result"]
+
+
+def _settled(pipeline, timeout_s: float = 30) -> None:
+    """Every execution of the pipeline's machine has ended (a redriven upload's included)."""
+    machine = pipeline.stack.outputs["StateMachineArn"]
+    deadline = time.monotonic() + timeout_s
+    while pipeline.sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+        assert time.monotonic() < deadline, "executions still running"
+        time.sleep(0.2)

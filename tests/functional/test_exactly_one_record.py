@@ -17,14 +17,7 @@ from picwish_pipeline import tally
 from picwish_pipeline.uploads import S3_KEY_MAX_BYTES
 from picwish_visual.catalog import MB
 from tests.support import images
-
-
-def posts_for(pipeline, filename: str) -> list[dict]:
-    return [
-        e
-        for e in pipeline.mock.requests(method="POST")
-        if (e.get("fields") or {}).get("image_file", {}).get("filename") == filename
-    ]
+from tests.support.journal import posts_for
 
 
 def only_record(pipeline, key: str, timeout_s: float = 30) -> tuple[str, dict]:

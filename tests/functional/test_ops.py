@@ -7,27 +7,9 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-from offline.__main__ import stack_info
 from offline.lambdas import LambdaCrash
-from ops.__main__ import main
 from picwish_visual.catalog import get_operation
 from tests.support import images
-
-
-@pytest.fixture
-def ops(pipeline, tmp_path, capsys):
-    """Run `picwish-ops --local …` in-process against this module's stack; its JSON answer."""
-    info = tmp_path / "stack.json"
-    info.write_text(json.dumps(stack_info(pipeline)))
-
-    def run(*args: str) -> dict:
-        capsys.readouterr()
-        assert main(["--local", "--stack-file", str(info), *args, "--json"]) == 0
-        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the sandboxes log to stdout too
-
-    return run
 
 
 def posts(pipeline, filename: str) -> int:

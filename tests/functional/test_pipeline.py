@@ -15,14 +15,7 @@ from PIL import Image
 from offline.lambdas import LambdaCrash
 from picwish_visual.states import TASK_STATES
 from tests.support import images
-
-
-def posts_for(pipeline, filename):
-    return [
-        e
-        for e in pipeline.mock.requests(method="POST")
-        if (e.get("fields") or {}).get("image_file", {}).get("filename") == filename
-    ]
+from tests.support.journal import posts_for
 
 
 def polls_for(pipeline, task_id):

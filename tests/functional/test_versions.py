@@ -15,6 +15,7 @@ from offline.record_reader import read_records
 from ops.__main__ import main as ops_main
 from picwish_pipeline.uploads import parse_job_path
 from tests.support import images
+from tests.support.journal import posts_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,14 +36,6 @@ def record_of_version(pipeline, key: str, version: str, timeout_s: float = 60) -
                 return kind, record
         time.sleep(0.05)
     raise AssertionError(f"no record of {key} version {version}: {present}")
-
-
-def posts(pipeline, filename: str) -> list[dict]:
-    return [
-        e
-        for e in pipeline.mock.requests(method="POST")
-        if (e.get("fields") or {}).get("image_file", {}).get("filename") == filename
-    ]
 
 
 def wait_for(condition, timeout_s: float = 30, what: str = "") -> None:
@@ -101,7 +94,7 @@ def test_an_older_job_finishing_later_never_replaces_the_newer_uploads_record(pi
     key = "incoming/idphoto/versions/slow.jpg"
     pipeline.mock.add_rule(filename="slow.jpg", polls=12, times=1)  # v1's task: done at its 12th poll
     first = put(pipeline, key, images.portrait())
-    wait_for(lambda: any(e["status"] == 200 for e in posts(pipeline, "slow.jpg")), what="v1's create")
+    wait_for(lambda: any(e["status"] == 200 for e in posts_for(pipeline, "slow.jpg")), what="v1's create")
     second = put(pipeline, key, images.portrait(width=96))
     assert record_of_version(pipeline, key, second)[0] == "result"
     ended = executions_ended(pipeline, key, 2)
@@ -121,13 +114,13 @@ def test_a_version_superseded_before_its_create_is_never_paid_and_the_refusal_st
     key = "incoming/idphoto/versions/waits.jpg"
     pipeline.mock.add_rule(filename="waits.jpg", create_status=429, times=3)  # v1's create waits its turn
     first = put(pipeline, key, images.portrait())
-    wait_for(lambda: len(posts(pipeline, "waits.jpg")) >= 1, what="v1's first 429")
+    wait_for(lambda: len(posts_for(pipeline, "waits.jpg")) >= 1, what="v1's first 429")
     second = put(pipeline, key, b"this is not an image")
     kind, record = record_of_version(pipeline, key, second)
     assert (kind, record["reason"]) == ("failed", "invalid input")
     ended = executions_ended(pipeline, key, 1)
     assert json.loads(ended[0]["output"])["result"]["status"] == "superseded"
-    assert [e["status"] for e in posts(pipeline, "waits.jpg") if e["status"] == 200] == []  # nothing paid
+    assert [e["status"] for e in posts_for(pipeline, "waits.jpg") if e["status"] == 200] == []  # nothing paid
     kind, record = only_record(pipeline, key)
     assert (kind, record["reason"], record["source"]["version_id"]) == ("failed", "invalid input", second)
     assert json.loads(ended[0]["input"])["job"]["upload"]["version_id"] == first
@@ -160,11 +153,11 @@ def test_an_input_deleted_before_its_create_is_never_paid_and_ends_in_one_record
     key = "incoming/idphoto/versions/deleted.jpg"
     pipeline.mock.add_rule(filename="deleted.jpg", create_status=429, times=3)
     put(pipeline, key, images.portrait())
-    wait_for(lambda: len(posts(pipeline, "deleted.jpg")) >= 1, what="the first 429")
+    wait_for(lambda: len(posts_for(pipeline, "deleted.jpg")) >= 1, what="the first 429")
     pipeline.s3.delete_object(Bucket=pipeline.stack.input_bucket, Key=key)
     (ended,) = executions_ended(pipeline, key, 1)
     assert (ended["status"], ended["error"]) == ("FAILED", "JobFailed")
-    assert [e for e in posts(pipeline, "deleted.jpg") if e["status"] == 200] == []
+    assert [e for e in posts_for(pipeline, "deleted.jpg") if e["status"] == 200] == []
     kind, record = only_record(pipeline, key)
     assert (kind, record["reason"]) == ("failed", "object missing")
 
@@ -194,7 +187,7 @@ def test_two_redrives_at_once_pay_at_most_once(pipeline, tmp_path):
     pipeline.mock.add_rule(filename="redriven.jpg", state=-5, times=1)
     version = put(pipeline, key, images.portrait())
     assert record_of_version(pipeline, key, version)[1]["reason"] == "task failed"
-    before = len([e for e in posts(pipeline, "redriven.jpg") if e["status"] == 200])
+    before = len([e for e in posts_for(pipeline, "redriven.jpg") if e["status"] == 200])
     info = tmp_path / "stack.json"
     info.write_text(json.dumps(stack_info(pipeline)))
     # Two operators at once: two processes, as two terminals would run them.
@@ -205,7 +198,7 @@ def test_two_redrives_at_once_pay_at_most_once(pipeline, tmp_path):
     assert len([v for v in listed["Versions"] if v["Key"] == key]) == 2  # the upload and one redrive copy
     kind, _ = pipeline.record(key, wanted="result")
     assert kind == "result"
-    paid = len([e for e in posts(pipeline, "redriven.jpg") if e["status"] == 200])
+    paid = len([e for e in posts_for(pipeline, "redriven.jpg") if e["status"] == 200])
     assert paid == before + 1
 
 
@@ -233,7 +226,7 @@ def test_a_redrive_resumes_a_paid_task_instead_of_paying_again(pipeline, tmp_pat
     assert len(resumed) == 1
     ended = executions_ended(pipeline, key, 2)
     assert {json.loads(e["input"])["create"].get("task_id") for e in ended} == {None, task}
-    assert len([e for e in posts(pipeline, "resumed.jpg") if e["status"] == 200]) == 1  # nothing paid again
+    assert len([e for e in posts_for(pipeline, "resumed.jpg") if e["status"] == 200]) == 1  # nothing paid again
     polls_after = len([e for e in pipeline.mock.requests(method="GET") if e["task_id"] == task])
     assert polls_after > polls_before  # the paid task was polled again
     assert only_record(pipeline, key)[1]["task_id"] == task
