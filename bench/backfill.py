@@ -1,6 +1,6 @@
 """A backfill of a catalog already in S3, on the local stack, with live uploads arriving while it runs:
 
-    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 60] [--jobs 4] [--seed 1]
+    .venv/bin/python -m bench.backfill [--n 1000] [--qps 20] [--time-scale 0.05] [--live 60] [--jobs N] [--seed 1]
 
 The catalog: images never processed, some processed before (a result), some failed before, some uploaded again
 since their result (the new version's event never sent), one refused. First a trickle of live uploads alone (the
@@ -45,13 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--time-scale", type=float, default=0.05)
     p.add_argument("--live", type=int, default=60, help="live uploads, alone and again during the backfill")
     p.add_argument("--live-interval", type=float, default=1.0, help="mean seconds between live uploads")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=4,
-        help="the backfill's jobs in flight (the local stack runs 4 sandboxes a function on 2 cores: 4 jobs leave "
-        "room for the live uploads)",
-    )
+    p.add_argument("--jobs", type=int, help="the backfill's jobs in flight (default: picwish-ops backfill's)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--check", action="store_true", help="exit 1 when a promise is broken")
@@ -89,8 +83,8 @@ def prepare(pipeline, items: dict[str, tuple[str, bytes]], progress) -> None:
     pipeline.place(silent)
 
 
-def trickle(pipeline, count: int, interval: float, rng: random.Random, tag: str) -> dict[str, float]:
-    """`count` live uploads, Poisson-spaced; key -> upload → record seconds."""
+def trickle(pipeline, count: int, interval: float, rng: random.Random, tag: str) -> dict[str, dict[str, float]]:
+    """`count` live uploads, Poisson-spaced; key -> its upload → record seconds and their phases."""
     keys = [f"{PREFIX}idphoto/live/{tag}-{i:03}.jpg" for i in range(count)]
     sent: dict[str, float] = {}
     for i, key in enumerate(keys):
@@ -100,8 +94,16 @@ def trickle(pipeline, count: int, interval: float, rng: random.Random, tag: str)
     took = {}
     for key in keys:
         _kind, record = pipeline.record(key, timeout_s=900)
-        took[key] = measure.written_at(record) - sent[key]
+        took[key] = phases(record, sent[key])
     return took
+
+
+def phases(record: dict, sent: float) -> dict[str, float]:
+    """Upload → record, and its two parts: to the create's answer (the event, submit, the create step), and from
+    there to the record (the task, the polls, finalize). The API's own stamps are whole seconds: not used."""
+    created = datetime.fromisoformat(record["timestamps"]["task_created"]).timestamp()
+    written = measure.written_at(record)
+    return {"total": written - sent, "to_created": created - sent, "created_to_record": written - created}
 
 
 def settle(pipeline, target: Target, arn: str, keys: list[str], timeout_s: float) -> dict[str, tuple[str, dict]]:
@@ -164,8 +166,9 @@ def measured(args, pipeline, target: Target, items: dict, alone: dict, rng, prog
     bill = backfill.Bill(PREFIX, decisions, sizes, target.qps, 0.0).summary(target.live_share)
     paid_before, journal_before = _paid(pipeline), len(pipeline.mock.requests(method="POST"))
     started = time.time()
-    arn = backfill.start(target, pipeline.sfn, "", reprocess=False, jobs=args.jobs)
-    live: dict[str, float] = {}
+    jobs = args.jobs or backfill.jobs_for(target)
+    arn = backfill.start(target, pipeline.sfn, "", reprocess=False, jobs=jobs)
+    live: dict[str, dict[str, float]] = {}
     during = lambda: live.update(trickle(pipeline, args.live, args.live_interval, rng, "during"))  # noqa: E731
     feeder = threading.Thread(target=during)
     feeder.start()
@@ -176,7 +179,7 @@ def measured(args, pipeline, target: Target, items: dict, alone: dict, rng, prog
     paid = measure.paid_per_upload(posts, lambda e: measure.upload_key_of(e, {}))
     done = {key for key, (kind, _b) in items.items() if kind == "done"}
     report = {
-        "settings": vars(args),
+        "settings": vars(args) | {"jobs": jobs},
         "bill": {k: v for k, v in bill.items() if k != "skip"} | {"skip": dict(bill["skip"])},
         "credits_paid": _paid(pipeline) - paid_before - _live_credits(live),
         "paid_for_keys_with_a_result": sum(n for key, n in paid.items() if key and key.split("@")[0] in done),
@@ -191,19 +194,23 @@ def measured(args, pipeline, target: Target, items: dict, alone: dict, rng, prog
     return report
 
 
-def _live(alone: dict[str, float], during: dict[str, float]) -> dict[str, Any]:
+def _live(alone: dict[str, dict[str, float]], during: dict[str, dict[str, float]]) -> dict[str, Any]:
+    runs = (("alone", alone), ("during", during))
     quantiles = {
-        f"{name}_{label}_s": measure.percentile(values.values(), q) or 0.0
-        for name, values in (("alone", alone), ("during", during))
+        f"{name}_{label}_s": measure.percentile((p["total"] for p in values.values()), q) or 0.0
+        for name, values in runs
         for label, q in (("p50", 0.5), ("p95", 0.95))
     }
     ratio = round(quantiles["during_p95_s"] / max(quantiles["alone_p95_s"], 1e-9), 2)
-    # Each upload's seconds too: a few dozen uploads make a noisy p95, and runs are pooled from these.
-    samples = {
-        "alone_s": sorted(round(v, 3) for v in alone.values()),
-        "during_s": sorted(round(v, 3) for v in during.values()),
+    # Where the time goes: each phase's median, alone and during.
+    split = {
+        f"{name}_p50_{part}_s": round(measure.percentile((p[part] for p in values.values()), 0.5) or 0.0, 3)
+        for name, values in runs
+        for part in ("to_created", "created_to_record")
     }
-    return quantiles | {"p95_ratio": ratio} | samples
+    # Each upload's seconds too: a few dozen uploads make a noisy p95, and runs are pooled from these.
+    samples = {f"{name}_s": sorted(round(p["total"], 3) for p in values.values()) for name, values in runs}
+    return quantiles | {"p95_ratio": ratio} | split | samples
 
 
 def _paid(pipeline) -> int:

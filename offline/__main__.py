@@ -78,6 +78,7 @@ def stack_info(pipeline: Pipeline) -> dict:
         "qps": float(pipeline.stack.outputs["ApiQps"]),
         "credit_budget": int(pipeline.stack.outputs["CreditBudget"]),
         "live_share": float(pipeline.stack.outputs["LiveUploadShare"]),
+        "lambda_concurrency": pipeline.runtime.default_concurrency,  # sandboxes a function runs at once
         "mock_url": pipeline.mock.url,
         "api_key": pipeline.mock.api_key,  # the mock's key: worthless outside this machine
         # An operator's key (every permission): the stack enforces IAM, so "testing" is refused once it is up.

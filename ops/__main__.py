@@ -90,7 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fill.add_argument("--reprocess", action="store_true", help="also images that have a result (paid again)")
     fill.add_argument("--dry-run", action="store_true", help="the bill: what would run and skip, credits, time, cost")
     fill.add_argument("--yes", action="store_true", help=f"start without asking (asked past {CONFIRM_OVER} images)")
-    fill.add_argument("--jobs", type=int, help="the backfill's jobs in flight at most (default: enough for the QPS)")
+    fill.add_argument(
+        "--jobs",
+        type=int,
+        help="the backfill's jobs in flight at most (default: enough for the QPS, and at most half "
+        "of a function's concurrency where the stack bounds it)",
+    )
     fill.add_argument("--json", action="store_true")
     for sub in (show, again, letters, fill):
         _where(sub, top=False)

@@ -104,8 +104,13 @@ def backfill_pace(qps: float, live_share: float) -> float:
 
 
 def jobs_for(target: Target) -> int:
-    """Jobs in flight that keep the backfill's create lane busy: its creates a second times a job's life."""
-    return max(4, math.ceil(backfill_pace(target.qps, target.live_share) * JOB_LIFE_S))
+    """Jobs in flight that keep the backfill's create lane busy (its creates a second times a job's life), but
+    at most half of each function's concurrency where the stack bounds it (the local stack's sandboxes): a job
+    holds one invocation at a time, so half the invocations stay free for new uploads."""
+    busy = max(4, math.ceil(backfill_pace(target.qps, target.live_share) * JOB_LIFE_S))
+    if target.lambda_concurrency:
+        return max(1, min(busy, target.lambda_concurrency // 2))
+    return busy
 
 
 def start(target: Target, sfn: Any, prefix: str, *, reprocess: bool, jobs: int | None = None) -> str:

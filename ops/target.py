@@ -28,6 +28,7 @@ class Target:
     qps: float = 2.0
     credit_budget: int = 0  # credits per rolling 24 h; 0: none
     live_share: float = 0.25  # of the create lane, kept for uploads while a backfill runs
+    lambda_concurrency: int | None = None  # invocations a function runs at once, where the stack bounds it
 
     @classmethod
     def local(cls, info_file: Path) -> Target:
@@ -54,6 +55,7 @@ class Target:
             qps=float(info.get("qps") or 2.0),
             credit_budget=int(info.get("credit_budget") or 0),
             live_share=float(info.get("live_share") or 0.25),
+            lambda_concurrency=info.get("lambda_concurrency"),
         )
 
     @classmethod
