@@ -87,6 +87,7 @@ def trickle(pipeline, count: int, interval: float, rng: random.Random, tag: str)
     """`count` live uploads, Poisson-spaced; key -> its upload → record seconds and their phases."""
     keys = [f"{PREFIX}idphoto/live/{tag}-{i:03}.jpg" for i in range(count)]
     sent: dict[str, float] = {}
+    first_invocation = len(pipeline.runtime.invocations)
     for i, key in enumerate(keys):
         sent[key] = time.time()
         pipeline.upload(key, images.portrait(width=100 + i % 50))
@@ -95,7 +96,22 @@ def trickle(pipeline, count: int, interval: float, rng: random.Random, tag: str)
     for key in keys:
         _kind, record = pipeline.record(key, timeout_s=900)
         took[key] = phases(record, sent[key])
+    for key, seconds in _cold_starts(pipeline.runtime.invocations[first_invocation:], keys).items():
+        took[key]["cold_starts"] = seconds
     return took
+
+
+def _cold_starts(invocations: list, keys: list[str]) -> dict[str, float]:
+    """Each upload's seconds of sandbox start in its own steps (a new sandbox, when the warm ones were busy)."""
+    names = {key.rsplit("/", 1)[1]: key for key in keys}
+    found = dict.fromkeys(keys, 0.0)
+    for invocation in invocations:
+        if invocation.cold_start_ms:
+            seen = json.dumps(invocation.event)
+            for name, key in names.items():
+                if name in seen:
+                    found[key] += invocation.cold_start_ms / 1000
+    return found
 
 
 def phases(record: dict, sent: float) -> dict[str, float]:
@@ -208,9 +224,20 @@ def _live(alone: dict[str, dict[str, float]], during: dict[str, dict[str, float]
         for name, values in runs
         for part in ("to_created", "created_to_record")
     }
+    # The slowest three of each, in parts: what a p95 of a few dozen uploads is made of.
+    split |= {
+        f"{name}_slowest": [
+            {part: round(value, 3) for part, value in p.items()} for p in sorted(values.values(), key=_total)[-3:]
+        ]
+        for name, values in runs
+    }
     # Each upload's seconds too: a few dozen uploads make a noisy p95, and runs are pooled from these.
     samples = {f"{name}_s": sorted(round(p["total"], 3) for p in values.values()) for name, values in runs}
     return quantiles | {"p95_ratio": ratio} | split | samples
+
+
+def _total(phases: dict[str, float]) -> float:
+    return phases["total"]
 
 
 def _paid(pipeline) -> int:
