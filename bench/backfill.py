@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from bench import measure
@@ -219,25 +220,22 @@ def _live(alone: dict[str, dict[str, float]], during: dict[str, dict[str, float]
     }
     ratio = round(quantiles["during_p95_s"] / max(quantiles["alone_p95_s"], 1e-9), 2)
     # Where the time goes: each phase's median, alone and during.
-    split = {
+    parts = {
         f"{name}_p50_{part}_s": round(measure.percentile((p[part] for p in values.values()), 0.5) or 0.0, 3)
         for name, values in runs
         for part in ("to_created", "created_to_record")
     }
     # The slowest three of each, in parts: what a p95 of a few dozen uploads is made of.
-    split |= {
+    parts |= {
         f"{name}_slowest": [
-            {part: round(value, 3) for part, value in p.items()} for p in sorted(values.values(), key=_total)[-3:]
+            {part: round(value, 3) for part, value in p.items()}
+            for p in sorted(values.values(), key=itemgetter("total"))[-3:]
         ]
         for name, values in runs
     }
     # Each upload's seconds too: a few dozen uploads make a noisy p95, and runs are pooled from these.
     samples = {f"{name}_s": sorted(round(p["total"], 3) for p in values.values()) for name, values in runs}
-    return quantiles | {"p95_ratio": ratio} | split | samples
-
-
-def _total(phases: dict[str, float]) -> float:
-    return phases["total"]
+    return quantiles | {"p95_ratio": ratio} | parts | samples
 
 
 def _paid(pipeline) -> int:
